@@ -1,0 +1,59 @@
+"""Shared defaults of every preset; presets start from `get_config()` and override.
+
+Keys are grouped by pipeline stage (see README "Configs"). Values here are the reference's where it
+has one (REFERENCE.md), so presets only state where they deviate.
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  # Synthetic world: rendered CLEVR-like scenes (learning_words/world/scenes.py).
+  c.world = ml_collections.ConfigDict()
+  c.world.resolution = 32          # px; any of 16..128
+  c.world.min_objects = 1
+  c.world.max_objects = 4
+  c.world.num_train = 20_000       # rendered scenes for the GAN and the segmenter
+  c.world.num_val = 1_000
+  c.world.relation_prob = 0.5      # chance a caption adds a left/right/front/behind relation
+
+  # Speech: eSpeak NG voices drawn per caption (learning_words/world/speech.py).
+  c.speech = ml_collections.ConfigDict()
+  c.speech.voices = ("en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-rp")
+  c.speech.rate_range = (140, 200)     # words per minute
+  c.speech.pitch_range = (30, 70)      # eSpeak pitch, 0..100
+  c.speech.workers = 2                 # TTS worker processes
+
+  # Image / spoken-caption data (learning_words/datasets, input_pipeline.py).
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "synthetic"      # 'synthetic' (built offline) or 'official' (manual_dir layout)
+  c.data.official_dir = ""         # official Audio CLEVRGAN root: name_list_*.txt, audio/, images/, text/
+  c.data.official_variant = "synth"  # 'natural' or 'synth' captions
+  c.data.image_size = 128          # stored image size for the official layout
+  c.data.on_bad_audio = "error"    # 'error': raise naming the file; 'skip': skip and count it
+  c.data.train_frames = 1024       # spectrogram frames in training (random crop when longer)
+  c.data.eval_frames = 2048        # spectrogram frames in evaluation
+  c.data.batch_size = 32           # global batch, split over all devices and hosts
+  c.data.worker_count = 0          # grain worker processes (featurisation)
+
+  # GAN (learning_words/gan_train.py): the frozen generator that draws positives and negatives.
+  c.gan = ml_collections.ConfigDict()
+  c.gan.sizes = (128, 128, 128, 64, 32)  # [z_dim, depth@4x4, @8x8, @16x16, @32x32] -> 32 px
+  c.gan.d_sizes = (128, 128, 64, 32)     # discriminator / encoder depths at 4x4 .. R
+  c.gan.batch_size = 32
+  c.gan.steps = 20_000
+  c.gan.lr = 1e-3                        # Adam, ProgGAN's
+  c.gan.b1 = 0.0
+  c.gan.b2 = 0.99
+  c.gan.r1_gamma = 0.006                 # StyleGAN2-ADA heuristic 0.0002 * R^2 / batch at 32 px
+  c.gan.r1_every = 16                    # lazy R1
+  c.gan.ema_decay = 0.999
+  c.gan.recon_weight = 1.0               # VAE-GAN L1 reconstruction (0: adversarial only)
+  c.gan.kl_weight = 1.0                  # KL(q(z|x) || N(0, I)), per pixel like the L1
+  c.gan.log_every = 50
+  c.gan.sample_every = 500
+  c.gan.checkpoint_every = 500
+  c.gan.retrain = False                  # True: train a new generator instead of the shipped one
+  return c

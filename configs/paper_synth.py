@@ -1,0 +1,21 @@
+"""The reference's settings on Audio CLEVRGAN with TTS ('synth') captions, for accelerators.
+
+  python -m learning_words.main --config=configs/paper_synth.py --workdir=gs://BUCKET/lw \
+      --mode=pipeline --config.data.official_dir=/path/to/audio_clevrgan
+
+128 px images, 1024 training / 2048 evaluation frames, batch 32 (REFERENCE.md "Training").
+"""
+from configs import common
+
+
+def get_config():
+  c = common.get_config()
+  c.world.resolution = 128
+  c.data.source = "official"
+  c.data.official_variant = "synth"
+  c.data.image_size = 128
+  c.data.train_frames = 1024
+  c.data.eval_frames = 2048
+  c.data.batch_size = 32
+  c.data.worker_count = 8
+  return c

@@ -1,0 +1,1 @@
+"""learning_words: "Learning Words by Drawing Images" (CVPR 2019) in JAX / Flax NNX."""

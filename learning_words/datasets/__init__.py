@@ -1,0 +1,1 @@
+"""TFDS builders (ArrayRecord, no TensorFlow) and the helpers that build and open them."""

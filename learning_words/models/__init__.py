@@ -1,0 +1,1 @@
+"""Network classes (Flax NNX): generator, discriminator, encoders, segmenter."""

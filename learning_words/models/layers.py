@@ -1,0 +1,61 @@
+"""Progressive GAN building blocks: equalised-learning-rate convolutions and pixel norm.
+
+Weights are drawn from N(0, 1) and scaled at run time by gain / sqrt(fan_in) (equalised learning
+rate, Karras et al. 2018). The scale is stored as a non-trained `WScale` variable so that official
+checkpoints, which carry their own scale, convert one to one.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class WScale(nnx.Variable):
+  """A per-layer constant (not trained, not in the optimizer)."""
+
+
+def pixel_norm(x, eps=1e-8):
+  """Normalises each position's feature vector to unit RMS over channels. x: [..., C]."""
+  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def upsample2x(x):
+  """Nearest-neighbour 2x upsampling. x: [B, h, w, C] -> [B, 2h, 2w, C]."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def downsample2x(x):
+  """2x2 average pooling. x: [B, h, w, C] -> [B, h/2, w/2, C]."""
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+class EqConv(nnx.Module):
+  """Conv (NHWC, HWIO kernel) with equalised learning rate and a bias added after the scale."""
+
+  def __init__(self, cin: int, cout: int, kernel: int, *, rngs: nnx.Rngs, padding=None,
+               gain: float = math.sqrt(2.0)):
+    self.kernel = nnx.Param(jax.random.normal(rngs.params(), (kernel, kernel, cin, cout)))
+    self.bias = nnx.Param(jnp.zeros((cout,)))
+    self.scale = WScale(jnp.asarray(gain / math.sqrt(cin * kernel * kernel), jnp.float32))
+    pad = kernel // 2 if padding is None else padding
+    self.padding = ((pad, pad), (pad, pad))
+
+  def __call__(self, x):
+    y = jax.lax.conv_general_dilated(
+        x, self.kernel[...] * self.scale[...], (1, 1), self.padding,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + self.bias[...]
+
+
+class EqDense(nnx.Module):
+  """Dense layer with equalised learning rate."""
+
+  def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs, gain: float = math.sqrt(2.0)):
+    self.kernel = nnx.Param(jax.random.normal(rngs.params(), (cin, cout)))
+    self.bias = nnx.Param(jnp.zeros((cout,)))
+    self.scale = WScale(jnp.asarray(gain / math.sqrt(cin), jnp.float32))
+
+  def __call__(self, x):
+    return x @ (self.kernel[...] * self.scale[...]) + self.bias[...]

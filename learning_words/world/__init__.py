@@ -1,0 +1,1 @@
+"""The synthetic Audio-CLEVR world: rendered scenes, captions and speech, built offline."""

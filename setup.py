@@ -1,0 +1,32 @@
+"""Installs learning_words: JAX/Flax "Learning Words by Drawing Images"."""
+from setuptools import find_packages, setup
+
+setup(
+    name="learning_words",
+    version="0.1.0",
+    description="Learning Words by Drawing Images (CVPR 2019) in JAX/Flax NNX",
+    python_requires=">=3.11",
+    packages=find_packages(include=["learning_words", "learning_words.*"]),
+    install_requires=[
+        "jax",
+        "flax",
+        "optax",
+        "orbax-checkpoint",
+        "tensorflow-datasets",
+        "grain",
+        "array_record",
+        "importlib_resources",  # tfds imports it for builders defined in a package, undeclared
+        "numpy",
+        "scipy",  # polyphase resampling (speech) and, later, clustering
+        "soundfile",
+        "absl-py",
+        "ml_collections",
+        "espeakng-loader",  # bundles libespeak-ng + data: offline TTS for the synthetic world
+        "pillow",  # JPEG decoding of the official layout, PNG figures
+        "tqdm",
+        "tensorboardX",  # TensorBoard event files without TensorFlow (CLU's writers import it)
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-xdist", "librosa"],
+    },
+)

@@ -1,0 +1,49 @@
+"""Test setup: 8 forced CPU devices (sharding tests), the repo root on sys.path, shared fixtures."""
+import os
+import sys
+
+# Before any jax import: tests that shard use a mesh over 8 CPU devices; the rest use one.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+import soundfile as sf  # pylint: disable=g-import-not-at-top
+from PIL import Image  # pylint: disable=g-import-not-at-top
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+FIXTURE_SPLITS = {"train": [3, 5, 8, 13, 21, 34], "val": [40, 41], "test": [50, 51]}
+FIXTURE_WORDS = ("red", "blue", "shiny", "matte", "ball", "cube", "small", "big", "cyan", "metal")
+
+
+def write_official_layout(root: str, image_size: int = 16) -> dict:
+  """Writes a small official-layout Audio CLEVRGAN (TTS audio) under root; returns id -> entry."""
+  from learning_words.world import speech  # pylint: disable=g-import-not-at-top
+  for sub in ("audio", "images", "text"):
+    os.makedirs(os.path.join(root, sub), exist_ok=True)
+  rng = np.random.default_rng(0)
+  entries = {}
+  for split, ids in FIXTURE_SPLITS.items():
+    with open(os.path.join(root, f"name_list_{split}.txt"), "w") as f:
+      f.write("\n".join(str(i) for i in ids) + "\n")
+    for i in ids:
+      words = rng.choice(FIXTURE_WORDS, size=2 + i % 4)
+      text = "there is a " + " ".join(words) + "."
+      wav = speech.speak(text)
+      colour = rng.integers(0, 256, size=3).astype(np.uint8)
+      image = np.broadcast_to(colour, (image_size, image_size, 3)).copy()
+      Image.fromarray(image).save(os.path.join(root, "images", f"{i}.jpg"), quality=95)
+      sf.write(os.path.join(root, "audio", f"{i}.wav"), wav, 16000, subtype="PCM_16")
+      with open(os.path.join(root, "text", f"{i}.txt"), "w") as f:
+        f.write(text + "\n")
+      entries[i] = {"split": split, "text": text}
+  return entries
+
+
+@pytest.fixture(scope="session")
+def official_layout(tmp_path_factory):
+  """(root, entries) of a fixture in the official layout, written once per test process."""
+  root = str(tmp_path_factory.mktemp("official") / "synth")
+  return root, write_official_layout(root)
