@@ -18,4 +18,7 @@ def get_config():
   c.data.eval_frames = 2048
   c.data.batch_size = 32
   c.data.worker_count = 8
+  # The reference's 128 px Progressive GAN (official weights convert to it).
+  c.gan.sizes = (512, 512, 512, 512, 256, 128, 64)
+  c.gan.d_sizes = (512, 512, 512, 256, 128, 64)
   return c

@@ -16,4 +16,10 @@ def get_config():
   c.data.train_frames = 128
   c.data.eval_frames = 256
   c.data.batch_size = 8
+  c.gan.sizes = (16, 16, 16, 8)          # 16 px
+  c.gan.d_sizes = (16, 16, 8)
+  c.gan.batch_size = 8
+  c.gan.steps = 4
+  c.gan.r1_every = 2
+  c.gan.log_every = c.gan.sample_every = c.gan.checkpoint_every = 2
   return c

@@ -21,7 +21,8 @@ from absl import logging
 from flax import nnx
 from tqdm import tqdm
 
-from learning_words import figures, input_pipeline, mesh as mesh_lib, writers
+from learning_words import figures, mesh as mesh_lib, writers
+from learning_words.datasets import clevr_scenes
 from learning_words.models import discriminator as disc_lib
 from learning_words.models import generator as gen_lib
 
@@ -109,14 +110,6 @@ def train_step(s: GanState, real, key, cfg, r1: bool):
   return {**d_terms, **g_terms}
 
 
-def load_scene_images(data_dir: str, split: str = "train") -> np.ndarray:
-  """All rendered images of a clevr_scenes split, uint8 [N, R, R, 3], in id order."""
-  src = input_pipeline.open_source(data_dir, split)
-  recs = src.__getitems__(list(range(len(src))))
-  order = np.argsort([int(r["id"]) for r in recs])
-  return np.stack([np.asarray(recs[i]["image"]) for i in order])
-
-
 def batch_indices(seed: int, step: int, n: int, batch: int) -> np.ndarray:
   """The global batch's image indices at `step` (a function of seed and step only)."""
   return np.random.default_rng([seed, step]).integers(0, n, size=batch)
@@ -155,8 +148,11 @@ def load_generator(path: str, sizes) -> gen_lib.Generator:
 def train_gan(config, workdir: str, data_dir: str) -> str:
   """Trains (or resumes) the GAN to `config.gan.steps`; returns the EMA generator's folder."""
   cfg = config.gan
+  if gen_lib.resolution_of(cfg.sizes) != config.world.resolution:
+    raise ValueError(f"--config.gan.sizes draw {gen_lib.resolution_of(cfg.sizes)} px images but "
+                     f"--config.world.resolution is {config.world.resolution}")
   gan_dir = os.path.join(workdir, "gan")
-  images = load_scene_images(data_dir)
+  images = clevr_scenes.load_arrays(data_dir, "train")["image"]
   logging.info("train_gan: %d training renders %s", len(images), images.shape[1:])
   mesh = mesh_lib.make_mesh()
   s = GanState(cfg, config.seed)

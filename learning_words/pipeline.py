@@ -9,6 +9,7 @@ import time
 
 from absl import logging
 
+from learning_words import gan_train
 from learning_words.datasets import clevr_scenes, official
 
 # In order. Stages without a function here are still to come (see README "Status").
@@ -19,11 +20,26 @@ def data_dir(workdir: str) -> str:
   return os.path.join(workdir, "data")
 
 
+def scenes_dir(config, workdir: str) -> str:
+  """Folder of the rendered scene dataset for this config."""
+  return clevr_scenes.make_builder(config, data_dir(workdir)).data_dir
+
+
+def generator_dir(workdir: str) -> str:
+  """The EMA generator written by train_gan."""
+  return os.path.join(workdir, "gan", "generator_ema")
+
+
 def render(config, workdir: str) -> str:
   """Renders the scene dataset (clevr_scenes) for the GAN and the segmenter; returns its folder."""
   builder = clevr_scenes.make_builder(config, data_dir(workdir))
   builder.download_and_prepare()
   return builder.data_dir
+
+
+def train_gan(config, workdir: str) -> str:
+  """Trains (or resumes) the generator on the renders; returns the EMA generator's folder."""
+  return gan_train.train_gan(config, workdir, scenes_dir(config, workdir))
 
 
 def build_data(config, workdir: str) -> str:
@@ -41,20 +57,21 @@ def build_data(config, workdir: str) -> str:
 def is_done(stage: str, config, workdir: str) -> bool:
   """Whether a stage's output already exists in the workdir."""
   if stage == "render":
-    builder = clevr_scenes.make_builder(config, data_dir(workdir))
-  elif stage == "build_data" and config.data.source == "official":
+    return os.path.isfile(os.path.join(scenes_dir(config, workdir), "dataset_info.json"))
+  if stage == "train_gan":
+    return os.path.isdir(generator_dir(workdir))
+  if stage == "build_data" and config.data.source == "official":
     builder = official.make_builder(config, data_dir(workdir))
-  else:
-    return False
-  return os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json"))
+    return os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json"))
+  return False
 
 
-STAGE_FNS = {"render": render, "build_data": build_data}
+STAGE_FNS = {"render": render, "train_gan": train_gan, "build_data": build_data}
 
 
 def available_stages(config) -> list[str]:
   """Stages that can run for this config, in order."""
-  out = ["render"]
+  out = ["render", "train_gan"]
   if config.data.source == "official":
     out.append("build_data")
   return out

@@ -23,6 +23,7 @@ def test_preset_builds(name):
   assert config.data.on_bad_audio in ("error", "skip")
   assert config.data.source in ("synthetic", "official")
   assert config.data.train_frames <= config.data.eval_frames
+  assert 4 * 2 ** (len(config.gan.sizes) - 2) == config.world.resolution  # G draws the world's size
 
 
 def test_paper_presets_follow_the_reference():

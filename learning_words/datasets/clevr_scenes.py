@@ -71,6 +71,14 @@ class ClevrScenes(tfds.core.GeneratorBasedBuilder):
         }
 
 
+def load_arrays(data_dir: str, split: str, keys=("image",)) -> dict:
+  """{key: stacked array} of a built split, in id order (the dataset is small: kept in memory)."""
+  src = tfds.builder_from_directory(data_dir).as_data_source(split)
+  recs = src.__getitems__(list(range(len(src))))
+  order = np.argsort([int(r["id"]) for r in recs])
+  return {k: np.stack([np.asarray(recs[i][k]) for i in order]) for k in keys}
+
+
 def make_builder(config, data_dir: str) -> ClevrScenes:
   """The builder for `config.world` under `data_dir` (WORKDIR/data)."""
   w = config.world
