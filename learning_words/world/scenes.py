@@ -46,7 +46,6 @@ _SEPARATION = 0.9  # ground distance must exceed this * (sum of radii)
 _TRIES = 24
 
 
-
 def _unit(v):
   """Returns v / |v| as a tuple of Python floats (which keep float32 maths float32)."""
   v = np.asarray(v, np.float64)
@@ -60,8 +59,8 @@ _HALF = _unit(np.add(_LIGHT, _VIEW))  # Blinn half vector of the key light
 # cube sides) a highlight, which the high key light cannot reach.
 _FILL = _unit(np.add(_unit([-0.5, 0.1, -0.86]), _VIEW))
 # Per material (rubber, metal): ambient, diffuse and specular weights.
-_AMBIENT = np.array([0.38, 0.22], np.float32)
-_DIFFUSE = np.array([0.72, 0.5], np.float32)
+_AMBIENT = np.array([0.48, 0.24], np.float32)
+_DIFFUSE = np.array([0.85, 0.55], np.float32)
 _SPECULAR = np.array([0.0, 1.0], np.float32)
 _RGB = np.array([COLOR_RGB[c] for c in COLORS], np.float32)
 _PIXELS_PER_BATCH = 1 << 20  # scenes are rendered in batches of about this many pixels
@@ -176,7 +175,11 @@ def _quad_sdf(px, py, corners):
 
 
 def _shade(nx, ny, nz, o):
-  """Lambert shading of the object's colour; metal is darker with a sharp highlight."""
+  """Shades the object's colour at unit normals (nx, ny, nz) [...] -> [...,3].
+
+  Rubber: Lambert plus a faint sheen. Metal: a darker body, sharp highlights of the key
+  and fill lights, and a tinted reflection of the bright ceiling on upward faces.
+  """
   nx, ny, nz = (np.asarray(v, np.float32) for v in (nx, ny, nz))
   lam = np.maximum(nx * _LIGHT[0] + ny * _LIGHT[1] + nz * _LIGHT[2], 0.0)
   spec = np.maximum(nx * _HALF[0] + ny * _HALF[1] + nz * _HALF[2], 0.0)
@@ -184,8 +187,10 @@ def _shade(nx, ny, nz, o):
   s4 = (spec * spec) ** 2
   s32 = ((s4 * s4) ** 2) ** 2
   f32 = (((fill * fill) ** 2) ** 2) ** 4
-  gloss = o['specular'] * (230.0 * s32 * s4 + 140.0 * f32 + 30.0 * s4) + 6.0 * s4
-  return o['rgb'] * (o['ambient'] + o['diffuse'] * lam)[..., None] + gloss[..., None]
+  gloss = o['specular'] * (230.0 * s32 * s4 + 100.0 * f32 + 30.0 * s4) + 6.0 * s4
+  sky = (o['specular'] * np.maximum(ny, 0.0) ** 2)[..., None] * (0.35 * o['rgb'] + 40.0)
+  body = o['rgb'] * (o['ambient'] + o['diffuse'] * lam)[..., None]
+  return body + gloss[..., None] + sky
 
 
 # ---------------------------------------------------------------------------
