@@ -9,6 +9,7 @@ exactly (saved with the Orbax checkpoint by the train loop).
 import os
 
 import grain
+from absl import flags
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
@@ -55,6 +56,8 @@ def make_loader(source, *, batch_size: int, frames: int, train: bool, seed: int,
   Training repeats forever and drops the last partial batch; evaluation is one ordered pass.
   """
   hosts = jax.process_count()
+  if worker_count > 0 and not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags; outside app.run use defaults
   if batch_size % hosts:
     raise ValueError(f"--config.data.batch_size={batch_size} is not divisible by {hosts} hosts")
   sampler = grain.samplers.IndexSampler(

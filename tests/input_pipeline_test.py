@@ -98,3 +98,15 @@ def test_global_arrays_are_sharded_over_the_data_axis(data_dir):
 def test_missing_dataset_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="build_data"):
     input_pipeline.open_source(str(tmp_path), "train")
+
+
+def test_featurisation_in_worker_processes_matches_in_process(data_dir):
+  src = input_pipeline.open_source(data_dir, "val")
+  batches = {}
+  for workers in (0, 1):
+    loader = input_pipeline.make_loader(src, batch_size=2, frames=48, train=False, seed=0,
+                                        worker_count=workers)
+    batches[workers] = {int(i): s for b in loader for i, s in zip(b["id"], b["spec"])}
+  assert sorted(batches[0]) == sorted(batches[1]) == sorted(FIXTURE_SPLITS["val"])
+  for i, spec in batches[0].items():
+    np.testing.assert_array_equal(batches[1][i], spec)
