@@ -104,7 +104,10 @@ def train_step(s: GanState, real, key, cfg, r1: bool):
 
   (_, g_terms), g_grads = nnx.value_and_grad(g_loss, has_aux=True)(s.gen)
   s.opt_g.update(s.gen, g_grads)
-  ema = jax.tree.map(lambda e, g: cfg.ema_decay * e + (1.0 - cfg.ema_decay) * g,
+  # EMA with a warm-up (decay ramps from 0.1 towards ema_decay) so early samples mean something.
+  step = s.opt_g.step[...].astype(jnp.float32)
+  decay = jnp.minimum(cfg.ema_decay, (1.0 + step) / (10.0 + step))
+  ema = jax.tree.map(lambda e, g: decay * e + (1.0 - decay) * g,
                      nnx.state(s.g_ema, nnx.Param), nnx.state(s.gen.g, nnx.Param))
   nnx.update(s.g_ema, ema)
   return {**d_terms, **g_terms}
