@@ -18,6 +18,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.world.num_train = 20_000       # rendered scenes for the GAN and the segmenter
   c.world.num_val = 1_000
   c.world.relation_prob = 0.5      # chance a caption adds a left/right/front/behind relation
+  c.world.report_images = 1_000    # generated (val-id) images the world report parses
+  c.world.report_edits = 200       # of which this many get edit diagnostics per layer
 
   # Speech: eSpeak NG voices drawn per caption (learning_words/world/speech.py).
   c.speech = ml_collections.ConfigDict()
@@ -32,6 +34,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.official_dir = ""         # official Audio CLEVRGAN root: name_list_*.txt, audio/, images/, text/
   c.data.official_variant = "synth"  # 'natural' or 'synth' captions
   c.data.image_size = 128          # stored image size for the official layout
+  c.data.num_train = 5_000         # synthetic pairs per split (ids are split by range)
+  c.data.num_val = 500
+  c.data.num_test = 500
   c.data.on_bad_audio = "error"    # 'error': raise naming the file; 'skip': skip and count it
   c.data.train_frames = 1024       # spectrogram frames in training (random crop when longer)
   c.data.eval_frames = 2048        # spectrogram frames in evaluation
@@ -56,4 +61,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.gan.sample_every = 500
   c.gan.checkpoint_every = 500
   c.gan.retrain = False                  # True: train a new generator instead of the shipped one
+  c.gan.intervention_layer = "layer6"    # where negatives are drawn (16x16 at 32 px)
+  c.gan.diagnose_layers = ("layer4", "layer6")  # layers the world report's edit diagnostics cover
+
+  # Attribute segmenter (learning_words/segmenter_train.py): labels and checks GAN images.
+  c.segmenter = ml_collections.ConfigDict()
+  c.segmenter.widths = (32, 64, 96)      # U-Net channels at R, R/2, R/4
+  c.segmenter.batch_size = 32
+  c.segmenter.steps = 2_000
+  c.segmenter.lr = 2e-3                  # Adam, cosine-decayed to 0
+  c.segmenter.log_every = 50
+  c.segmenter.checkpoint_every = 500
   return c

@@ -21,4 +21,5 @@ def get_config():
   # The reference's 128 px Progressive GAN (official weights convert to it).
   c.gan.sizes = (512, 512, 512, 512, 256, 128, 64)
   c.gan.d_sizes = (512, 512, 512, 256, 128, 64)
+  c.gan.intervention_layer = "layer4"    # the reference's default: 8x8 of the 128 px generator
   return c

@@ -16,10 +16,17 @@ def get_config():
   c.data.train_frames = 128
   c.data.eval_frames = 256
   c.data.batch_size = 8
+  c.data.num_train, c.data.num_val, c.data.num_test = 24, 8, 8
+  c.world.report_images = 16
+  c.world.report_edits = 8
   c.gan.sizes = (16, 16, 16, 8)          # 16 px
   c.gan.d_sizes = (16, 16, 8)
   c.gan.batch_size = 8
   c.gan.steps = 4
   c.gan.r1_every = 2
   c.gan.log_every = c.gan.sample_every = c.gan.checkpoint_every = 2
+  c.segmenter.widths = (8, 8, 16)
+  c.segmenter.batch_size = 8
+  c.segmenter.steps = 4
+  c.segmenter.log_every = c.segmenter.checkpoint_every = 2
   return c

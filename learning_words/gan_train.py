@@ -9,7 +9,10 @@ shapes in far fewer steps than the adversarial loss alone, without changing the 
 Batches are drawn from the in-memory training renders by indices that depend only on (seed, step),
 so a resumed run sees exactly the batches the uninterrupted one would.
 """
+import json
 import os
+import shutil
+import subprocess
 import time
 
 import jax
@@ -25,6 +28,14 @@ from learning_words import figures, mesh as mesh_lib, writers
 from learning_words.datasets import clevr_scenes
 from learning_words.models import discriminator as disc_lib
 from learning_words.models import generator as gen_lib
+
+
+ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+
+
+def shipped_dir(config) -> str:
+  """Where the package ships a trained generator for this resolution (may not exist)."""
+  return os.path.join(ASSETS_DIR, f"generator_r{config.world.resolution}")
 
 
 class GenEnc(nnx.Module):
@@ -133,6 +144,53 @@ def restore_latest(manager: ocp.CheckpointManager, module: nnx.Module) -> int:
   return int(step)
 
 
+def _write_progress(gan_dir: str, step: int, session_seconds: float):
+  """gan/progress.json: steps done and training wall time summed over resumed sessions."""
+  path = os.path.join(gan_dir, "progress.json")
+  prog = {"step": 0, "seconds": 0.0, "sessions": {}}
+  if os.path.isfile(path):
+    with open(path) as f:
+      prog = json.load(f)
+  prog["sessions"][str(_SESSION_ID)] = session_seconds
+  prog["seconds"] = round(sum(prog["sessions"].values()), 1)
+  prog["step"] = step
+  with open(path, "w") as f:
+    json.dump(prog, f, indent=1)
+
+
+_SESSION_ID = int(time.time())
+
+
+def ship_generator(config, workdir: str) -> str:
+  """Copies the workdir's EMA generator into the package assets, with a provenance.json."""
+  src = os.path.join(workdir, "gan", "generator_ema")
+  if not os.path.isdir(src):
+    raise FileNotFoundError(f"{src}: no trained generator to ship (run --mode=train_gan first)")
+  dst = shipped_dir(config)
+  if os.path.isdir(dst):
+    shutil.rmtree(dst)
+  shutil.copytree(src, dst)
+  prog, report = {}, {}
+  for path, into in ((os.path.join(workdir, "gan", "progress.json"), prog),
+                     (os.path.join(workdir, "data", "world_report.json"), report)):
+    if os.path.isfile(path):
+      with open(path) as f:
+        into.update(json.load(f))
+  commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=os.path.dirname(ASSETS_DIR)).stdout.strip()
+  provenance = {
+      "sizes": list(config.gan.sizes), "resolution": config.world.resolution,
+      "gan_config": config.gan.to_dict(), "world_config": config.world.to_dict(),
+      "command": "python -m learning_words.main --config=configs/quickstart.py --workdir=WORKDIR "
+                 "--mode=train_gan --config.gan.retrain=True",
+      "commit": commit, "steps": prog.get("step"), "train_seconds": prog.get("seconds"),
+      "world_report": {k: report.get(k) for k in ("parsed_fraction", "tv", "edits", "gates_passed")},
+  }
+  with open(os.path.join(dst, "provenance.json"), "w") as f:
+    json.dump(provenance, f, indent=1, default=str)
+  return dst
+
+
 def save_generator(path: str, g: gen_lib.Generator):
   """Writes a generator's weights (Orbax) to `path` (a new folder)."""
   with ocp.StandardCheckpointer() as ckptr:
@@ -172,6 +230,7 @@ def train_gan(config, workdir: str, data_dir: str) -> str:
   bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_gan",
              disable=host != 0, dynamic_ncols=True)
   t0, last = time.time(), start
+  session_start = time.time()
   for step in bar:
     idx = batch_indices(config.seed, step, len(images), cfg.batch_size)[host * per_host:(host + 1) * per_host]
     real = images[idx].astype(np.float32) / 127.5 - 1.0
@@ -193,6 +252,8 @@ def train_gan(config, workdir: str, data_dir: str) -> str:
       writer.write_images(done, {"samples": grid})
     if done % cfg.checkpoint_every == 0 or done == cfg.steps:
       manager.save(done, args=ocp.args.StandardSave(nnx.state(s)))
+      if host == 0:
+        _write_progress(gan_dir, done, time.time() - session_start)
   manager.wait_until_finished()
   writer.close()
   out = os.path.join(gan_dir, "generator_ema")

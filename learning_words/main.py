@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from learning_words import pipeline  # pylint: disable=g-import-not-at-top
 
-MODES = ("pipeline", *pipeline.STAGE_FNS)
+MODES = ("pipeline", *pipeline.STAGE_FNS, *pipeline.TOOL_FNS)
 
 config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where datasets, checkpoints and reports go.")
@@ -32,6 +32,8 @@ def main(argv):
   os.makedirs(workdir, exist_ok=True)
   if FLAGS.mode == "pipeline":
     pipeline.run_pipeline(config, workdir)
+  elif FLAGS.mode in pipeline.TOOL_FNS:
+    print(pipeline.TOOL_FNS[FLAGS.mode](config, workdir))
   else:
     pipeline.run_stage(FLAGS.mode, config, workdir)
 

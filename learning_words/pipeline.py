@@ -9,7 +9,7 @@ import time
 
 from absl import logging
 
-from learning_words import gan_train
+from learning_words import build_data as build_data_lib, gan_train, segmenter_train
 from learning_words.datasets import clevr_scenes, official
 
 # In order. Stages without a function here are still to come (see README "Status").
@@ -25,9 +25,13 @@ def scenes_dir(config, workdir: str) -> str:
   return clevr_scenes.make_builder(config, data_dir(workdir)).data_dir
 
 
-def generator_dir(workdir: str) -> str:
-  """The EMA generator written by train_gan."""
-  return os.path.join(workdir, "gan", "generator_ema")
+def generator_dir(config, workdir: str) -> str | None:
+  """The generator the later stages use: the shipped one unless `gan.retrain`, else the workdir's."""
+  shipped = gan_train.shipped_dir(config)
+  if not config.gan.retrain and os.path.isdir(shipped):
+    return shipped
+  trained = os.path.join(workdir, "gan", "generator_ema")
+  return trained if os.path.isdir(trained) else None
 
 
 def render(config, workdir: str) -> str:
@@ -42,39 +46,71 @@ def train_gan(config, workdir: str) -> str:
   return gan_train.train_gan(config, workdir, scenes_dir(config, workdir))
 
 
+def segmenter_dir(workdir: str) -> str:
+  """The segmenter weights written by train_segmenter."""
+  return os.path.join(workdir, "segmenter", "weights")
+
+
+def train_segmenter(config, workdir: str) -> str:
+  """Trains (or resumes) the attribute segmenter on the renders; returns its weights folder."""
+  return segmenter_train.train_segmenter(config, workdir, scenes_dir(config, workdir))
+
+
 def build_data(config, workdir: str) -> str:
-  """Builds the image / spoken-caption dataset; returns its folder."""
+  """Builds the image / spoken-caption dataset (and, for the synthetic world, its report)."""
   if config.data.source == "official":
     return official.prepare(config, data_dir(workdir)).data_dir
-  if config.data.source == "synthetic":
-    raise NotImplementedError(
-        "the synthetic Audio CLEVRGAN needs the trained generator and segmenter (still to come); "
-        "use --config.data.source=official with --config.data.official_dir=DIR meanwhile")
-  raise ValueError(f"--config.data.source must be 'synthetic' or 'official', got "
-                   f"{config.data.source!r}")
+  if config.data.source != "synthetic":
+    raise ValueError(f"--config.data.source must be 'synthetic' or 'official', got "
+                     f"{config.data.source!r}")
+  g_dir, seg_dir = generator_dir(config, workdir), segmenter_dir(workdir)
+  if g_dir is None or not os.path.isdir(seg_dir):
+    raise FileNotFoundError("build_data needs a generator and a segmenter: run --mode=train_gan "
+                            "and --mode=train_segmenter first (or --mode=pipeline)")
+  g = gan_train.load_generator(g_dir, config.gan.sizes)
+  seg = segmenter_train.load_segmenter(seg_dir, config)
+  return build_data_lib.build_synthetic(config, data_dir(workdir), scenes_dir(config, workdir), g, seg)
+
+
+def dataset_dir(config, workdir: str) -> str | None:
+  """Folder of the image / spoken-caption dataset this config trains on (None if not built)."""
+  if config.data.source == "official":
+    folder = official.make_builder(config, data_dir(workdir)).data_dir
+    return folder if os.path.isfile(os.path.join(folder, "dataset_info.json")) else None
+  g_dir, seg_dir = generator_dir(config, workdir), segmenter_dir(workdir)
+  if g_dir is None or not os.path.isdir(seg_dir):
+    return None
+  g = gan_train.load_generator(g_dir, config.gan.sizes)
+  seg = segmenter_train.load_segmenter(seg_dir, config)
+  folder = build_data_lib.make_builder(config, data_dir(workdir), g, seg).data_dir
+  return folder if os.path.isfile(os.path.join(folder, "dataset_info.json")) else None
 
 
 def is_done(stage: str, config, workdir: str) -> bool:
-  """Whether a stage's output already exists in the workdir."""
+  """Whether a stage's output already exists in the workdir (or, for the GAN, is shipped)."""
   if stage == "render":
     return os.path.isfile(os.path.join(scenes_dir(config, workdir), "dataset_info.json"))
   if stage == "train_gan":
-    return os.path.isdir(generator_dir(workdir))
-  if stage == "build_data" and config.data.source == "official":
-    builder = official.make_builder(config, data_dir(workdir))
-    return os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json"))
+    return generator_dir(config, workdir) is not None
+  if stage == "train_segmenter":
+    return os.path.isdir(segmenter_dir(workdir))
+  if stage == "build_data":
+    return dataset_dir(config, workdir) is not None
   return False
 
 
-STAGE_FNS = {"render": render, "train_gan": train_gan, "build_data": build_data}
+STAGE_FNS = {"render": render, "train_gan": train_gan, "train_segmenter": train_segmenter,
+             "build_data": build_data}
+
+
+# Modes that are not pipeline stages.
+TOOL_FNS = {"ship_gan": gan_train.ship_generator}
 
 
 def available_stages(config) -> list[str]:
   """Stages that can run for this config, in order."""
-  out = ["render", "train_gan"]
-  if config.data.source == "official":
-    out.append("build_data")
-  return out
+  del config
+  return ["render", "train_gan", "train_segmenter", "build_data"]
 
 
 def run_stage(stage: str, config, workdir: str):
@@ -94,6 +130,11 @@ def run_pipeline(config, workdir: str) -> list[str]:
     if is_done(stage, config, workdir):
       print(f"[pipeline] {stage}: already done, skipping", flush=True)
       continue
+    if stage == "train_gan" and not config.gan.retrain:
+      print(f"[pipeline] train_gan: no shipped generator at {gan_train.shipped_dir(config)} and "
+            "none trained in the workdir. Training one takes hours on a CPU: run again with "
+            "--config.gan.retrain=True (resumable) or --mode=train_gan. Stopping here.", flush=True)
+      return [s for s in STAGES if s != "render"]
     print(f"[pipeline] {stage}: running", flush=True)
     run_stage(stage, config, workdir)
   todo = [s for s in STAGES if s not in available_stages(config)]

@@ -83,10 +83,11 @@ def edit_diagnostics(g, seg_predict, z: np.ndarray, layer: str, seed: int) -> di
   edited = g(x, {layer: (a, jnp.zeros(c))})
   change = np.abs(np.asarray(edited) - np.asarray(images)).mean(-1)   # [B, R, R]
   inside = np.array([ch[m].mean() if m.any() else np.nan for ch, m in zip(change, masks)])
-  outside = np.array([ch[~m].mean() for ch, m in zip(change, masks)])
+  outside = np.array([ch[~m].mean() if (~m).any() else np.nan for ch, m in zip(change, masks)])
   new_maps = {k: np.asarray(v) for k, v in seg_predict(edited).items()}
   out = {"layer": layer, "images": int(has.sum()),
-         "locality": float(np.nanmean(inside[has]) / max(np.mean(outside[has]), 1e-8))}
+         "locality": float(np.nanmean(inside[has]) / max(np.nanmean(outside[has]), 1e-8))
+         if has.any() else float("nan")}
   gone = majority(new_maps["shape"], masks) == 0
   out["vanished"] = float(gone[has].mean())
   for attr in scenes_lib.ATTRIBUTES:

@@ -1,0 +1,87 @@
+"""`--mode=build_data` for the synthetic world: the Audio CLEVRGAN pairs and the world report.
+
+Draws G(z_i) for the configured id ranges, reads them with the segmenter, captions and speaks them
+(pairs.make_pairs), writes the `audio_clevrgan` dataset, then the world report (world_report.py):
+parsed fraction, attribute distributions against the renders', and edit diagnostics per layer.
+"""
+import json
+import os
+import time
+
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from learning_words import segmenter_train, world_report
+from learning_words.datasets import audio_clevrgan, clevr_scenes
+from learning_words.models import generator as gen_lib
+from learning_words.world import pairs
+
+
+def make_builder(config, data_dir: str, g, seg, make_split=None) -> audio_clevrgan.AudioClevrgan:
+  d = config.data
+  return audio_clevrgan.AudioClevrgan(
+      config=audio_clevrgan.AudioClevrganConfig(
+          resolution=config.world.resolution, num_train=d.num_train, num_val=d.num_val,
+          num_test=d.num_test, seed=config.seed,
+          fingerprint=audio_clevrgan.fingerprint(nnx.state(g), nnx.state(seg))),
+      make_split=make_split, data_dir=data_dir, file_format="array_record")
+
+
+def build_synthetic(config, data_dir: str, scenes_dir: str, g, seg) -> str:
+  """Builds the pairs (skipping an existing build) and writes the world report; returns the folder."""
+  predict = lambda images: segmenter_train.predict(seg, images)
+  make_split = lambda start, num: pairs.make_pairs(
+      g, predict, np.arange(start, start + num), seed=config.seed, speech_cfg=config.speech,
+      relation_prob=config.world.relation_prob)
+  builder = make_builder(config, data_dir, g, seg, make_split)
+  start = time.time()
+  builder.download_and_prepare()
+  if builder.stats:  # built now (not reused): report what was skipped and how long it took
+    stats = {k: sum(s[k] for s in builder.stats.values()) for k in next(iter(builder.stats.values()))}
+    logging.info("build_data: %s in %.1f s", stats, time.time() - start)
+    write_world_report(config, data_dir, scenes_dir, g, seg, stats, time.time() - start)
+  return builder.data_dir
+
+
+def write_world_report(config, data_dir, scenes_dir, g, seg, stats: dict, seconds: float):
+  """The world report of a freshly built dataset (see world_report.py)."""
+  predict = lambda images: segmenter_train.predict(seg, images)
+  n = config.world.report_images
+  ids = np.arange(config.data.num_train, config.data.num_train + n)  # val ids: never the test split
+  z = gen_lib.standard_z(int(ids.max()) + 1, g.sizes[0])[ids]
+  images = pairs.draw_images(g, z)
+  parsed = pairs.read_images(predict, images)
+  renders = [json.loads(s) for s in _scene_texts(scenes_dir)]
+  hist_gen = world_report.attribute_histograms(parsed)
+  hist_ren = world_report.attribute_histograms(renders)
+  tv = {a: world_report.tv_distance(hist_gen[a], hist_ren[a]) for a in hist_gen}
+  fraction = float(np.mean([bool(p["objects"]) for p in parsed]))
+  edits, grids = [], {}
+  for layer in config.gan.diagnose_layers:
+    e, grid = world_report.edit_diagnostics(g, predict, z[:config.world.report_edits], layer,
+                                            config.seed)
+    edits.append(e)
+    grids[layer] = grid
+  report = {
+      "build": {**stats, "seconds": round(seconds, 1)},
+      "parsed_fraction": fraction, "tv": tv,
+      "histograms": {"generated": {k: v.tolist() for k, v in hist_gen.items()},
+                     "renders": {k: v.tolist() for k, v in hist_ren.items()}},
+      "edits": edits,
+      "gates_passed": bool(fraction >= world_report.GATES["parsed_fraction"]
+                           and tv["color"] <= world_report.GATES["tv_color"]),
+  }
+  from learning_words.world import captions  # pylint: disable=g-import-not-at-top
+  texts = [captions.caption(p, np.random.default_rng([config.seed, i]), 0.0)
+           for i, p in enumerate(parsed[:16])]
+  world_report.write_report(os.path.join(data_dir, "world_report"), report, images[:64], texts, grids)
+  logging.info("world report: parsed %.3f, TV %s, gates passed %s", fraction, tv,
+               report["gates_passed"])
+
+
+def _scene_texts(scenes_dir: str) -> list[str]:
+  """The renders' scene descriptions (val split) as JSON strings."""
+  return [s.decode() if isinstance(s, bytes) else str(s)
+          for s in clevr_scenes.load_arrays(scenes_dir, "val", keys=("scene",))["scene"]]

@@ -1,0 +1,77 @@
+"""The attribute segmenter: per pixel, shape / colour / size / material (class 0 = background).
+
+Why: the paper labels GAN images with a segmenter trained on ground-truth renders, to write their
+captions and to pick test images that contain an attribute. A small 2-level U-Net suffices for the
+synthetic world. Two coordinate channels (x, y in [-1, 1]) join the image because an object's size
+on screen depends on its row under perspective, which a translation-invariant net cannot see.
+
+BatchNorm: training uses batch statistics (the default mode); evaluation must use the running
+averages, e.g. `nnx.view(seg, use_running_average=True)` (as `segmenter_train.predict` does) or
+`seg.eval()`.
+"""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from learning_words.world.scenes import ATTRIBUTES, VOCAB
+
+
+def make_coordinates(batch: int, res: int) -> jax.Array:
+  """Pixel-centre coordinates [B, R, R, 2] (x = column, y = row), each in [-1, 1]."""
+  t = (jnp.arange(res, dtype=jnp.float32) + 0.5) / res * 2.0 - 1.0
+  y, x = jnp.meshgrid(t, t, indexing="ij")
+  return jnp.broadcast_to(jnp.stack([x, y], axis=-1), (batch, res, res, 2))
+
+
+class ConvBlock(nnx.Module):
+  """Two 3x3 conv -> BatchNorm -> ReLU layers: [B,h,w,cin] -> [B,h,w,cout]."""
+
+  def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(cin, cout, (3, 3), use_bias=False, rngs=rngs)
+    self.norm1 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+    self.conv2 = nnx.Conv(cout, cout, (3, 3), use_bias=False, rngs=rngs)
+    self.norm2 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+
+  def __call__(self, x):
+    x = jax.nn.relu(self.norm1(self.conv1(x)))
+    return jax.nn.relu(self.norm2(self.conv2(x)))
+
+
+def downsample(x):
+  """2x2 max pooling: [B,h,w,C] -> [B,h/2,w/2,C]."""
+  return nnx.max_pool(x, (2, 2), strides=(2, 2))
+
+
+def upsample(x):
+  """Nearest-neighbour 2x upsampling: [B,h,w,C] -> [B,2h,2w,C]."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+class Segmenter(nnx.Module):
+  """U-Net with two poolings (R -> R/2 -> R/4) and one 1x1 head per attribute.
+
+  widths: channels at R, R/2 and R/4. Works for any R divisible by 4.
+  """
+
+  def __init__(self, widths=(16, 32, 64), *, rngs: nnx.Rngs):
+    w0, w1, w2 = widths
+    self.enc0 = ConvBlock(3 + 2, w0, rngs=rngs)
+    self.enc1 = ConvBlock(w0, w1, rngs=rngs)
+    self.mid = ConvBlock(w1, w2, rngs=rngs)
+    self.dec1 = ConvBlock(w2 + w1, w1, rngs=rngs)
+    self.dec0 = ConvBlock(w1 + w0, w0, rngs=rngs)
+    self.heads = nnx.Dict({a: nnx.Conv(w0, 1 + len(VOCAB[a]), (1, 1), rngs=rngs)
+                           for a in ATTRIBUTES})
+
+  def __call__(self, images) -> dict:
+    """images [B,R,R,3] in [-1,1] -> {attr: logits [B,R,R,1+len(VOCAB[attr])]}."""
+    b, res = images.shape[0], images.shape[1]
+    if res % 4 or images.shape[2] != res:
+      raise ValueError(f"need square images with a side divisible by 4, got {images.shape}")
+    x = jnp.concatenate([images, make_coordinates(b, res).astype(images.dtype)], axis=-1)
+    f0 = self.enc0(x)
+    f1 = self.enc1(downsample(f0))
+    f2 = self.mid(downsample(f1))
+    u1 = self.dec1(jnp.concatenate([upsample(f2), f1], axis=-1))
+    u0 = self.dec0(jnp.concatenate([upsample(u1), f0], axis=-1))
+    return {a: self.heads[a](u0) for a in ATTRIBUTES}
