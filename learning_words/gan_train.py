@@ -25,7 +25,6 @@ from flax import nnx
 from tqdm import tqdm
 
 from learning_words import figures, mesh as mesh_lib, writers
-from learning_words.datasets import clevr_scenes
 from learning_words.models import discriminator as disc_lib
 from learning_words.models import generator as gen_lib
 
@@ -213,6 +212,7 @@ def train_gan(config, workdir: str, data_dir: str) -> str:
     raise ValueError(f"--config.gan.sizes draw {gen_lib.resolution_of(cfg.sizes)} px images but "
                      f"--config.world.resolution is {config.world.resolution}")
   gan_dir = os.path.join(workdir, "gan")
+  from learning_words.datasets import clevr_scenes  # pylint: disable=g-import-not-at-top
   images = clevr_scenes.load_arrays(data_dir, "train")["image"]
   logging.info("train_gan: %d training renders %s", len(images), images.shape[1:])
   mesh = mesh_lib.make_mesh()
