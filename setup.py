@@ -7,6 +7,7 @@ setup(
     description="Learning Words by Drawing Images (CVPR 2019) in JAX/Flax NNX",
     python_requires=">=3.11",
     packages=find_packages(include=["learning_words", "learning_words.*"]),
+    package_data={"learning_words": ["assets/**/*"]},  # the shipped generator(s)
     install_requires=[
         "jax",
         "flax",

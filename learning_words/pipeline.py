@@ -125,8 +125,9 @@ def run_stage(stage: str, config, workdir: str):
 
 
 def run_pipeline(config, workdir: str) -> list[str]:
-  """Runs every available stage in order, skipping finished ones; returns the stages still to come."""
-  for stage in available_stages(config):
+  """Runs every available stage in order, skipping finished ones; returns the stages not run."""
+  todo = [s for s in STAGES if s not in available_stages(config)]
+  for i, stage in enumerate(available_stages(config)):
     if is_done(stage, config, workdir):
       print(f"[pipeline] {stage}: already done, skipping", flush=True)
       continue
@@ -134,10 +135,12 @@ def run_pipeline(config, workdir: str) -> list[str]:
       print(f"[pipeline] train_gan: no shipped generator at {gan_train.shipped_dir(config)} and "
             "none trained in the workdir. Training one takes hours on a CPU: run again with "
             "--config.gan.retrain=True (resumable) or --mode=train_gan. Stopping here.", flush=True)
-      return [s for s in STAGES if s != "render"]
+      skipped = available_stages(config)[i:]
+      print(f"[pipeline] not run: {', '.join(skipped)}; still to come (not implemented yet): "
+            f"{', '.join(todo)}", flush=True)
+      return skipped + todo
     print(f"[pipeline] {stage}: running", flush=True)
     run_stage(stage, config, workdir)
-  todo = [s for s in STAGES if s not in available_stages(config)]
   print(f"[pipeline] stages still to come (not implemented yet): {', '.join(todo)}", flush=True)
   return todo
 
