@@ -128,6 +128,13 @@ def batch_indices(seed: int, step: int, n: int, batch: int) -> np.ndarray:
   return np.random.default_rng([seed, step]).integers(0, n, size=batch)
 
 
+def host_batch_indices(seed: int, step: int, n: int, batch: int) -> np.ndarray:
+  """This host's share of the global batch's indices at `step`."""
+  per_host = batch // jax.process_count()
+  host = jax.process_index()
+  return batch_indices(seed, step, n, batch)[host * per_host:(host + 1) * per_host]
+
+
 def make_checkpoint_manager(directory: str, keep: int = 2) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(os.path.abspath(directory),
                                options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
@@ -222,8 +229,7 @@ def train_gan(config, workdir: str, data_dir: str) -> str:
   mesh_lib.replicate(s, mesh)
   step_fns = {r1: nnx.jit(lambda s, x, k, r1=r1: train_step(s, x, k, cfg, r1)) for r1 in (False, True)}
   batch_sharding = mesh_lib.batch_sharding(mesh)
-  hosts, host = jax.process_count(), jax.process_index()
-  per_host = cfg.batch_size // hosts
+  host = jax.process_index()
   writer = writers.Writer(os.path.join(gan_dir, "tensorboard"), host == 0)
   z_fixed = jnp.asarray(gen_lib.standard_z(64, cfg.sizes[0], seed=1))
   key = jax.random.key(config.seed)
@@ -232,7 +238,7 @@ def train_gan(config, workdir: str, data_dir: str) -> str:
   t0, last = time.time(), start
   session_start = time.time()
   for step in bar:
-    idx = batch_indices(config.seed, step, len(images), cfg.batch_size)[host * per_host:(host + 1) * per_host]
+    idx = host_batch_indices(config.seed, step, len(images), cfg.batch_size)
     real = images[idx].astype(np.float32) / 127.5 - 1.0
     real = jax.make_array_from_process_local_data(batch_sharding, real)
     terms = step_fns[step % cfg.r1_every == 0](s, real, jax.random.fold_in(key, step))

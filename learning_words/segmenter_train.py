@@ -233,15 +233,13 @@ def train_segmenter(config, workdir: str, data_dir: str) -> str:
   start = gan_train.restore_latest(manager, s)
   mesh_lib.replicate(s, mesh)
   sharding = mesh_lib.batch_sharding(mesh)
-  hosts, host = jax.process_count(), jax.process_index()
-  per_host = cfg.batch_size // hosts
+  host = jax.process_index()
   writer = writers.Writer(os.path.join(seg_dir, "tensorboard"), host == 0)
   bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_segmenter",
              disable=host != 0, dynamic_ncols=True)
   t0, last = time.time(), start
   for step in bar:
-    idx = gan_train.batch_indices(config.seed, step, len(train["image"]), cfg.batch_size)
-    idx = idx[host * per_host:(host + 1) * per_host]
+    idx = gan_train.host_batch_indices(config.seed, step, len(train["image"]), cfg.batch_size)
     batch = {k: jax.make_array_from_process_local_data(sharding, train[k][idx]) for k in KEYS}
     terms = train_step(s, batch["image"], {a: batch[a] for a in ATTRIBUTES})
     done = step + 1

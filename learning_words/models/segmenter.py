@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learning_words.models import layers
+
 from learning_words.world.scenes import ATTRIBUTES, VOCAB
 
 
@@ -42,11 +44,6 @@ def downsample(x):
   return nnx.max_pool(x, (2, 2), strides=(2, 2))
 
 
-def upsample(x):
-  """Nearest-neighbour 2x upsampling: [B,h,w,C] -> [B,2h,2w,C]."""
-  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-
-
 class Segmenter(nnx.Module):
   """U-Net with two poolings (R -> R/2 -> R/4) and one 1x1 head per attribute.
 
@@ -72,6 +69,6 @@ class Segmenter(nnx.Module):
     f0 = self.enc0(x)
     f1 = self.enc1(downsample(f0))
     f2 = self.mid(downsample(f1))
-    u1 = self.dec1(jnp.concatenate([upsample(f2), f1], axis=-1))
-    u0 = self.dec0(jnp.concatenate([upsample(u1), f0], axis=-1))
+    u1 = self.dec1(jnp.concatenate([layers.upsample2x(f2), f1], axis=-1))
+    u0 = self.dec0(jnp.concatenate([layers.upsample2x(u1), f0], axis=-1))
     return {a: self.heads[a](u0) for a in ATTRIBUTES}
