@@ -72,4 +72,59 @@ def get_config() -> ml_collections.ConfigDict:
   c.segmenter.lr = 2e-3                  # Adam, cosine-decayed to 0
   c.segmenter.log_every = 50
   c.segmenter.checkpoint_every = 500
+
+  # Encoders (learning_words/models/davenet.py): the reference's DAVEnet, widths configurable.
+  c.model = ml_collections.ConfigDict()
+  c.model.image_widths = (64, 128, 256, 512, 512)  # VGG16's five conv blocks
+  c.model.image_pools = 4          # 128 px -> 8x8 feature map
+  c.model.audio_kind = "large"
+  c.model.audio_widths = (128, 256, 512)           # conv over mels, 1x11, then the 1x17 convs
+  c.model.embed_dim = 512
+  c.model.cosine = False           # matchmap by dot product (the reference's default)
+
+  # Loss (learning_words/losses.py).
+  c.loss = ml_collections.ConfigDict()
+  c.loss.kind = "regular"          # regular | negatives_hard | negatives_edited | negatives_both
+  c.loss.margin = 1.0
+
+  # Drawing negatives inside the step (learning_words/negatives.py).
+  c.negatives = ml_collections.ConfigDict()
+  c.negatives.layer = c.gan.get_ref("intervention_layer")
+  c.negatives.mode = "random"      # random units (p) or 'cluster' (concept-guided units)
+  c.negatives.candidates = 4       # candidate strengths drawn in one generator call
+  c.negatives.p = 0.5              # the reference trains with p = 0.5
+  c.negatives.p_step = 0.05
+  c.negatives.units = 140          # cluster mode: units at the start (reference: 140 of 512)
+  c.negatives.units_step = 40
+  c.negatives.threshold = 0.95     # accept when the masked relative change reaches this
+  c.negatives.threshold_step = 0.01
+  c.negatives.heat_threshold = 0.95
+  c.negatives.heat_threshold_step = 0.0  # cluster mode: the reference lowers it 0.1 per retry
+
+  # Concept clusters and generator dissection (learning_words/concepts.py), cluster mode only.
+  c.concepts = ml_collections.ConfigDict()
+  c.concepts.n_clusters = 250
+  c.concepts.percentile = 99.0
+  c.concepts.min_size = 4          # keep clusters with more than 3 dimensions
+  c.concepts.segment_threshold = 0.5
+  c.concepts.quantile = 0.99       # a unit is "on" above this quantile of its activations
+  c.concepts.max_points = 10_000
+  c.concepts.dissect_images = 1_000
+  c.concepts.chunk = 128
+  c.concepts.every_epochs = 10     # re-cluster and re-dissect this often (not stated by the reference)
+
+  # Training (learning_words/train.py): the reference's SGD recipe.
+  c.train = ml_collections.ConfigDict()
+  c.train.name = ""                # run name under WORKDIR/runs/ (default: the loss kind)
+  c.train.epochs = 150
+  c.train.lr = 1e-3
+  c.train.momentum = 0.9
+  c.train.weight_decay = 5e-7
+  c.train.lr_decay_epochs = 30     # lr / 10 every this many epochs
+  c.train.val_pairs = 500
+  c.train.log_every = 50
+  c.train.image_every = 500
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 2
+  c.train.init_from = ""           # run name to start the encoders from (regular -> edited recipe)
   return c

@@ -18,4 +18,16 @@ def get_config():
   c.data.train_frames = 512
   c.data.eval_frames = 1024
   c.data.batch_size = 32
+  # Slim encoders for the CPU; two pools keep the reference's 8x8 matchmap grid at 32 px, and the
+  # small speech encoder (time / 8) keeps enough frames of 2-5 s captions.
+  c.model.image_widths = (16, 32, 64, 64, 64)
+  c.model.image_pools = 2
+  c.model.audio_kind = "small"
+  c.model.audio_widths = (64, 128, 128)
+  c.model.embed_dim = 128
+  c.negatives.units = 18          # 140 / 512 and 40 / 512 of layer6's 64 units
+  c.negatives.units_step = 5
+  c.train.epochs = 10
+  c.train.lr_decay_epochs = 1000  # no decay within the CPU budget
+  c.train.lr = 1e-2               # untuned guess for slim encoders in 10 epochs: choose on val
   return c

@@ -17,6 +17,16 @@ def get_config():
   c.data.eval_frames = 256
   c.data.batch_size = 8
   c.data.num_train, c.data.num_val, c.data.num_test = 24, 8, 8
+  c.model.image_widths = (4, 4, 8, 8, 8)
+  c.model.image_pools = 1
+  c.model.audio_kind = "small"
+  c.model.audio_widths = (8, 8, 8)
+  c.model.embed_dim = 8
+  c.negatives.units = 4
+  c.negatives.units_step = 2
+  c.train.epochs = 2
+  c.train.val_pairs = 8
+  c.train.log_every = c.train.image_every = c.train.checkpoint_every = 2
   c.world.report_images = 16
   c.world.report_edits = 8
   c.gan.sizes = (16, 16, 16, 8)          # 16 px

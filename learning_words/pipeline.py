@@ -10,6 +10,7 @@ import time
 from absl import logging
 
 from learning_words import build_data as build_data_lib, gan_train, segmenter_train
+from learning_words import train as train_lib
 from learning_words.datasets import clevr_scenes, official
 
 # In order. Stages without a function here are still to come (see README "Status").
@@ -86,6 +87,24 @@ def dataset_dir(config, workdir: str) -> str | None:
   return folder if os.path.isfile(os.path.join(folder, "dataset_info.json")) else None
 
 
+def load_frozen_generator(config, workdir: str):
+  """The generator that draws positives and negatives (shipped, or trained in the workdir)."""
+  g_dir = generator_dir(config, workdir)
+  if g_dir is None:
+    raise FileNotFoundError("no generator: run --mode=train_gan (or --mode=pipeline "
+                            "--config.gan.retrain=True) first")
+  return gan_train.load_generator(g_dir, config.gan.sizes)
+
+
+def train(config, workdir: str) -> dict:
+  """Trains the encoders with `config.loss.kind` in WORKDIR/runs/<name>; returns validation recall."""
+  folder = dataset_dir(config, workdir)
+  if folder is None:
+    raise FileNotFoundError("no image / spoken-caption dataset: run --mode=build_data first")
+  return train_lib.train_loop(config, train_lib.run_dir_of(config, workdir), folder,
+                              load_frozen_generator(config, workdir))
+
+
 def is_done(stage: str, config, workdir: str) -> bool:
   """Whether a stage's output already exists in the workdir (or, for the GAN, is shipped)."""
   if stage == "render":
@@ -100,7 +119,7 @@ def is_done(stage: str, config, workdir: str) -> bool:
 
 
 STAGE_FNS = {"render": render, "train_gan": train_gan, "train_segmenter": train_segmenter,
-             "build_data": build_data}
+             "build_data": build_data, "train": train}
 
 
 # Modes that are not pipeline stages.

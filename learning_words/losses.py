@@ -1,0 +1,95 @@
+"""Margin ranking (triplet) losses on the in-batch similarity matrix.
+
+Input: S [B,B] with S[i,j] = MISA(image_i, caption_j), so S[i,i] is anchor i's positive pair,
+column i holds every image against caption i and row i every caption against image i. Each term is
+a hinge max(0, margin + s_neg - s_pos) per anchor, averaged over the batch:
+  imp_image    S[j,i], j a random other image       imp_caption   S[i,k], k a random other caption
+  hard_image   max_{j != i} S[j,i]                  hard_caption  max_{k != i} S[i,k]
+  edited       s_edit[i] = MISA(edited negative of image i, caption i)
+Kinds (the reference's `loss_type`):
+  regular           imp_image + imp_caption
+  negatives_hard    regular + hard_image + hard_caption
+  negatives_edited  regular + edited
+  negatives_both    clip(regular, 0, 5) + clip(mean_i[hard_caption_i + max(hard_image_i,
+                    edited_i)], 0, 5)
+The `negatives_both` clamps act on the two batch-mean losses (scalars), not per sample: the
+reference averages each loss over the batch and then applies torch.clamp(loss, 0, 5) to each.
+The per-sample max of the hard-image and edited hinges equals the reference's hinge of the larger
+of the two margins, max(0, m + max(a, b) - p) = max(max(0, m + a - p), max(0, m + b - p)).
+Gradients flow through the chosen impostors only, as in the reference, which picks the hardest
+ones on a detached matrix and then recomputes their similarity with gradients.
+"""
+import jax
+import jax.numpy as jnp
+
+LOSS_KINDS = ("regular", "negatives_hard", "negatives_edited", "negatives_both")
+CLAMP_MAX = 5.0  # the reference's clamp on each of the two losses in `negatives_both`
+
+
+def hinge(s_neg, s_pos, margin):
+  """max(0, margin + s_neg - s_pos), elementwise."""
+  return jax.nn.relu(margin + s_neg - s_pos)
+
+
+def draw_impostors(key, batch: int):
+  """Random impostor indices (image j [B], caption k [B]), each uniform over the B-1 others."""
+  if batch < 2:
+    raise ValueError(f"in-batch impostors need a batch of at least 2, got {batch}")
+  offsets = jax.random.randint(key, (2, batch), 1, batch)  # in [1, B-1]: never the anchor itself
+  anchors = jnp.arange(batch)
+  return (anchors + offsets[0]) % batch, (anchors + offsets[1]) % batch
+
+
+def sampled_hinges(sim, key, margin):
+  """Per-anchor hinges [B] with a random impostor image and a random impostor caption."""
+  b = sim.shape[0]
+  pos = jnp.diagonal(sim)
+  img_idx, cap_idx = draw_impostors(key, b)
+  anchors = jnp.arange(b)
+  return hinge(sim[img_idx, anchors], pos, margin), hinge(sim[anchors, cap_idx], pos, margin)
+
+
+def hardest_hinges(sim, margin):
+  """Per-anchor hinges [B] with the most similar other image (column) and caption (row)."""
+  pos = jnp.diagonal(sim)
+  off = jnp.where(jnp.eye(sim.shape[0], dtype=bool), -jnp.inf, sim)
+  return hinge(jnp.max(off, axis=0), pos, margin), hinge(jnp.max(off, axis=1), pos, margin)
+
+
+def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0):
+  """(loss, {term: batch mean}) for loss `kind` on the similarity matrix sim [B,B].
+
+  key draws the random impostors (see `draw_impostors`); s_edit [B] is needed by the edited kinds.
+  """
+  if kind not in LOSS_KINDS:
+    raise ValueError(f"unknown loss kind {kind!r}; allowed: {', '.join(LOSS_KINDS)}")
+  if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
+    raise ValueError(f"expected a square in-batch similarity matrix, got {sim.shape}")
+  if kind in ("negatives_edited", "negatives_both") and s_edit is None:
+    raise ValueError(f"loss {kind!r} needs s_edit, the edited negatives' similarities")
+
+  imp_image, imp_caption = sampled_hinges(sim, key, margin)
+  terms = {"imp_image": imp_image.mean(), "imp_caption": imp_caption.mean()}
+  regular = terms["imp_image"] + terms["imp_caption"]
+  if kind == "regular":
+    return regular, terms
+
+  if kind in ("negatives_hard", "negatives_both"):
+    hard_image, hard_caption = hardest_hinges(sim, margin)
+    terms.update(hard_image=hard_image.mean(), hard_caption=hard_caption.mean())
+  if kind in ("negatives_edited", "negatives_both"):
+    edited = hinge(s_edit, jnp.diagonal(sim), margin)
+    terms["edited"] = edited.mean()
+
+  if kind == "negatives_hard":
+    return regular + terms["hard_image"] + terms["hard_caption"], terms
+  if kind == "negatives_edited":
+    return regular + terms["edited"], terms
+
+  # negatives_both: two batch-mean losses, each clamped to [0, 5] (see the module docstring).
+  hard_or_edited = jnp.maximum(hard_image, edited)
+  terms["hard_or_edited"] = hard_or_edited.mean()
+  terms["edited_harder"] = jnp.mean((edited > hard_image).astype(sim.dtype))
+  terms["regular"] = jnp.clip(regular, 0.0, CLAMP_MAX)
+  terms["combined"] = jnp.clip(jnp.mean(hard_caption + hard_or_edited), 0.0, CLAMP_MAX)
+  return terms["regular"] + terms["combined"], terms

@@ -1,0 +1,178 @@
+"""The reference's "Davenet" encoders: a VGG16 image encoder and the small / large speech encoders.
+
+Both map their input to a grid of `embed_dim` vectors, compared position by position in the
+matchmap (learning_words/matchmap.py):
+  ImageEncoder  images [B,R,R,3] in [-1,1] -> [B,R/16,R/16,D]   (128 px -> 8x8)
+  AudioEncoder  log-mel [B,T,40]           -> [B,T',D]          (T' = ceil(T / pooling_ratio))
+
+Image: VGG16's 13 conv3x3+ReLU layers in five blocks, max-pooling 2x2 between blocks but not after
+the last (the reference drops VGG's final pool to keep an 8x8 map), then a 3x3 conv to D and ReLU.
+No pretrained weights: the reference builds VGG16 with `pretrained=False`.
+
+Audio, following the reference's `DavenetAudio` / `DavenetAudioLarge` layer by layer:
+  BatchNorm over the whole 1x40xT input (one channel: one mean / variance for all mel bins)
+  conv 40x1 -> w_mel, conv 1x11 -> w_local, then `n_pools` times (maxpool 1x3/2 pad 1, conv 1x17),
+  the last of those convs going to D; ReLU after every conv.
+  small: 3 pools (1x17 convs 512, 512, D)          -> pooling ratio 8
+  large: 6 pools (1x17 convs 512 x 5, D)           -> pooling ratio 64
+REFERENCE.md words `large` as "three more (maxpool, conv 1x17 512) stages, pooling time by 32";
+three more stages after small's three pools make six stride-2 pools, i.e. 64. The reference code
+has exactly those six pools, and its trainer sizes the large encoder's output as 32 frames for the
+2048-frame evaluation input (256 for small): 2048 / 64 = 32, 2048 / 8 = 256. So "32" is the output
+length at 2048 frames, not the ratio: we keep the stage count (six pools, ratio 64).
+
+A 40x1 conv spanning every mel bin is a per-frame linear map, so the audio path runs as 1-D convs
+over time on [B,T,C]. Padding keeps each conv's length (torch padding k//2) and each pool gives
+ceil(T/2) frames (torch MaxPool2d(3, 2, padding 1)).
+
+Initialisation follows the reference's torch modules: nothing is pretrained, and under flax's
+default (LeCun) init a plain 14-conv VGG would halve its activations' variance at every ReLU layer.
+torchvision's VGG convs use
+Kaiming-normal (fan_out, ReLU gain) with zero biases; the embedding conv and every audio conv use
+torch's Conv default, weights and biases uniform in +-1/sqrt(fan_in).
+
+BatchNorm: training uses batch statistics (nnx's default mode); evaluation must use the running
+averages: `enc.eval()`, `nnx.view(enc, use_running_average=True)`, or
+`enc(spec, use_running_average=True)`.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+N_MELS = 40
+AUDIO_POOLS = {"small": 3, "large": 6}   # stride-2 time pools per kind (see the module docstring)
+VGG16_DEPTHS = (2, 2, 3, 3, 3)           # conv layers per VGG16 block
+
+
+def normalize_images(images):
+  """Maps generator images [..., 3] in [-1, 1] to [0, 1], then ImageNet mean / std per channel."""
+  mean = jnp.asarray(IMAGENET_MEAN, images.dtype)
+  std = jnp.asarray(IMAGENET_STD, images.dtype)
+  return ((images + 1.0) * 0.5 - mean) / std
+
+
+def audio_pooling_ratio(kind: str) -> int:
+  """How many input frames make one output frame of the `kind` speech encoder."""
+  if kind not in AUDIO_POOLS:
+    raise ValueError(f"unknown audio encoder kind {kind!r}; allowed: {sorted(AUDIO_POOLS)}")
+  return 2 ** AUDIO_POOLS[kind]
+
+
+def pooled_length(n_in: int, ratio: int) -> int:
+  """Output length T' = ceil(T / ratio) of an encoder with pooling `ratio` on T = n_in frames."""
+  return -(-int(n_in) // int(ratio))
+
+
+def pooled_frames(n_frames, t_out: int, ratio_or_encoder):
+  """Valid output frames per caption: clip(n_frames // ratio, 1, t_out).
+
+  n_frames: [B] true input lengths; t_out: the encoder's output length T' (`aud.shape[1]`);
+  ratio_or_encoder: the pooling ratio or an encoder with `pooling_ratio`. The reference divides by
+  the ratio (integer division); we also keep at least one frame, so a caption shorter than one
+  output frame still has a defined MISA (the reference takes a mean over zero frames: NaN), and at
+  most T' (already true when n_frames <= T; the cap guards lengths that were not capped to T).
+  """
+  ratio = getattr(ratio_or_encoder, "pooling_ratio", ratio_or_encoder)
+  return jnp.clip(jnp.asarray(n_frames) // ratio, 1, int(t_out)).astype(jnp.int32)
+
+
+def make_vgg_conv(cin: int, cout: int, *, rngs: nnx.Rngs) -> nnx.Conv:
+  """3x3 conv initialised as torchvision's VGG: N(0, 2 / fan_out) weights, zero biases."""
+  init = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+  return nnx.Conv(cin, cout, (3, 3), padding="SAME", kernel_init=init, rngs=rngs)
+
+
+def make_torch_default_conv(cin: int, cout: int, kernel, *, rngs: nnx.Rngs) -> nnx.Conv:
+  """Conv ("SAME" padding) with torch's default init: weights and biases U(+-1/sqrt(fan_in))."""
+  bound = 1.0 / math.sqrt(cin * math.prod(kernel))
+  bias_init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+      key, shape, dtype, -bound, bound)
+  return nnx.Conv(cin, cout, tuple(kernel), padding="SAME", rngs=rngs, bias_init=bias_init,
+                  kernel_init=jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"))
+
+
+def pool_time(x):
+  """Max pool 3 / stride 2 / pad 1 over time: [B,T,C] -> [B,ceil(T/2),C]."""
+  return nnx.max_pool(x, (3,), strides=(2,), padding=((1, 1),))
+
+
+class ImageEncoder(nnx.Module):
+  """VGG16 conv features (last pool removed) -> 3x3 conv to embed_dim -> ReLU.
+
+  widths: the five VGG16 block widths, (64, 128, 256, 512, 512) for the reference; slim presets
+  shrink them. pools: 2x max-pools between blocks, 4 in the reference (128 px -> 8x8); 32 px
+  presets use 2 so the matchmap keeps the reference's 8x8 grid (the first blocks then pool).
+  Images [B,R,R,3] in [-1,1] -> [B,R/2**pools,R/2**pools,embed_dim].
+  """
+
+  def __init__(self, widths=(64, 128, 256, 512, 512), embed_dim: int = 512, *, rngs: nnx.Rngs,
+               pools: int = 4):
+    if len(widths) != len(VGG16_DEPTHS):
+      raise ValueError(f"need {len(VGG16_DEPTHS)} block widths, got {widths}")
+    convs, cin = [], 3
+    for width, depth in zip(widths, VGG16_DEPTHS):
+      for _ in range(depth):
+        convs.append(make_vgg_conv(cin, int(width), rngs=rngs))
+        cin = int(width)
+    self.convs = nnx.List(convs)
+    self.embed = make_torch_default_conv(cin, embed_dim, (3, 3), rngs=rngs)
+    self.embed_dim = embed_dim
+    self.pools = pools
+
+  def __call__(self, images):
+    x = normalize_images(images)
+    i = 0
+    for block, depth in enumerate(VGG16_DEPTHS):
+      if 0 < block <= self.pools:  # pool between blocks only: VGG16's fifth pool is dropped
+        x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+      for _ in range(depth):
+        x = jax.nn.relu(self.convs[i](x))
+        i += 1
+    return jax.nn.relu(self.embed(x))  # [B, R/2**pools, R/2**pools, D]
+
+
+class AudioEncoder(nnx.Module):
+  """Speech encoder: log-mel [B,T,40] -> [B,ceil(T/pooling_ratio),embed_dim].
+
+  kind: 'small' (3 pools, ratio 8) or 'large' (6 pools, ratio 64).
+  widths: (w_mel, w_local, *w_mid): channels of the 40x1 conv, the 1x11 conv, then of the 1x17
+  convs before the last (which gives embed_dim); when fewer w_mid than those convs are given, the
+  last one repeats. The reference's are (128, 256, 512) (= (128, 256, 512, 512), or with all five
+  of large's written out).
+  """
+
+  def __init__(self, kind: str = "large", widths=(128, 256, 512), embed_dim: int = 512, *,
+               rngs: nnx.Rngs):
+    self.pooling_ratio = audio_pooling_ratio(kind)
+    self.kind = kind
+    self.embed_dim = embed_dim
+    n_pools = AUDIO_POOLS[kind]
+    widths = tuple(int(w) for w in widths)
+    if not 3 <= len(widths) <= n_pools + 1:
+      raise ValueError(
+          f"need (w_mel, w_local, 1 to {n_pools - 1} w_mid) for {kind!r}, got {widths}")
+    w_mel, w_local, mids = widths[0], widths[1], list(widths[2:])
+    mids += mids[-1:] * (n_pools - 1 - len(mids))
+    # Momentum / epsilon as torch's BatchNorm2d defaults (momentum 0.1 there is 0.9 here).
+    self.norm = nnx.BatchNorm(1, momentum=0.9, epsilon=1e-5, rngs=rngs)
+    self.mel = make_torch_default_conv(N_MELS, w_mel, (1,), rngs=rngs)
+    self.local = make_torch_default_conv(w_mel, w_local, (11,), rngs=rngs)
+    cins, couts = [w_local] + mids, mids + [embed_dim]
+    self.stages = nnx.List([make_torch_default_conv(ci, co, (17,), rngs=rngs)
+                            for ci, co in zip(cins, couts)])
+
+  def __call__(self, spec, use_running_average: bool | None = None):
+    """spec [B,T,40] -> [B,T',D]; use_running_average overrides the module's train / eval mode."""
+    if spec.shape[-1] != N_MELS:
+      raise ValueError(f"expected [B, T, {N_MELS}] log-mel features, got {spec.shape}")
+    # One BatchNorm channel over all B*T*40 values, as BatchNorm2d(1) on the 1x40xT input.
+    x = self.norm(spec[..., None], use_running_average=use_running_average)[..., 0]
+    x = jax.nn.relu(self.mel(x))
+    x = jax.nn.relu(self.local(x))
+    for conv in self.stages:
+      x = jax.nn.relu(conv(pool_time(x)))
+    return x

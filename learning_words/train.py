@@ -1,0 +1,262 @@
+"""`--mode=train`: the speech and image encoders learn words from pairs and drawn negatives.
+
+One jitted step over the mesh (batch on 'data', models / optimizer / generator replicated): the
+frozen generator redraws the positives G(z_i) from their ids, the encoders embed images and
+spectrograms, the in-batch similarity matrix gives the random / hardest impostors, and for the
+edited kinds `negatives.draw_negatives` draws each positive's negative inside the step from the
+current matchmap. The generator is never in the optimizer nor in the checkpoint; its outputs are
+under stop_gradient. Orbax keeps the latest checkpoints plus the best by (A_r5 + I_r5) / 2 on
+validation, with the input pipeline's state, so a killed run resumes to the same result.
+"""
+import functools
+import os
+import time
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from flax import nnx
+from tqdm import tqdm
+
+from learning_words import (figures, input_pipeline, losses, matchmap, mesh as mesh_lib, negatives,
+                            retrieval, writers)
+from learning_words.models import davenet
+from learning_words.models import generator as gen_lib
+
+EDITED_KINDS = ("negatives_edited", "negatives_both")
+
+
+class Encoders(nnx.Module):
+  """The trained models: image and speech encoders."""
+
+  def __init__(self, cfg, *, rngs: nnx.Rngs):
+    self.image = davenet.ImageEncoder(cfg.image_widths, cfg.embed_dim, rngs=rngs,
+                                      pools=cfg.image_pools)
+    self.audio = davenet.AudioEncoder(cfg.audio_kind, cfg.audio_widths, cfg.embed_dim, rngs=rngs)
+
+
+class TrainState(nnx.Module):
+  """What a training checkpoint holds (the generator is not part of it)."""
+
+  def __init__(self, config, steps_per_epoch: int):
+    self.models = Encoders(config.model, rngs=nnx.Rngs(config.seed))
+    self.opt = nnx.Optimizer(self.models, make_optimizer(config.train, steps_per_epoch),
+                             wrt=nnx.Param)
+
+
+def make_lr(cfg, steps_per_epoch: int) -> optax.Schedule:
+  """lr, divided by 10 every `lr_decay_epochs` epochs (the reference's step decay)."""
+  return optax.exponential_decay(cfg.lr, max(1, cfg.lr_decay_epochs * steps_per_epoch), 0.1,
+                                 staircase=True)
+
+
+def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
+  """SGD with momentum; weight decay added to the gradient before momentum, as torch's SGD does."""
+  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                     optax.sgd(make_lr(cfg, steps_per_epoch), momentum=cfg.momentum))
+
+
+def embed(models: Encoders, images, spec, n_frames):
+  """images [B,R,R,3] in [-1,1], spec [B,T,40] -> (img [B,h,w,D], aud [B,T',D], frames [B])."""
+  img = models.image(images)
+  aud = models.audio(spec)
+  return img, aud, davenet.pooled_frames(n_frames, aud.shape[1], models.audio.pooling_ratio)
+
+
+def draw_positives(g, z, layer: str):
+  """(positives [B,R,R,3], the intervention layer's activations) from one generator pass."""
+  x = g.features(z, [layer])[layer]
+  return jax.lax.stop_gradient(g.render_from(layer, x)), jax.lax.stop_gradient(x)
+
+
+def train_step(state: TrainState, g, z_table, batch, key, config):
+  """One SGD step; returns the logged scalars (every loss term and the negatives' statistics)."""
+  kind = config.loss.kind
+  k_neg, k_loss = jax.random.split(key)
+  z = z_table[batch["z_index"]]
+  positives, x_layer = draw_positives(g, z, config.negatives.layer)
+
+  def loss_fn(models):
+    img, aud, frames = embed(models, positives, batch["spec"], batch["n_frames"])
+    sim = matchmap.similarity_matrix(img, aud, frames, chunk=img.shape[0], cosine=config.model.cosine)
+    s_edit, stats = None, {}
+    if kind in EDITED_KINDS:
+      mm = jax.lax.stop_gradient(matchmap.matchmap(img, aud, cosine=config.model.cosine))
+      neg, _, stats = negatives.draw_negatives(g, z, x_layer, positives, mm, frames, k_neg,
+                                               config.negatives)
+      img_neg = models.image(neg)
+      s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
+    loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin)
+    return loss, {**terms, **{f"neg/{k}": v for k, v in stats.items()}}
+
+  (loss, logs), grads = nnx.value_and_grad(loss_fn, has_aux=True)(state.models)
+  state.opt.update(state.models, grads)
+  return {"loss": loss, **logs}
+
+
+def draw_examples(models, g, z, spec, n_frames, key, config):
+  """positive | drawn negative | mask images for TensorBoard (uint8 via figures.to_uint8 later)."""
+  positives, x_layer = draw_positives(g, z, config.negatives.layer)
+  img, aud, frames = embed(models, positives, spec, n_frames)
+  mm = matchmap.matchmap(img, aud, cosine=config.model.cosine)
+  neg, masks, _ = negatives.draw_negatives(g, z, x_layer, positives, mm, frames, key,
+                                           config.negatives)
+  return positives, neg, masks
+
+
+def encode_eval_set(models, g, z_table, data: dict, batch: int, config):
+  """Image and audio embeddings of an evaluation set, jitted in fixed-size batches."""
+  fn = nnx.jit(lambda m, g, z, s, n: embed(m, draw_positives(g, z, config.negatives.layer)[0], s, n))
+  n = len(data["z_index"])
+  outs = []
+  for i in range(0, n, batch):
+    sl = slice(i, min(i + batch, n))
+    pad = batch - (sl.stop - sl.start)
+    take = lambda a: np.concatenate([a[sl], np.repeat(a[sl][-1:], pad, 0)]) if pad else a[sl]
+    img, aud, frames = fn(models, g, z_table[jnp.asarray(take(data["z_index"]))],
+                          jnp.asarray(take(data["spec"])), jnp.asarray(take(data["n_frames"])))
+    keep = batch - pad
+    outs.append((img[:keep], aud[:keep], frames[:keep]))
+  return tuple(jnp.concatenate(x) for x in zip(*outs))
+
+
+def validate(models, g, z_table, val: dict, config) -> dict:
+  """Recall@{1,5,10} both ways on the validation pairs (one similarity matrix, then ranks)."""
+  models.eval()
+  img, aud, frames = encode_eval_set(models, g, z_table, val, config.data.batch_size, config)
+  sim = jax.jit(functools.partial(matchmap.similarity_matrix, chunk=min(64, img.shape[0]),
+                                  cosine=config.model.cosine))(img, aud, frames)
+  models.train()
+  rec = retrieval.recalls(np.asarray(sim))
+  return {**rec, "score": retrieval.score(rec)}
+
+
+def max_z_index(source) -> int:
+  """Largest z row a split refers to (the fixed z table is built up to it)."""
+  return max(int(r["z_index"]) for r in source.__getitems__(list(range(len(source)))))
+
+
+def load_eval_arrays(data_dir: str, split: str, frames: int, limit: int) -> dict:
+  """The first `limit` pairs of a split (ordered), featurised at the evaluation length."""
+  src = input_pipeline.open_source(data_dir, split)
+  loader = input_pipeline.make_loader(src, batch_size=jax.process_count(), frames=frames,
+                                      train=False, seed=0)
+  rows = []
+  for b in loader:
+    rows.append(b)
+    if sum(len(r["id"]) for r in rows) >= limit:
+      break
+  return {k: np.concatenate([r[k] for r in rows])[:limit] for k in input_pipeline.BATCH_KEYS}
+
+
+def make_checkpoint_manager(directory: str, keep: int) -> ocp.CheckpointManager:
+  """Latest `keep` checkpoints plus the best by validation score."""
+  policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+      ocp.checkpoint_managers.LatestN(n=keep),
+      ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m["score"], reverse=False, n=1)])
+  return ocp.CheckpointManager(
+      os.path.abspath(directory), item_names=("state", "data"),
+      options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                           best_fn=lambda m: m["score"], best_mode="max"))
+
+
+def restore(manager, state: TrainState, data_iter=None, step=None) -> int:
+  """Restores `state` (and the data iterator) from a checkpoint; returns its step or 0."""
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    return 0
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(state))
+  items = {"state": ocp.args.StandardRestore(abstract)}
+  if data_iter is not None:
+    items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+  restored = manager.restore(step, args=ocp.args.Composite(**items))
+  nnx.update(state, restored["state"])
+  return int(step)
+
+
+def init_from_run(state: TrainState, run_dir: str):
+  """Starts the encoders from another run's best (else latest) checkpoint; fresh optimizer."""
+  manager = make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), keep=2)
+  step = manager.best_step() or manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"--config.train.init_from: no checkpoint in {run_dir}/checkpoints")
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(state))
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  nnx.update(state.models, restored["state"]["models"])
+  logging.info("initialised the encoders from %s step %d", run_dir, step)
+
+
+def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_steps=None) -> dict:
+  """Trains `config.train.epochs` epochs (or up to `max_steps`, for tests); returns last metrics."""
+  cfg = config.train
+  src = input_pipeline.open_source(data_dir, "train")
+  steps_per_epoch = len(src) // config.data.batch_size
+  total = cfg.epochs * steps_per_epoch
+  mesh = mesh_lib.make_mesh()
+  state = TrainState(config, steps_per_epoch)
+  if cfg.init_from:
+    init_from_run(state, os.path.join(os.path.dirname(run_dir), cfg.init_from))
+  loader = input_pipeline.make_loader(src, batch_size=config.data.batch_size,
+                                      frames=config.data.train_frames, train=True,
+                                      seed=config.seed, worker_count=config.data.worker_count)
+  it = iter(loader)
+  manager = make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), cfg.keep_checkpoints)
+  start = restore(manager, state, it)
+  mesh_lib.replicate(state, mesh)
+  mesh_lib.replicate(g, mesh)
+  val = load_eval_arrays(data_dir, "val", config.data.eval_frames, cfg.val_pairs)
+  n_z = 1 + max(int(val["z_index"].max()), max_z_index(src))
+  z_table = jax.device_put(jnp.asarray(gen_lib.standard_z(n_z, g.sizes[0])),
+                           jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  step_fn = nnx.jit(functools.partial(train_step, config=config))
+  host = jax.process_index()
+  writer = writers.Writer(os.path.join(run_dir, "tensorboard"), host == 0)
+  key = jax.random.key(config.seed)
+  end = total if max_steps is None else min(total, max_steps)
+  bar = tqdm(range(start, end), initial=start, total=end, desc=f"train {os.path.basename(run_dir)}",
+             disable=host != 0, dynamic_ncols=True)
+  metrics, score, t0, last = {}, 0.0, time.time(), start
+  for step in bar:
+    batch = input_pipeline.make_global(next(it), mesh)
+    logs = step_fn(state, g, z_table, batch, jax.random.fold_in(key, step))
+    done = step + 1
+    if done % cfg.log_every == 0 or done == end:
+      logs = {k: float(v) for k, v in logs.items()}
+      rate = (done - last) / (time.time() - t0)
+      t0, last = time.time(), done
+      lr = float(make_lr(cfg, steps_per_epoch)(done))
+      writer.write_scalars(done, {**logs, "lr": lr, "steps_per_s": rate})
+      bar.set_postfix(loss=f"{logs['loss']:.3f}", it_s=f"{rate:.2f}")
+    if config.loss.kind in EDITED_KINDS and (done % cfg.image_every == 0):
+      _write_images(writer, done, state, g, z_table, batch, key, config)
+    epoch_end = done % steps_per_epoch == 0 or done == end
+    if epoch_end:
+      metrics = validate(state.models, g, z_table, val, config)
+      score = metrics["score"]
+      writer.write_scalars(done, {f"val/{k}": v for k, v in metrics.items()})
+    if epoch_end or done % cfg.checkpoint_every == 0:
+      manager.save(done, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(nnx.state(state)), data=grain.checkpoint.CheckpointSave(it)),
+          metrics={"score": score})
+  manager.wait_until_finished()
+  writer.close()
+  return metrics
+
+
+def _write_images(writer, step, state, g, z_table, batch, key, config):
+  """positive | drawn negative | mask for the first few samples of the batch."""
+  n = min(4, batch["z_index"].shape[0])
+  pos, neg, masks = nnx.jit(functools.partial(draw_examples, config=config))(
+      state.models, g, z_table[batch["z_index"][:n]], batch["spec"][:n], batch["n_frames"][:n],
+      jax.random.fold_in(key, -step))
+  mask_rgb = jnp.repeat(masks[..., None] * 2.0 - 1.0, 3, axis=-1)
+  rows = figures.to_uint8(jnp.concatenate([pos, neg, mask_rgb], axis=2))
+  writer.write_images(step, {"negatives": figures.make_grid(np.asarray(rows), cols=1, scale=2)})
+
+
+def run_dir_of(config, workdir: str) -> str:
+  return os.path.join(workdir, "runs", config.train.name or config.loss.kind)

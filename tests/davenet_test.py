@@ -1,0 +1,177 @@
+"""Davenet encoders: the reference's layer shapes, output shapes, time pooling and valid frame
+counts, BatchNorm modes, image normalisation.
+
+The full-size encoders are checked abstractly (nnx.eval_shape, no compilation); runtime checks use
+slim encoders with equal widths, because parameter init compiles once per distinct kernel shape.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from learning_words.models import davenet
+
+SLIM_IMAGE = (8, 8, 8, 8, 8)
+SLIM_AUDIO = (8, 8, 8)
+
+
+def abstract(make):
+  """(abstract module, {param path: shape}) without allocating or compiling anything."""
+  module = nnx.eval_shape(make)
+  flat = nnx.to_flat_state(nnx.state(module, nnx.Param))
+  shapes = {"/".join(map(str, path)): v.shape for path, v in flat}
+  return module, shapes
+
+
+def abstract_output_shape(module, in_shape):
+  graphdef, state = nnx.split(module)
+  fn = lambda s, x: nnx.merge(graphdef, s)(x)
+  return jax.eval_shape(fn, state, jax.ShapeDtypeStruct(in_shape, jnp.float32)).shape
+
+
+def test_reference_image_encoder_layers():
+  enc, shapes = abstract(lambda: davenet.ImageEncoder((64, 128, 256, 512, 512), 512,
+                                                      rngs=nnx.Rngs(0)))
+  vgg16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+  kernels, cin = [], 3
+  for v in vgg16:
+    if v != "M":
+      kernels.append((3, 3, cin, v))
+      cin = v
+  assert [shapes[f"convs/{i}/kernel"] for i in range(len(kernels))] == kernels
+  assert shapes["embed/kernel"] == (3, 3, 512, 512)
+  n_params = sum(int(np.prod(s)) for s in shapes.values())
+  # torchvision VGG16 features (14,714,688) + the 3x3 512->512 embedding conv with bias.
+  assert n_params == 14_714_688 + 3 * 3 * 512 * 512 + 512
+  assert abstract_output_shape(enc, (2, 128, 128, 3)) == (2, 8, 8, 512)
+
+
+@pytest.mark.parametrize("kind,n_17,t_out", [("small", 3, 256), ("large", 6, 32)])
+def test_reference_audio_encoder_layers(kind, n_17, t_out):
+  enc, shapes = abstract(lambda: davenet.AudioEncoder(kind, (128, 256, 512), 512, rngs=nnx.Rngs(0)))
+  assert shapes["mel/kernel"] == (1, 40, 128) and shapes["local/kernel"] == (11, 128, 256)
+  cins = [256] + [512] * (n_17 - 1)
+  assert [shapes[f"stages/{i}/kernel"] for i in range(n_17)] == [(17, c, 512) for c in cins]
+  # The reference's torch layers: BatchNorm2d(1), conv 40x1, conv 1x11, n_17 convs 1x17.
+  torch_layers = [(40 * 1, 1, 128), (11, 128, 256)] + [(17, c, 512) for c in cins]
+  expected = 2 + sum(k * ci * co + co for k, ci, co in torch_layers)
+  assert sum(int(np.prod(s)) for s in shapes.values()) == expected
+  assert abstract_output_shape(enc, (2, 2048, 40)) == (2, t_out, 512)  # the reference's 256 / 32
+  # Fewer middle widths repeat the last; all of them written out is the same network.
+  for widths in [(128, 256, 512, 512), (128, 256) + (512,) * (n_17 - 1)]:
+    _, same = abstract(lambda: davenet.AudioEncoder(kind, widths, 512, rngs=nnx.Rngs(0)))
+    assert same == shapes
+  with pytest.raises(ValueError, match="w_mid"):
+    davenet.AudioEncoder(kind, (128, 256) + (512,) * n_17, 512, rngs=nnx.Rngs(0))
+
+
+@pytest.fixture(scope="module")
+def image_encoder():
+  return davenet.ImageEncoder(SLIM_IMAGE, 8, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("res", [32, 128])
+def test_image_encoder_shape(image_encoder, res):
+  images = jax.random.uniform(jax.random.key(1), (2, res, res, 3), minval=-1, maxval=1)
+  out = image_encoder(images)
+  assert out.shape == (2, res // 16, res // 16, 8)
+  assert float(out.min()) >= 0  # ReLU after the embedding conv
+
+
+def test_image_normalisation_by_hand_and_first_conv_input(image_encoder):
+  images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+  expected = np.empty_like(images)
+  mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+  for c in range(3):  # [-1, 1] -> [0, 1] -> ImageNet normalisation, channel by channel
+    expected[..., c] = ((images[..., c] + 1) / 2 - mean[c]) / std[c]
+  np.testing.assert_allclose(davenet.normalize_images(jnp.asarray(images)), expected,
+                             rtol=1e-5, atol=1e-5)
+
+  # What the first conv actually receives inside the encoder.
+  enc = nnx.clone(image_encoder)
+  seen = []
+
+  class Recorder(nnx.Module):
+    def __init__(self, conv):
+      self.conv = conv
+
+    def __call__(self, x):
+      seen.append(np.asarray(x))
+      return self.conv(x)
+
+  enc.convs[0] = Recorder(enc.convs[0])
+  enc(jnp.asarray(images))
+  np.testing.assert_allclose(seen[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_initialisation_follows_torch(image_encoder):
+  """VGG convs: N(0, 2/fan_out), zero bias; the other convs: U(+-1/sqrt(fan_in)) incl. biases."""
+  k = np.asarray(image_encoder.convs[1].kernel[...])          # (3, 3, 8, 8): fan_out 72
+  assert abs(k.mean()) < 0.03 and 0.85 < k.std() / np.sqrt(2 / 72) < 1.15
+  assert not np.asarray(image_encoder.convs[1].bias[...]).any()
+  enc = davenet.AudioEncoder("small", (8, 8, 8), 8, rngs=nnx.Rngs(0))
+  for conv, fan_in in [(image_encoder.embed, 72), (enc.mel, 40), (enc.stages[0], 17 * 8)]:
+    for p in (np.asarray(conv.kernel[...]), np.asarray(conv.bias[...])):
+      assert np.abs(p).max() <= 1 / np.sqrt(fan_in) and np.abs(p).max() > 0.5 / np.sqrt(fan_in)
+
+
+@pytest.mark.parametrize("kind,ratio", [("small", 8), ("large", 64)])
+def test_audio_lengths_and_pooled_frames(kind, ratio):
+  enc = davenet.AudioEncoder(kind, SLIM_AUDIO, 8, rngs=nnx.Rngs(0))
+  assert enc.pooling_ratio == ratio == davenet.audio_pooling_ratio(kind)
+  rng = np.random.default_rng(1)
+  for t in (200, 256):  # 200: not a multiple of either ratio
+    out = enc(jnp.asarray(rng.normal(size=(2, t, 40)), jnp.float32))
+    t_out = out.shape[1]
+    assert out.shape == (2, t_out, 8)
+    assert t_out == int(np.ceil(t / ratio)) == davenet.pooled_length(t, ratio)
+    # Includes 0 (empty) and t + 3 * ratio (a length that was not capped to the input).
+    n_frames = np.concatenate([[0, 1, ratio - 1, ratio, t, t + 3 * ratio],
+                               rng.integers(0, t + 1, 20)])
+    got = np.asarray(davenet.pooled_frames(n_frames, t_out, enc))
+    np.testing.assert_array_equal(got, davenet.pooled_frames(n_frames, t_out, ratio))
+    for n, g in zip(n_frames, got):
+      assert g == max(1, min(int(n) // ratio, t_out))
+      assert 1 <= g <= t_out
+
+
+def test_pool_time_matches_torch_semantics():
+  """Max over windows of 3 centred on frames 0, 2, 4, ...; the padding never wins (even < 0)."""
+  x = np.random.default_rng(3).normal(size=(1, 9, 2)).astype(np.float32) - 5.0
+  got = np.asarray(davenet.pool_time(jnp.asarray(x)))
+  assert got.shape == (1, 5, 2)
+  for o in range(5):
+    for c in range(2):
+      window = [x[0, t, c] for t in (2 * o - 1, 2 * o, 2 * o + 1) if 0 <= t < 9]
+      assert got[0, o, c] == max(window)
+
+
+def test_unknown_audio_kind():
+  with pytest.raises(ValueError, match="small"):
+    davenet.AudioEncoder("huge", SLIM_AUDIO, 8, rngs=nnx.Rngs(0))
+
+
+def test_batchnorm_train_and_eval_modes():
+  enc = davenet.AudioEncoder("small", SLIM_AUDIO, 8, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(2), (2, 64, 40)) * 3.0 + 5.0
+  train_out = enc(x)  # training mode: batch statistics, and the running averages move
+  np.testing.assert_allclose(enc.norm.mean[...], [0.1 * float(x.mean())], rtol=1e-5)
+  # Batch statistics make the output blind to an affine change of the whole input.
+  np.testing.assert_allclose(enc(x * 2.0 - 7.0), train_out, rtol=1e-4, atol=1e-4)
+
+  # Eval: a known running mean / variance. Normalising the input by hand and running with
+  # identity statistics (mean 0, var 1 - eps) must give the same output.
+  m, v, eps = 4.0, 6.0, 1e-5
+  enc.norm.mean[...] = jnp.full((1,), m)
+  enc.norm.var[...] = jnp.full((1,), v)
+  enc.eval()
+  eval_out = enc(x)
+  assert not np.allclose(eval_out, train_out, atol=1e-3)
+  np.testing.assert_allclose(enc(x, use_running_average=True), eval_out, rtol=1e-6)
+  enc.norm.mean[...] = jnp.zeros((1,))
+  enc.norm.var[...] = jnp.full((1,), 1.0 - eps)
+  np.testing.assert_allclose(enc((x - m) / np.sqrt(v + eps)), eval_out, rtol=1e-4, atol=1e-5)
+  enc.train()
+  enc(x)
+  assert float(enc.norm.mean[0]) != 0.0  # back in training mode: the statistics move again
