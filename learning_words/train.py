@@ -190,13 +190,21 @@ def init_from_run(state: TrainState, run_dir: str):
   logging.info("initialised the encoders from %s step %d", run_dir, step)
 
 
-def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_steps=None) -> dict:
-  """Trains `config.train.epochs` epochs (or up to `max_steps`, for tests); returns last metrics."""
+def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_steps=None,
+               devices=None) -> dict:
+  """Trains `config.train.epochs` epochs (or stops after `max_steps`, as a crash would); returns
+  the last validation metrics. `devices`: the mesh's devices (default: all)."""
   cfg = config.train
   src = input_pipeline.open_source(data_dir, "train")
+  mesh = mesh_lib.make_mesh(devices)
+  if config.data.batch_size % mesh.size:
+    raise ValueError(f"--config.data.batch_size={config.data.batch_size} must be a multiple of the "
+                     f"{mesh.size} devices")
   steps_per_epoch = len(src) // config.data.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"{data_dir}: {len(src)} training pairs < --config.data.batch_size="
+                     f"{config.data.batch_size}")
   total = cfg.epochs * steps_per_epoch
-  mesh = mesh_lib.make_mesh()
   state = TrainState(config, steps_per_epoch)
   if cfg.init_from:
     init_from_run(state, os.path.join(os.path.dirname(run_dir), cfg.init_from))
@@ -252,7 +260,7 @@ def _write_images(writer, step, state, g, z_table, batch, key, config):
   n = min(4, batch["z_index"].shape[0])
   pos, neg, masks = nnx.jit(functools.partial(draw_examples, config=config))(
       state.models, g, z_table[batch["z_index"][:n]], batch["spec"][:n], batch["n_frames"][:n],
-      jax.random.fold_in(key, -step))
+      jax.random.fold_in(jax.random.fold_in(key, step), 1))
   mask_rgb = jnp.repeat(masks[..., None] * 2.0 - 1.0, 3, axis=-1)
   rows = figures.to_uint8(jnp.concatenate([pos, neg, mask_rgb], axis=2))
   writer.write_images(step, {"negatives": figures.make_grid(np.asarray(rows), cols=1, scale=2)})
