@@ -1,0 +1,117 @@
+"""Step throughput, FLOPs and recall time of a config, written as JSON.
+
+  python -m learning_words.benchmark --config=configs/quickstart.py --out=bench.json \
+      [--config.data.batch_size=8] [--steps=10]
+
+For `regular` and `negatives_edited`: the compiled train step's median wall time after warm-up,
+samples/s, FLOPs per step from XLA's cost analysis and the achieved FLOP/s; their ratio; and the
+time of validation recall over 500 pairs at the paper's shapes (8x8x512 images, 2048 frames through
+the large speech encoder -> 32 x 512). Weights are random: speed does not depend on them (the
+negatives' candidate schedule is fixed), so no dataset or trained generator is needed.
+"""
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from flax import nnx
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from learning_words import matchmap, mesh as mesh_lib, retrieval, train  # pylint: disable=g-import-not-at-top
+from learning_words.models import generator as gen_lib  # pylint: disable=g-import-not-at-top
+
+config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).", lock_config=True)
+flags.DEFINE_string("out", None, "JSON file to write.")
+flags.DEFINE_integer("steps", 10, "Timed steps per loss kind (after 2 warm-up steps).")
+flags.DEFINE_integer("recall_pairs", 500, "Pairs in the recall timing (the reference's 500).")
+flags.mark_flags_as_required(["config", "out"])
+FLAGS = flags.FLAGS
+
+
+def make_batch(config, mesh, rng):
+  """A random global batch of the config's shapes."""
+  b, t = config.data.batch_size, config.data.train_frames
+  batch = {"id": np.arange(b), "z_index": np.arange(b),
+           "image": np.zeros((b, config.world.resolution, config.world.resolution, 3), np.uint8),
+           "spec": rng.normal(size=(b, t, 40)).astype(np.float32),
+           "n_frames": np.full((b,), t, np.int32)}
+  sharding = mesh_lib.batch_sharding(mesh)
+  return {k: jax.device_put(v, sharding) for k, v in batch.items()}
+
+
+def time_step(config, kind: str, steps: int) -> dict:
+  """Compiles the train step for `kind` and times it (median of `steps` calls)."""
+  config = config.copy_and_resolve_references()
+  config.loss.kind = kind
+  mesh = mesh_lib.make_mesh()
+  state = train.TrainState(config, steps_per_epoch=100)
+  g = gen_lib.Generator(config.gan.sizes, rngs=nnx.Rngs(1))
+  mesh_lib.replicate(state, mesh)
+  mesh_lib.replicate(g, mesh)
+  graphdef, st = nnx.split((state, g))
+
+  def pure(st, z_table, batch, key):
+    state, g = nnx.merge(graphdef, st)
+    logs = train.train_step(state, g, z_table, batch, key, config)
+    return nnx.state((state, g)), logs
+
+  z_table = jnp.asarray(gen_lib.standard_z(config.data.batch_size, g.sizes[0]))
+  batch = make_batch(config, mesh, np.random.default_rng(0))
+  t0 = time.time()
+  compiled = jax.jit(pure, donate_argnums=0).lower(st, z_table, batch, jax.random.key(0)).compile()
+  compile_s = time.time() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", float("nan")))
+  times = []
+  for i in range(steps + 2):
+    t0 = time.time()
+    st, logs = compiled(st, z_table, batch, jax.random.key(i))
+    jax.block_until_ready((st, logs))
+    times.append(time.time() - t0)
+  step_s = float(np.median(times[2:]))
+  return {"step_time_s": step_s, "samples_per_s": config.data.batch_size / step_s,
+          "flops_per_step": flops, "flops_per_s": flops / step_s, "compile_s": compile_s,
+          "batch_size": config.data.batch_size}
+
+
+def time_recall(n: int = 500, h: int = 8, t: int = 32, d: int = 512, repeats: int = 3) -> float:
+  """Seconds for recall@k over n pairs at the paper's embedding shapes (similarity + ranks)."""
+  rng = np.random.default_rng(0)
+  img = jnp.asarray(rng.random((n, h, h, d), np.float32))
+  aud = jnp.asarray(rng.random((n, t, d), np.float32))
+  frames = jnp.asarray(rng.integers(t // 2, t + 1, size=n), jnp.int32)
+  sim_fn = jax.jit(lambda a, b, f: matchmap.similarity_matrix(a, b, f, chunk=64))
+  jax.block_until_ready(sim_fn(img, aud, frames))  # compile
+  times = []
+  for _ in range(repeats):
+    t0 = time.time()
+    retrieval.recalls(np.asarray(sim_fn(img, aud, frames)))
+    times.append(time.time() - t0)
+  return float(np.median(times))
+
+
+def main(argv):
+  del argv
+  out = {"device": str(jax.devices()[0]),
+         "device_count": jax.device_count()}
+  for kind in ("regular", "negatives_edited"):
+    out[kind] = time_step(FLAGS.config, kind, FLAGS.steps)
+    print(kind, json.dumps(out[kind]), flush=True)
+  out["edited_over_regular"] = out["negatives_edited"]["step_time_s"] / out["regular"]["step_time_s"]
+  out["recall_500_s" if FLAGS.recall_pairs == 500 else f"recall_{FLAGS.recall_pairs}_s"] = (
+      time_recall(FLAGS.recall_pairs))
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+  with open(FLAGS.out, "w") as f:
+    json.dump(out, f, indent=1)
+  print(json.dumps({k: v for k, v in out.items() if not isinstance(v, dict)}), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
