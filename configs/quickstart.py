@@ -27,6 +27,7 @@ def get_config():
   c.model.embed_dim = 128
   c.negatives.units = 18          # 140 / 512 and 40 / 512 of layer6's 64 units
   c.negatives.units_step = 5
+  c.concepts.n_clusters = 64      # the reference's 250 of 512 dims, scaled to embed_dim 128
   c.train.epochs = 10
   c.train.lr_decay_epochs = 1000  # no decay within the CPU budget
   c.train.lr = 1e-2               # untuned guess for slim encoders in 10 epochs: choose on val

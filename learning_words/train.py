@@ -4,9 +4,11 @@ One jitted step over the mesh (batch on 'data', models / optimizer / generator r
 frozen generator redraws the positives G(z_i) from their ids, the encoders embed images and
 spectrograms, the in-batch similarity matrix gives the random / hardest impostors, and for the
 edited kinds `negatives.draw_negatives` draws each positive's negative inside the step from the
-current matchmap. The generator is never in the optimizer nor in the checkpoint; its outputs are
-under stop_gradient. Orbax keeps the latest checkpoints plus the best by (A_r5 + I_r5) / 2 on
-validation, with the input pipeline's state, so a killed run resumes to the same result.
+current matchmap (in cluster mode, ablating the units `clustering_stage.compute_concepts` ranks for
+each sample's concept cluster; recomputed between steps every few epochs). The generator is never
+in the optimizer nor in the checkpoint; its outputs are under stop_gradient. Orbax keeps the latest
+checkpoints plus the best by (A_r5 + I_r5) / 2 on validation, with the input pipeline's state (and
+the concept arrays in cluster mode), so a killed run resumes to the same result.
 """
 import functools
 import os
@@ -22,8 +24,8 @@ from absl import logging
 from flax import nnx
 from tqdm import tqdm
 
-from learning_words import (figures, input_pipeline, losses, matchmap, mesh as mesh_lib, negatives,
-                            retrieval, writers)
+from learning_words import (clustering_stage, figures, input_pipeline, losses, matchmap,
+                            mesh as mesh_lib, negatives, retrieval, writers)
 from learning_words.models import davenet
 from learning_words.models import generator as gen_lib
 
@@ -73,8 +75,26 @@ def draw_positives(g, z, layer: str):
   return jax.lax.stop_gradient(g.render_from(layer, x)), jax.lax.stop_gradient(x)
 
 
-def train_step(state: TrainState, g, z_table, batch, key, config):
-  """One SGD step; returns the logged scalars (every loss term and the negatives' statistics)."""
+def draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_arrays=None):
+  """negatives.draw_negatives in the configured mode. Cluster mode first picks each sample's
+  clusters per candidate from its peak product (clustering_stage.choose_clusters) and draws with
+  the concept arrays' unit ranking; random mode is draw_negatives as is (same key)."""
+  if config.negatives.mode != "cluster":
+    return negatives.draw_negatives(g, z, x_layer, positives, mm, frames, key, config.negatives)
+  if concept_arrays is None:
+    raise ValueError("negatives.mode='cluster' needs the concept arrays "
+                     "(clustering_stage.compute_concepts)")
+  k_units, k_clusters = jax.random.split(key)
+  product = clustering_stage.peak_product(img, aud, mm, frames)
+  cluster = clustering_stage.choose_clusters(k_clusters, product, concept_arrays,
+                                             int(config.negatives.candidates))
+  return negatives.draw_negatives(g, z, x_layer, positives, mm, frames, k_units, config.negatives,
+                                  ranking=concept_arrays.ranking, cluster=cluster)
+
+
+def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays=None):
+  """One SGD step; returns the logged scalars (every loss term and the negatives' statistics).
+  concept_arrays: clustering_stage.ConceptArrays, needed in cluster mode only."""
   kind = config.loss.kind
   k_neg, k_loss = jax.random.split(key)
   z = z_table[batch["z_index"]]
@@ -86,8 +106,8 @@ def train_step(state: TrainState, g, z_table, batch, key, config):
     s_edit, stats = None, {}
     if kind in EDITED_KINDS:
       mm = jax.lax.stop_gradient(matchmap.matchmap(img, aud, cosine=config.model.cosine))
-      neg, _, stats = negatives.draw_negatives(g, z, x_layer, positives, mm, frames, k_neg,
-                                               config.negatives)
+      neg, _, stats = draw(g, z, x_layer, positives, jax.lax.stop_gradient(img),
+                           jax.lax.stop_gradient(aud), mm, frames, k_neg, config, concept_arrays)
       img_neg = models.image(neg)
       s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
     loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin)
@@ -98,13 +118,12 @@ def train_step(state: TrainState, g, z_table, batch, key, config):
   return {"loss": loss, **logs}
 
 
-def draw_examples(models, g, z, spec, n_frames, key, config):
+def draw_examples(models, g, z, spec, n_frames, key, config, concept_arrays=None):
   """positive | drawn negative | mask images for TensorBoard (uint8 via figures.to_uint8 later)."""
   positives, x_layer = draw_positives(g, z, config.negatives.layer)
   img, aud, frames = embed(models, positives, spec, n_frames)
   mm = matchmap.matchmap(img, aud, cosine=config.model.cosine)
-  neg, masks, _ = negatives.draw_negatives(g, z, x_layer, positives, mm, frames, key,
-                                           config.negatives)
+  neg, masks, _ = draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_arrays)
   return positives, neg, masks
 
 
@@ -154,12 +173,13 @@ def load_eval_arrays(data_dir: str, split: str, frames: int, limit: int) -> dict
 
 
 def make_checkpoint_manager(directory: str, keep: int) -> ocp.CheckpointManager:
-  """Latest `keep` checkpoints plus the best by validation score."""
+  """Latest `keep` checkpoints plus the best by validation score. Items: state, data, and in
+  cluster mode the concept arrays the run is using (so a resume between recomputations is exact)."""
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
       ocp.checkpoint_managers.LatestN(n=keep),
       ocp.checkpoint_managers.BestN(get_metric_fn=lambda m: m["score"], reverse=False, n=1)])
   return ocp.CheckpointManager(
-      os.path.abspath(directory), item_names=("state", "data"),
+      os.path.abspath(directory), item_names=("state", "data", "concepts"),
       options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
                                            best_fn=lambda m: m["score"], best_mode="max"))
 
@@ -225,12 +245,33 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   writer = writers.Writer(os.path.join(run_dir, "tensorboard"), host == 0)
   key = jax.random.key(config.seed)
   end = total if max_steps is None else min(total, max_steps)
+  # Cluster mode: concepts from the current encoders before the first step and every
+  # `concepts.every_epochs` epochs; a resume in between restores the arrays the run was using.
+  use_concepts = config.negatives.mode == "cluster" and config.loss.kind in EDITED_KINDS
+  concept_host = concept_arrays = None
+  if use_concepts:
+    concept_data = load_eval_arrays(data_dir, "train", config.data.train_frames,
+                                    -(-int(config.concepts.max_points) // jax.process_count()))
+    every = max(1, int(config.concepts.every_epochs)) * steps_per_epoch
+    concept_host = clustering_stage.restore_saved(manager, start) if start % every else None
+    if concept_host is None:
+      if start % every:
+        logging.warning("checkpoint %d holds no concept arrays: recomputing them from the restored "
+                        "model, so this resume differs from an uninterrupted run", start)
+      concept_host = _compute_concepts(writer, start, state, g, z_table, concept_data, config)
+    concept_arrays = clustering_stage.replicate(concept_host, mesh)
   bar = tqdm(range(start, end), initial=start, total=end, desc=f"train {os.path.basename(run_dir)}",
              disable=host != 0, dynamic_ncols=True)
   metrics, score, t0, last = {}, 0.0, time.time(), start
   for step in bar:
+    if use_concepts and step > start and step % every == 0:
+      t_concepts = time.time()
+      concept_host = _compute_concepts(writer, step, state, g, z_table, concept_data, config)
+      concept_arrays = clustering_stage.replicate(concept_host, mesh)
+      t0 += time.time() - t_concepts  # steps_per_s counts the steps only
     batch = input_pipeline.make_global(next(it), mesh)
-    logs = step_fn(state, g, z_table, batch, jax.random.fold_in(key, step))
+    logs = step_fn(state, g, z_table, batch, jax.random.fold_in(key, step),
+                   concept_arrays=concept_arrays)
     done = step + 1
     if done % cfg.log_every == 0 or done == end:
       logs = {k: float(v) for k, v in logs.items()}
@@ -240,27 +281,38 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
       writer.write_scalars(done, {**logs, "lr": lr, "steps_per_s": rate})
       bar.set_postfix(loss=f"{logs['loss']:.3f}", it_s=f"{rate:.2f}")
     if config.loss.kind in EDITED_KINDS and (done % cfg.image_every == 0):
-      _write_images(writer, done, state, g, z_table, batch, key, config)
+      _write_images(writer, done, state, g, z_table, batch, key, config, concept_arrays)
     epoch_end = done % steps_per_epoch == 0 or done == end
     if epoch_end:
       metrics = validate(state.models, g, z_table, val, config)
       score = metrics["score"]
       writer.write_scalars(done, {f"val/{k}": v for k, v in metrics.items()})
     if epoch_end or done % cfg.checkpoint_every == 0:
-      manager.save(done, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(nnx.state(state)), data=grain.checkpoint.CheckpointSave(it)),
-          metrics={"score": score})
+      items = {"state": ocp.args.StandardSave(nnx.state(state)),
+               "data": grain.checkpoint.CheckpointSave(it)}
+      if concept_host is not None:
+        items["concepts"] = clustering_stage.save_args(concept_host)
+      manager.save(done, args=ocp.args.Composite(**items), metrics={"score": score})
   manager.wait_until_finished()
   writer.close()
   return metrics
 
 
-def _write_images(writer, step, state, g, z_table, batch, key, config):
+def _compute_concepts(writer, step, state, g, z_table, data, config):
+  """clustering_stage.compute_concepts from the current encoders (host arrays), logged."""
+  t = time.time()
+  host = clustering_stage.compute_concepts(state.models, g, z_table, data, config)
+  writer.write_scalars(step, {"concepts/n_clusters": clustering_stage.n_kept(host),
+                              "concepts/seconds": time.time() - t})
+  return host
+
+
+def _write_images(writer, step, state, g, z_table, batch, key, config, concept_arrays=None):
   """positive | drawn negative | mask for the first few samples of the batch."""
   n = min(4, batch["z_index"].shape[0])
   pos, neg, masks = nnx.jit(functools.partial(draw_examples, config=config))(
       state.models, g, z_table[batch["z_index"][:n]], batch["spec"][:n], batch["n_frames"][:n],
-      jax.random.fold_in(jax.random.fold_in(key, step), 1))
+      jax.random.fold_in(jax.random.fold_in(key, step), 1), concept_arrays=concept_arrays)
   mask_rgb = jnp.repeat(masks[..., None] * 2.0 - 1.0, 3, axis=-1)
   rows = figures.to_uint8(jnp.concatenate([pos, neg, mask_rgb], axis=2))
   writer.write_images(step, {"negatives": figures.make_grid(np.asarray(rows), cols=1, scale=2)})
