@@ -35,11 +35,11 @@ def _generator(c):
   return gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(7))
 
 
-def _params(run_dir, c, data_dir):
-  """The encoders' parameters of the latest checkpoint of a run."""
+def _params(run_dir, c, data_dir, best=False):
+  """The encoders' parameters of the latest (or best) checkpoint of a run."""
   state = train.TrainState(c, steps_per_epoch=3)
   manager = train.make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), 2)
-  train.restore(manager, state)
+  train.restore(manager, state, step=manager.best_step() if best else None)
   return [np.asarray(x) for x in jax.tree.leaves(nnx.state(state.models, nnx.Param))]
 
 
@@ -56,6 +56,13 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(kind, data_dir, tmp_pa
   for a, b in zip(_params(str(tmp_path / "full"), c, data_dir),
                   _params(str(tmp_path / "killed"), c, data_dir)):
     np.testing.assert_array_equal(a, b)
+  # --config.train.init_from: a new run's encoders start as the best checkpoint's, optimizer fresh.
+  fresh = train.TrainState(c, steps_per_epoch=3)
+  train.init_from_run(fresh, str(tmp_path / "full"))
+  got = [np.asarray(x) for x in jax.tree.leaves(nnx.state(fresh.models, nnx.Param))]
+  for a, b in zip(got, _params(str(tmp_path / "full"), c, data_dir, best=True)):
+    np.testing.assert_array_equal(a, b)
+  assert int(fresh.opt.step[...]) == 0
 
 
 def test_sharded_step_matches_one_device(data_dir):
