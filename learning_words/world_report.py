@@ -13,7 +13,6 @@ Written by build_data to WORKDIR/data/world_report.{md,json} with PNG figures:
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

@@ -47,3 +47,14 @@ def official_layout(tmp_path_factory):
   """(root, entries) of a fixture in the official layout, written once per test process."""
   root = str(tmp_path_factory.mktemp("official") / "synth")
   return root, write_official_layout(root)
+
+
+@pytest.fixture(scope="session")
+def data_dir(official_layout, tmp_path_factory):
+  """The official-layout fixture built as a TFDS dataset (tiny config); returns its folder."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from learning_words.datasets import official  # pylint: disable=g-import-not-at-top
+  root, _ = official_layout
+  c = tiny.get_config()
+  c.data.source, c.data.official_dir = "official", root
+  return official.prepare(c, str(tmp_path_factory.mktemp("official_data"))).data_dir

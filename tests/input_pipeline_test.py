@@ -6,18 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from configs import tiny
 from learning_words import audio, input_pipeline, mesh as mesh_lib
-from learning_words.datasets import official
 from tests.conftest import FIXTURE_SPLITS
 
-
-@pytest.fixture(scope="module")
-def data_dir(official_layout, tmp_path_factory):
-  root, _ = official_layout
-  c = tiny.get_config()
-  c.data.source, c.data.official_dir = "official", root
-  return official.prepare(c, str(tmp_path_factory.mktemp("pipeline"))).data_dir
 
 
 def _full_spec(root, i):

@@ -12,7 +12,6 @@ from flax import nnx
 
 from configs import tiny
 from learning_words import clustering_stage, concepts, input_pipeline, mesh as mesh_lib, train
-from learning_words.datasets import official
 from learning_words.models import generator as gen_lib
 
 
@@ -28,13 +27,6 @@ def _config():
   c.concepts.chunk = 4
   return c
 
-
-@pytest.fixture(scope="module")
-def data_dir(official_layout, tmp_path_factory):
-  root, _ = official_layout
-  c = tiny.get_config()
-  c.data.source, c.data.official_dir = "official", root
-  return official.prepare(c, str(tmp_path_factory.mktemp("train_data"))).data_dir
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from flax import nnx
 
 from configs import tiny
 from learning_words import input_pipeline, mesh as mesh_lib, train
-from learning_words.datasets import official
 from learning_words.models import generator as gen_lib
 
 
@@ -22,13 +21,6 @@ def _config(kind):
   c.negatives.threshold = 0.2
   return c
 
-
-@pytest.fixture(scope="module")
-def data_dir(official_layout, tmp_path_factory):
-  root, _ = official_layout
-  c = tiny.get_config()
-  c.data.source, c.data.official_dir = "official", root
-  return official.prepare(c, str(tmp_path_factory.mktemp("train_data"))).data_dir
 
 
 def _generator(c):
