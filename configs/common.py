@@ -117,6 +117,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.name = ""                # run name under WORKDIR/runs/ (default: the loss kind)
   c.train.epochs = 150
+  c.train.optimizer = "sgd"        # 'sgd' (reference: momentum, weight decay) or 'adam'
   c.train.lr = 1e-3
   c.train.momentum = 0.9
   c.train.weight_decay = 5e-7

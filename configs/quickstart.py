@@ -30,5 +30,6 @@ def get_config():
   c.concepts.n_clusters = 64      # the reference's 250 of 512 dims, scaled to embed_dim 128
   c.train.epochs = 10
   c.train.lr_decay_epochs = 1000  # no decay within the CPU budget
-  c.train.lr = 1e-2               # untuned guess for slim encoders in 10 epochs: choose on val
+  # The reference's lr. Not yet tuned: at this budget neither 1e-3 nor 3e-3 left chance-level
+  # recall within 2 epochs, and 1e-2 collapsed the embeddings (see README "Status").
   return c

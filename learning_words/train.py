@@ -58,6 +58,11 @@ def make_lr(cfg, steps_per_epoch: int) -> optax.Schedule:
 
 def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
   """SGD with momentum; weight decay added to the gradient before momentum, as torch's SGD does."""
+  if cfg.optimizer == "adam":  # a CPU-preset alternative; the reference uses SGD
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                       optax.adam(make_lr(cfg, steps_per_epoch)))
+  if cfg.optimizer != "sgd":
+    raise ValueError(f"--config.train.optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
   return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
                      optax.sgd(make_lr(cfg, steps_per_epoch), momentum=cfg.momentum))
 
