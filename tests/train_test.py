@@ -80,3 +80,22 @@ def test_sharded_step_matches_one_device(data_dir):
   np.testing.assert_allclose(loss1, loss4, rtol=1e-5, atol=1e-6)
   for a, b in zip(p1, p4):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # float reassociation across devices
+
+
+def test_optimizers_first_update_by_hand():
+  c = tiny.get_config().train
+  params = {"w": jnp.array([1.0, -2.0])}
+  grads = {"w": jnp.array([0.5, 0.25])}
+  c.lr, c.weight_decay = 0.1, 0.01
+  c.optimizer = "sgd"  # torch-style: weight decay added to the gradient, then momentum (0 at first)
+  tx = train.make_optimizer(c, steps_per_epoch=10)
+  upd, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(upd["w"], -0.1 * (np.array([0.5, 0.25]) + 0.01 * np.array([1.0, -2.0])),
+                             rtol=1e-6)
+  c.optimizer = "adam"  # Adam's first step is lr * sign(gradient) (bias-corrected m / sqrt(v))
+  tx = train.make_optimizer(c, steps_per_epoch=10)
+  upd, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(upd["w"], [-0.1, -0.1], rtol=1e-5)
+  c.optimizer = "rmsprop"
+  with pytest.raises(ValueError, match="optimizer"):
+    train.make_optimizer(c, steps_per_epoch=10)
