@@ -235,7 +235,7 @@ def train_gan(config, workdir: str, data_dir: str) -> str:
   key = jax.random.key(config.seed)
   bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_gan",
              disable=host != 0, dynamic_ncols=True)
-  t0, last = time.time(), start
+  step_rate = writers.StepRate(start)
   session_start = time.time()
   for step in bar:
     idx = host_batch_indices(config.seed, step, len(images), cfg.batch_size)
@@ -245,8 +245,7 @@ def train_gan(config, workdir: str, data_dir: str) -> str:
     done = step + 1
     if done % cfg.log_every == 0 or done == cfg.steps:
       terms = {k: float(v) for k, v in terms.items()}
-      rate = (done - last) / (time.time() - t0)
-      t0, last = time.time(), done
+      rate = step_rate(done)
       writer.write_scalars(done, {**terms, "steps_per_s": rate})
       bar.set_postfix(d=f"{terms['d_real'] + terms['d_fake']:.3f}", g=f"{terms['g_adv']:.3f}",
                       it_s=f"{rate:.2f}")

@@ -10,7 +10,6 @@ WORKDIR/segmenter/weights is written last, so its presence means the stage finis
 import functools
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -237,7 +236,7 @@ def train_segmenter(config, workdir: str, data_dir: str) -> str:
   writer = writers.Writer(os.path.join(seg_dir, "tensorboard"), host == 0)
   bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train_segmenter",
              disable=host != 0, dynamic_ncols=True)
-  t0, last = time.time(), start
+  step_rate = writers.StepRate(start)
   for step in bar:
     idx = gan_train.host_batch_indices(config.seed, step, len(train["image"]), cfg.batch_size)
     batch = {k: jax.make_array_from_process_local_data(sharding, train[k][idx]) for k in KEYS}
@@ -245,8 +244,7 @@ def train_segmenter(config, workdir: str, data_dir: str) -> str:
     done = step + 1
     if done % cfg.log_every == 0 or done == cfg.steps:
       terms = {k: float(v) for k, v in terms.items()}
-      rate = (done - last) / (time.time() - t0)
-      t0, last = time.time(), done
+      rate = step_rate(done)
       writer.write_scalars(done, {**terms, "steps_per_s": rate})
       bar.set_postfix(loss=f"{terms['loss']:.3f}", it_s=f"{rate:.2f}",
                       acc="/".join(f"{terms[f'object_acc_{a}']:.3f}" for a in ATTRIBUTES))

@@ -267,21 +267,20 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
     concept_arrays = clustering_stage.replicate(concept_host, mesh)
   bar = tqdm(range(start, end), initial=start, total=end, desc=f"train {os.path.basename(run_dir)}",
              disable=host != 0, dynamic_ncols=True)
-  metrics, score, t0, last = {}, 0.0, time.time(), start
+  metrics, score, step_rate = {}, 0.0, writers.StepRate(start)
   for step in bar:
     if use_concepts and step > start and step % every == 0:
       t_concepts = time.time()
       concept_host = _compute_concepts(writer, step, state, g, z_table, concept_data, config)
       concept_arrays = clustering_stage.replicate(concept_host, mesh)
-      t0 += time.time() - t_concepts  # steps_per_s counts the steps only
+      step_rate.exclude(time.time() - t_concepts)  # steps_per_s counts the steps only
     batch = input_pipeline.make_global(next(it), mesh)
     logs = step_fn(state, g, z_table, batch, jax.random.fold_in(key, step),
                    concept_arrays=concept_arrays)
     done = step + 1
     if done % cfg.log_every == 0 or done == end:
       logs = {k: float(v) for k, v in logs.items()}
-      rate = (done - last) / (time.time() - t0)
-      t0, last = time.time(), done
+      rate = step_rate(done)
       lr = float(make_lr(cfg, steps_per_epoch)(done))
       writer.write_scalars(done, {**logs, "lr": lr, "steps_per_s": rate})
       bar.set_postfix(loss=f"{logs['loss']:.3f}", it_s=f"{rate:.2f}")

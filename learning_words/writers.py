@@ -3,8 +3,26 @@
 CLU's writers import TensorFlow at package import, and accelerator hosts may lack it; tensorboardX
 writes the same event files with protobuf alone. Only the main process writes.
 """
+import time
+
 import numpy as np
 from absl import logging
+
+
+class StepRate:
+  """Steps per second between calls; time spent on other work can be excluded."""
+
+  def __init__(self, step: int):
+    self._t, self._step = time.time(), step
+
+  def exclude(self, seconds: float):
+    self._t += seconds
+
+  def __call__(self, step: int) -> float:
+    now = time.time()
+    rate = (step - self._step) / max(now - self._t, 1e-9)
+    self._t, self._step = now, step
+    return rate
 
 
 class Writer:
