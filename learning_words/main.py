@@ -14,7 +14,7 @@ from ml_collections import config_flags
 # Config files import `configs.common`: make the repository root importable from any cwd.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from learning_words import pipeline  # pylint: disable=g-import-not-at-top
+from learning_words import distributed, pipeline  # pylint: disable=g-import-not-at-top
 
 MODES = ("pipeline", *pipeline.STAGE_FNS, *pipeline.TOOL_FNS)
 
@@ -28,6 +28,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  distributed.maybe_initialize()
   config, workdir = FLAGS.config, FLAGS.workdir
   os.makedirs(workdir, exist_ok=True)
   if FLAGS.mode == "pipeline":
