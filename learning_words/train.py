@@ -132,9 +132,18 @@ def draw_examples(models, g, z, spec, n_frames, key, config, concept_arrays=None
   return positives, neg, masks
 
 
+@functools.partial(nnx.jit, static_argnames=("layer",))
+def _embed_generated(models, g, z, spec, n_frames, layer: str):
+  """embed() of G(z): compiled once per shape, whatever the calling epoch."""
+  return embed(models, draw_positives(g, z, layer)[0], spec, n_frames)
+
+
+_similarity = jax.jit(matchmap.similarity_matrix, static_argnames=("chunk", "cosine"))
+
+
 def encode_eval_set(models, g, z_table, data: dict, batch: int, config):
   """Image and audio embeddings of an evaluation set, jitted in fixed-size batches."""
-  fn = nnx.jit(lambda m, g, z, s, n: embed(m, draw_positives(g, z, config.negatives.layer)[0], s, n))
+  fn = functools.partial(_embed_generated, layer=config.negatives.layer)
   n = len(data["z_index"])
   outs = []
   for i in range(0, n, batch):
@@ -152,8 +161,7 @@ def validate(models, g, z_table, val: dict, config) -> dict:
   """Recall@{1,5,10} both ways on the validation pairs (one similarity matrix, then ranks)."""
   models.eval()
   img, aud, frames = encode_eval_set(models, g, z_table, val, config.data.batch_size, config)
-  sim = jax.jit(functools.partial(matchmap.similarity_matrix, chunk=min(64, img.shape[0]),
-                                  cosine=config.model.cosine))(img, aud, frames)
+  sim = _similarity(img, aud, frames, chunk=min(64, img.shape[0]), cosine=config.model.cosine)
   models.train()
   rec = retrieval.recalls(np.asarray(sim))
   return {**rec, "score": retrieval.score(rec)}
@@ -246,6 +254,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   z_table = jax.device_put(jnp.asarray(gen_lib.standard_z(n_z, g.sizes[0])),
                            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   step_fn = nnx.jit(functools.partial(train_step, config=config))
+  examples_fn = nnx.jit(functools.partial(draw_examples, config=config))  # compiled once
   host = jax.process_index()
   writer = writers.Writer(os.path.join(run_dir, "tensorboard"), host == 0)
   key = jax.random.key(config.seed)
@@ -285,7 +294,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
       writer.write_scalars(done, {**logs, "lr": lr, "steps_per_s": rate})
       bar.set_postfix(loss=f"{logs['loss']:.3f}", it_s=f"{rate:.2f}")
     if config.loss.kind in EDITED_KINDS and (done % cfg.image_every == 0):
-      _write_images(writer, done, state, g, z_table, batch, key, config, concept_arrays)
+      _write_images(writer, done, examples_fn, state, g, z_table, batch, key, concept_arrays)
     epoch_end = done % steps_per_epoch == 0 or done == end
     if epoch_end:
       metrics = validate(state.models, g, z_table, val, config)
@@ -311,10 +320,11 @@ def _compute_concepts(writer, step, state, g, z_table, data, config):
   return host
 
 
-def _write_images(writer, step, state, g, z_table, batch, key, config, concept_arrays=None):
+def _write_images(writer, step, examples_fn, state, g, z_table, batch, key,
+                  concept_arrays=None):
   """positive | drawn negative | mask for the first few samples of the batch."""
   n = min(4, batch["z_index"].shape[0])
-  pos, neg, masks = nnx.jit(functools.partial(draw_examples, config=config))(
+  pos, neg, masks = examples_fn(
       state.models, g, z_table[batch["z_index"][:n]], batch["spec"][:n], batch["n_frames"][:n],
       jax.random.fold_in(jax.random.fold_in(key, step), 1), concept_arrays=concept_arrays)
   mask_rgb = jnp.repeat(masks[..., None] * 2.0 - 1.0, 3, axis=-1)
