@@ -90,3 +90,26 @@ def test_gan_step_reduces_its_loss_and_checkpoints_round_trip(recon_weight, tmp_
   g = gan_train.load_generator(str(tmp_path / "g"), cfg.sizes)
   z = jnp.ones((2, 8))
   np.testing.assert_array_equal(g(z), s.g_ema(z))
+
+
+def test_gan_chunk_equals_single_steps():
+  """One scanned call of 4 steps (R1 on the first) == 4 separate train_step calls, same batches."""
+  cfg = _tiny_gan_config(1.0)
+  images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+  idx = np.random.default_rng(1).integers(0, 20, (4, 8)).astype(np.int32)
+  key = jax.random.key(3)
+  a, b = gan_train.GanState(cfg, seed=0), gan_train.GanState(cfg, seed=0)
+  # uint8 -> [-1, 1] inside jit in both paths: an ulp of difference in the input flips the sign of
+  # near-zero gradients, and Adam with b1 = 0 turns each flip into a 2 * lr parameter difference.
+  step = nnx.jit(lambda s, x, k, r1: gan_train.train_step(
+      s, x.astype(jnp.float32) / 127.5 - 1.0, k, cfg, r1), static_argnums=3)
+  for i in range(4):
+    want = step(a, jnp.asarray(images[idx[i]]), jax.random.fold_in(key, 6 + i), i == 0)
+  got = nnx.jit(lambda s, im, ix: gan_train.train_chunk(s, im, ix, key, 6, cfg, True))(
+      b, jnp.asarray(images), jnp.asarray(idx))
+  assert set(got) == set(want) and "r1" not in want
+  for k in want:
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+  for x, y in zip(jax.tree.leaves(nnx.state(a)), jax.tree.leaves(nnx.state(b))):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+  assert [gan_train.chunk_end(t, 16, 40) for t in (0, 5, 16, 32, 39)] == [16, 16, 32, 40, 40]
