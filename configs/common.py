@@ -128,4 +128,29 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 500
   c.train.keep_checkpoints = 2
   c.train.init_from = ""           # run name to start the encoders from (regular -> edited recipe)
+
+  # Evaluation (learning_words/evaluators/, --mode=eval): each evaluator configured by its name.
+  c.evals = ml_collections.ConfigDict()
+  c.evals.names = ("retrieval", "edited_recall", "semantic", "attributes")
+  c.evals.checkpoint = "best"      # 'best' (by validation (A_r5 + I_r5) / 2) or 'latest'
+  c.evals.split = "test"           # held-out pairs; evaluators take the first ones of the split
+  c.evals.seed = 0                 # drawn negatives, generated test material, image choices
+  c.evals.batch_size = 16          # captions per jitted call
+  c.evals.retrieval = ml_collections.ConfigDict()
+  c.evals.retrieval.n_pairs = 500
+  c.evals.edited_recall = ml_collections.ConfigDict()
+  c.evals.edited_recall.captions = 200
+  c.evals.edited_recall.negatives = 9
+  c.evals.edited_recall.p = 0.4    # the reference's evaluation starts at 0.4 (+ negatives.p_step)
+  c.evals.semantic = ml_collections.ConfigDict()
+  c.evals.semantic.captions = 500
+  c.evals.semantic.negatives = 4
+  c.evals.semantic.max_tries = 64  # candidate edits per caption at most (the reference: unstated)
+  c.evals.semantic.per_round = 16  # candidates per caption per generation round
+  c.evals.semantic.p_range = (0.3, 0.9)  # unit ablation probability, uniform per candidate
+  c.evals.semantic.max_shift = 0.15  # matched objects' centroids lie this close (image widths)
+  c.evals.attributes = ml_collections.ConfigDict()
+  c.evals.attributes.images = 500  # per word: up to this many test images with it, and without
+  c.evals.attributes.pool = 5_000  # test images read by the segmenter (the first of the split)
+  c.evals.attributes.voices = ("en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-rp")
   return c

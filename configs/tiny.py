@@ -39,4 +39,13 @@ def get_config():
   c.segmenter.batch_size = 8
   c.segmenter.steps = 4
   c.segmenter.log_every = c.segmenter.checkpoint_every = 2
+  c.evals.batch_size = 4
+  c.evals.retrieval.n_pairs = 8
+  c.evals.edited_recall.captions = 8
+  c.evals.semantic.captions = 8
+  c.evals.semantic.max_tries = 8
+  c.evals.semantic.per_round = 4
+  c.evals.attributes.images = 8
+  c.evals.attributes.pool = 8
+  c.evals.attributes.voices = ("en-us",)
   return c

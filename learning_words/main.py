@@ -4,6 +4,9 @@
       [--config.key=value ...]
 
 Modes: `pipeline` (every available stage in order, skipping finished ones) or one stage by name.
+`--mode=eval` evaluates every run under WORKDIR/runs (or `--config.train.name=RUN`) from its best
+checkpoint (`--config.evals.checkpoint=latest` for the latest) with the evaluators named in
+`--config.evals.names`, writing WORKDIR/runs/RUN/eval/*.json.
 """
 import os
 import sys

@@ -105,6 +105,25 @@ def train(config, workdir: str) -> dict:
                               load_frozen_generator(config, workdir))
 
 
+def evaluate(config, workdir: str) -> dict:
+  """Evaluates the run named by --config.train.name, else every run under WORKDIR/runs, from its
+  best (or latest: --config.evals.checkpoint=latest) checkpoint; writes WORKDIR/runs/<run>/eval/."""
+  # Imported here: the evaluators build on this module's loaders (dataset_dir, generator_dir).
+  from learning_words import evaluators  # pylint: disable=g-import-not-at-top
+  runs = [config.train.name] if config.train.name else evaluators.list_runs(workdir)
+  if not runs:
+    raise FileNotFoundError(f"no runs with checkpoints under {workdir}/runs: "
+                            "run --mode=train first")
+  return evaluators.evaluate_runs(config, workdir, runs)
+
+
+def report(config, workdir: str) -> str:
+  """Writes WORKDIR/report/ (report.md, results.json, PNG figures) comparing every run with
+  checkpoints; returns the folder."""
+  from learning_words import report as report_lib  # pylint: disable=g-import-not-at-top
+  return report_lib.write_report(config, workdir)
+
+
 def is_done(stage: str, config, workdir: str) -> bool:
   """Whether a stage's output already exists in the workdir (or, for the GAN, is shipped)."""
   if stage == "render":
@@ -119,7 +138,8 @@ def is_done(stage: str, config, workdir: str) -> bool:
 
 
 STAGE_FNS = {"render": render, "train_gan": train_gan, "train_segmenter": train_segmenter,
-             "build_data": build_data, "train": train}
+             "build_data": build_data, "train": train, "eval": evaluate,
+             "report": report}
 
 
 # Modes that are not pipeline stages.

@@ -1,8 +1,14 @@
-"""Metric writer: absl log lines plus TensorBoard event files through tensorboardX.
+"""Metric writer: absl log lines plus TensorBoard event files through tensorboardX; and the reader
+of those files' scalars (for the report's training curves).
 
 CLU's writers import TensorFlow at package import, and accelerator hosts may lack it; tensorboardX
-writes the same event files with protobuf alone. Only the main process writes.
+writes the same event files with protobuf alone. Only the main process writes. Reading needs no
+TensorBoard either: an event file is a sequence of TFRecords (uint64 length, uint32 CRC, an Event
+proto, uint32 CRC), parsed with tensorboardX's own Event proto.
 """
+import glob
+import os
+import struct
 import time
 
 import numpy as np
@@ -55,3 +61,32 @@ class Writer:
   def close(self):
     if self._writer is not None:
       self._writer.close()
+
+
+def read_scalars(logdir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{tag: (steps int [n], values float [n])} of the scalars in logdir's event files, by step.
+
+  Files are read in name order (tensorboardX names them by creation time); a step written again
+  (a resumed run redoes the steps after its last checkpoint) keeps its latest value. A truncated
+  last record (a killed writer) is ignored. No event files: {}.
+  """
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  series: dict[str, dict[int, float]] = {}
+  for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+    with open(path, "rb") as f:
+      blob = f.read()
+    pos = 0
+    while pos + 12 <= len(blob):
+      (length,) = struct.unpack_from("<Q", blob, pos)
+      if pos + 12 + length + 4 > len(blob):
+        break
+      event = event_pb2.Event.FromString(blob[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4
+      for value in event.summary.value:
+        if value.WhichOneof("value") == "simple_value":
+          series.setdefault(value.tag, {})[int(event.step)] = float(value.simple_value)
+  out = {}
+  for tag, points in series.items():
+    steps = np.array(sorted(points), np.int64)
+    out[tag] = (steps, np.array([points[s] for s in steps], np.float64))
+  return out
