@@ -12,8 +12,6 @@ so a resumed run sees exactly the batches the uninterrupted one would.
 import functools
 import json
 import os
-import shutil
-import subprocess
 import time
 
 import jax
@@ -26,17 +24,9 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from learning_words import figures, mesh as mesh_lib, writers
+from learning_words import assets, figures, mesh as mesh_lib, writers
 from learning_words.models import discriminator as disc_lib
 from learning_words.models import generator as gen_lib
-
-
-ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-
-
-def shipped_dir(config) -> str:
-  """Where the package ships a trained generator for this resolution (may not exist)."""
-  return os.path.join(ASSETS_DIR, f"generator_r{config.world.resolution}")
 
 
 class GenEnc(nnx.Module):
@@ -206,33 +196,18 @@ _SESSION_ID = int(time.time())
 
 
 def ship_generator(config, workdir: str) -> str:
-  """Copies the workdir's EMA generator into the package assets, with a provenance.json."""
-  src = os.path.join(workdir, "gan", "generator_ema")
-  if not os.path.isdir(src):
-    raise FileNotFoundError(f"{src}: no trained generator to ship (run --mode=train_gan first)")
-  dst = shipped_dir(config)
-  if os.path.isdir(dst):
-    shutil.rmtree(dst)
-  shutil.copytree(src, dst)
-  prog, report = {}, {}
-  for path, into in ((os.path.join(workdir, "gan", "progress.json"), prog),
-                     (os.path.join(workdir, "data", "world_report.json"), report)):
-    if os.path.isfile(path):
-      with open(path) as f:
-        into.update(json.load(f))
-  commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          cwd=os.path.dirname(ASSETS_DIR)).stdout.strip()
-  provenance = {
-      "sizes": list(config.gan.sizes), "resolution": config.world.resolution,
-      "gan_config": config.gan.to_dict(), "world_config": config.world.to_dict(),
+  """Ships the workdir's EMA generator as the package's default, with its provenance (training
+  steps and wall time, and the world report's numbers)."""
+  prog = assets.read_json(os.path.join(workdir, "gan", "progress.json"))
+  report = assets.read_json(os.path.join(workdir, "data", "world_report.json"))
+  return assets.ship("generator", os.path.join(workdir, "gan", "generator_ema"), config, {
+      "sizes": list(config.gan.sizes), "gan_config": config.gan.to_dict(),
       "command": "python -m learning_words.main --config=configs/quickstart.py --workdir=WORKDIR "
                  "--mode=train_gan --config.gan.retrain=True",
-      "commit": commit, "steps": prog.get("step"), "train_seconds": prog.get("seconds"),
+      "steps": prog.get("step"), "train_seconds": prog.get("seconds"),
+      "train_sessions": prog.get("sessions"), "note": prog.get("note"),
       "world_report": {k: report.get(k) for k in ("parsed_fraction", "tv", "edits", "gates_passed")},
-  }
-  with open(os.path.join(dst, "provenance.json"), "w") as f:
-    json.dump(provenance, f, indent=1, default=str)
-  return dst
+  })
 
 
 def save_generator(path: str, g: gen_lib.Generator):

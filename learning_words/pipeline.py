@@ -9,11 +9,11 @@ import time
 
 from absl import logging
 
-from learning_words import build_data as build_data_lib, gan_train, segmenter_train
+from learning_words import assets, build_data as build_data_lib, gan_train, segmenter_train
 from learning_words import train as train_lib
 from learning_words.datasets import clevr_scenes, official
 
-# In order. Stages without a function here are still to come (see README "Status").
+# In order.
 STAGES = ("render", "train_gan", "train_segmenter", "build_data", "train", "eval", "report")
 
 
@@ -28,10 +28,21 @@ def scenes_dir(config, workdir: str) -> str:
 
 def generator_dir(config, workdir: str) -> str | None:
   """The generator the later stages use: the shipped one unless `gan.retrain`, else the workdir's."""
-  shipped = gan_train.shipped_dir(config)
-  if not config.gan.retrain and os.path.isdir(shipped):
+  return _weights_dir("generator", config.gan.retrain, config,
+                      os.path.join(workdir, "gan", "generator_ema"))
+
+
+def segmenter_dir(config, workdir: str) -> str | None:
+  """The segmenter the later stages use: the shipped one unless `segmenter.retrain`, else the
+  workdir's."""
+  return _weights_dir("segmenter", config.segmenter.retrain, config,
+                      os.path.join(workdir, "segmenter", "weights"))
+
+
+def _weights_dir(kind: str, retrain: bool, config, trained: str) -> str | None:
+  shipped = assets.shipped_dir(kind, config)
+  if not retrain and os.path.isdir(shipped):
     return shipped
-  trained = os.path.join(workdir, "gan", "generator_ema")
   return trained if os.path.isdir(trained) else None
 
 
@@ -47,11 +58,6 @@ def train_gan(config, workdir: str) -> str:
   return gan_train.train_gan(config, workdir, scenes_dir(config, workdir))
 
 
-def segmenter_dir(workdir: str) -> str:
-  """The segmenter weights written by train_segmenter."""
-  return os.path.join(workdir, "segmenter", "weights")
-
-
 def train_segmenter(config, workdir: str) -> str:
   """Trains (or resumes) the attribute segmenter on the renders; returns its weights folder."""
   return segmenter_train.train_segmenter(config, workdir, scenes_dir(config, workdir))
@@ -64,8 +70,8 @@ def build_data(config, workdir: str) -> str:
   if config.data.source != "synthetic":
     raise ValueError(f"--config.data.source must be 'synthetic' or 'official', got "
                      f"{config.data.source!r}")
-  g_dir, seg_dir = generator_dir(config, workdir), segmenter_dir(workdir)
-  if g_dir is None or not os.path.isdir(seg_dir):
+  g_dir, seg_dir = generator_dir(config, workdir), segmenter_dir(config, workdir)
+  if g_dir is None or seg_dir is None:
     raise FileNotFoundError("build_data needs a generator and a segmenter: run --mode=train_gan "
                             "and --mode=train_segmenter first (or --mode=pipeline)")
   g = gan_train.load_generator(g_dir, config.gan.sizes)
@@ -78,8 +84,8 @@ def dataset_dir(config, workdir: str) -> str | None:
   if config.data.source == "official":
     folder = official.make_builder(config, data_dir(workdir)).data_dir
     return folder if os.path.isfile(os.path.join(folder, "dataset_info.json")) else None
-  g_dir, seg_dir = generator_dir(config, workdir), segmenter_dir(workdir)
-  if g_dir is None or not os.path.isdir(seg_dir):
+  g_dir, seg_dir = generator_dir(config, workdir), segmenter_dir(config, workdir)
+  if g_dir is None or seg_dir is None:
     return None
   g = gan_train.load_generator(g_dir, config.gan.sizes)
   seg = segmenter_train.load_segmenter(seg_dir, config)
@@ -97,20 +103,43 @@ def load_frozen_generator(config, workdir: str):
 
 
 def train(config, workdir: str) -> dict:
-  """Trains the encoders with `config.loss.kind` in WORKDIR/runs/<name>; returns validation recall."""
+  """Trains one run per loss kind in `config.train.kinds` (default: `config.loss.kind`) with the
+  same seed and budget, each in WORKDIR/runs/<kind> (or <train.name>); returns validation recall
+  per run."""
   folder = dataset_dir(config, workdir)
   if folder is None:
     raise FileNotFoundError("no image / spoken-caption dataset: run --mode=build_data first")
-  return train_lib.train_loop(config, train_lib.run_dir_of(config, workdir), folder,
-                              load_frozen_generator(config, workdir))
+  g = load_frozen_generator(config, workdir)
+  results = {}
+  for c in run_configs(config):
+    print(f"[pipeline] train: run {train_lib.run_dir_of(c, workdir)}", flush=True)
+    results[c.train.name or c.loss.kind] = train_lib.train_loop(
+        c, train_lib.run_dir_of(c, workdir), folder, g)
+  return results
+
+
+def run_configs(config) -> list:
+  """The config of each run the train stage makes: one per loss kind of `train.kinds`."""
+  kinds = tuple(config.train.kinds) or (config.loss.kind,)
+  out = []
+  for kind in kinds:
+    c = config.copy_and_resolve_references()
+    c.loss.kind = kind
+    if len(kinds) > 1:
+      c.train.name = kind
+    out.append(c)
+  return out
 
 
 def evaluate(config, workdir: str) -> dict:
-  """Evaluates the run named by --config.train.name, else every run under WORKDIR/runs, from its
-  best (or latest: --config.evals.checkpoint=latest) checkpoint; writes WORKDIR/runs/<run>/eval/."""
+  """Evaluates the train stage's runs (`train.kinds` or `train.name`), else every run under
+  WORKDIR/runs, from its best (or latest: --config.evals.checkpoint=latest) checkpoint; writes WORKDIR/runs/<run>/eval/."""
   # Imported here: the evaluators build on this module's loaders (dataset_dir, generator_dir).
   from learning_words import evaluators  # pylint: disable=g-import-not-at-top
-  runs = [config.train.name] if config.train.name else evaluators.list_runs(workdir)
+  if config.train.kinds or config.train.name:
+    runs = [c.train.name or c.loss.kind for c in run_configs(config)]
+  else:
+    runs = evaluators.list_runs(workdir)
   if not runs:
     raise FileNotFoundError(f"no runs with checkpoints under {workdir}/runs: "
                             "run --mode=train first")
@@ -131,7 +160,7 @@ def is_done(stage: str, config, workdir: str) -> bool:
   if stage == "train_gan":
     return generator_dir(config, workdir) is not None
   if stage == "train_segmenter":
-    return os.path.isdir(segmenter_dir(workdir))
+    return segmenter_dir(config, workdir) is not None
   if stage == "build_data":
     return dataset_dir(config, workdir) is not None
   return False
@@ -143,13 +172,13 @@ STAGE_FNS = {"render": render, "train_gan": train_gan, "train_segmenter": train_
 
 
 # Modes that are not pipeline stages.
-TOOL_FNS = {"ship_gan": gan_train.ship_generator}
+TOOL_FNS = {"ship_gan": gan_train.ship_generator, "ship_segmenter": segmenter_train.ship_segmenter}
 
 
 def available_stages(config) -> list[str]:
   """Stages that can run for this config, in order."""
   del config
-  return ["render", "train_gan", "train_segmenter", "build_data"]
+  return list(STAGES)
 
 
 def run_stage(stage: str, config, workdir: str):
@@ -164,24 +193,24 @@ def run_stage(stage: str, config, workdir: str):
 
 
 def run_pipeline(config, workdir: str) -> list[str]:
-  """Runs every available stage in order, skipping finished ones; returns the stages not run."""
-  todo = [s for s in STAGES if s not in available_stages(config)]
-  for i, stage in enumerate(available_stages(config)):
+  """Runs every stage in order, skipping finished ones; returns the stages not run (empty unless
+  it stops at train_gan for want of a generator)."""
+  stages = available_stages(config)
+  for i, stage in enumerate(stages):
     if is_done(stage, config, workdir):
       print(f"[pipeline] {stage}: already done, skipping", flush=True)
       continue
     if stage == "train_gan" and not config.gan.retrain:
-      print(f"[pipeline] train_gan: no shipped generator at {gan_train.shipped_dir(config)} and "
-            "none trained in the workdir. Training one takes hours on a CPU: run again with "
-            "--config.gan.retrain=True (resumable) or --mode=train_gan. Stopping here.", flush=True)
-      skipped = available_stages(config)[i:]
-      print(f"[pipeline] not run: {', '.join(skipped)}; still to come (not implemented yet): "
-            f"{', '.join(todo)}", flush=True)
-      return skipped + todo
+      print(f"[pipeline] train_gan: no shipped generator at {assets.shipped_dir('generator', config)} "
+            "and none trained in the workdir. Training one takes hours on a CPU: run again with "
+            "--config.gan.retrain=True (resumable) or --mode=train_gan. Stopping here; not run: "
+            f"{', '.join(stages[i:])}", flush=True)
+      return stages[i:]
     print(f"[pipeline] {stage}: running", flush=True)
     run_stage(stage, config, workdir)
-  print(f"[pipeline] stages still to come (not implemented yet): {', '.join(todo)}", flush=True)
-  return todo
+  print(f"[pipeline] done; times per stage in {os.path.join(workdir, 'pipeline_times.json')}",
+        flush=True)
+  return []
 
 
 def _record_time(workdir: str, stage: str, seconds: float):

@@ -21,7 +21,7 @@ from flax import nnx
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from learning_words import figures, gan_train, mesh as mesh_lib, writers
+from learning_words import assets, figures, gan_train, mesh as mesh_lib, writers
 from learning_words.datasets import clevr_scenes
 from learning_words.models.segmenter import Segmenter
 from learning_words.world.scenes import ATTRIBUTES, COLOR_RGB, VOCAB
@@ -271,3 +271,20 @@ def train_segmenter(config, workdir: str, data_dir: str) -> str:
   out = os.path.join(seg_dir, "weights")
   save_segmenter(out, s.seg)
   return out
+
+
+def ship_segmenter(config, workdir: str) -> str:
+  """Ships the workdir's trained segmenter as the package's default, with its provenance
+  (steps, training wall time and the held-out accuracies per head)."""
+  seg_dir = os.path.join(workdir, "segmenter")
+  scores = assets.read_json(os.path.join(seg_dir, "eval.json"))
+  times = assets.read_json(os.path.join(workdir, "pipeline_times.json"))
+  return assets.ship("segmenter", os.path.join(seg_dir, "weights"), config, {
+      "segmenter_config": config.segmenter.to_dict(),
+      "command": "python -m learning_words.main --config=configs/quickstart.py --workdir=WORKDIR "
+                 "--mode=train_segmenter --config.segmenter.retrain=True",
+      "steps": scores.get("steps"), "train_seconds": times.get("train_segmenter"),
+      "val_images": scores.get("num_val"),
+      "accuracy": {a: {k: scores[a][k] for k in ("object_accuracy", "pixel_accuracy")}
+                   for a in ATTRIBUTES if a in scores},
+  })

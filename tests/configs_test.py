@@ -56,7 +56,7 @@ def test_pipeline_renders_then_stops_without_a_generator(tmp_path):
             "--config.world.num_train=10", "--config.world.num_val=3")
   assert r.returncode == 0, r.stderr[-3000:]
   assert "retrain=True" in r.stdout  # says how to get a generator (none is shipped at 16 px)
-  assert "still to come" in r.stdout and "train_segmenter" in r.stdout
+  assert "not run: train_gan, train_segmenter" in r.stdout
   built = [d for d, _, files in os.walk(tmp_path / "data") if "dataset_info.json" in files]
   assert len(built) == 1 and "_n10_3_" in built[0]  # the override reached the dataset
   r2 = _main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--mode=pipeline",

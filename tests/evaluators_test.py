@@ -238,7 +238,7 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
   assert os.path.realpath(pipeline.dataset_dir(c, workdir)) == os.path.realpath(data_dir)
   gan_train.save_generator(os.path.join(workdir, "gan", "generator_ema"), _numpy_module(
       lambda: gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(0)), 7))
-  segmenter_train.save_segmenter(pipeline.segmenter_dir(workdir), _numpy_module(
+  segmenter_train.save_segmenter(os.path.join(workdir, "segmenter", "weights"), _numpy_module(
       lambda: Segmenter(c.segmenter.widths, rngs=nnx.Rngs(0)), 0))
   monkeypatch.setattr(segmenter_train, "predict", _fake_predict)
   _save_checkpoints(c, os.path.join(workdir, "runs", "rig"))

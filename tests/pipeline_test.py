@@ -1,4 +1,5 @@
-"""The tiny pipeline end to end: render -> train_gan -> train_segmenter -> build_data (+ report)."""
+"""The tiny pipeline end to end: render -> train_gan -> train_segmenter -> build_data -> train (two
+loss kinds) -> eval -> report."""
 import json
 import os
 
@@ -9,11 +10,11 @@ from learning_words import audio, input_pipeline, pipeline
 from learning_words.datasets import records
 
 
-def test_tiny_pipeline_builds_a_readable_synthetic_dataset(tmp_path):
+def test_tiny_pipeline_runs_every_stage(tmp_path):
   c = tiny.get_config()
   c.gan.retrain = True
-  todo = pipeline.run_pipeline(c, str(tmp_path))
-  assert todo == ["train", "eval", "report"]
+  c.train.kinds = ("regular", "negatives_edited")
+  assert pipeline.run_pipeline(c, str(tmp_path)) == []
   folder = pipeline.dataset_dir(c, str(tmp_path))
   report = json.load(open(os.path.join(str(tmp_path), "data", "world_report.json")))
   built = report["build"]
@@ -37,4 +38,10 @@ def test_tiny_pipeline_builds_a_readable_synthetic_dataset(tmp_path):
       assert r["text"].decode().endswith(".")
   assert total == built["parsed"]
   times = json.load(open(os.path.join(str(tmp_path), "pipeline_times.json")))
-  assert set(times) >= {"render", "train_gan", "train_segmenter", "build_data"}
+  assert set(times) == set(pipeline.STAGES)
+  results = json.load(open(os.path.join(str(tmp_path), "report", "results.json")))
+  for run in c.train.kinds:  # same budget: both runs end at the same step
+    assert os.path.isdir(os.path.join(str(tmp_path), "runs", run, "checkpoints", "6"))
+    ev = json.load(open(os.path.join(str(tmp_path), "runs", run, "eval", "retrieval.json")))
+    assert results[run]["retrieval"]["A_r10"] == ev["A_r10"]
+  assert os.path.isfile(os.path.join(str(tmp_path), "report", "report.md"))

@@ -131,9 +131,9 @@ def load_models(config, workdir: str):
     raise FileNotFoundError("no generator: run --mode=train_gan (or --mode=pipeline "
                             "--config.gan.retrain=True) first")
   g = restore_module(lambda: gen_lib.Generator(config.gan.sizes, rngs=nnx.Rngs(0)), g_dir)
-  seg_dir = pipeline.segmenter_dir(workdir)
+  seg_dir = pipeline.segmenter_dir(config, workdir)
   seg = None
-  if os.path.isdir(seg_dir):
+  if seg_dir is not None:
     seg = restore_module(lambda: Segmenter(config.segmenter.widths, rngs=nnx.Rngs(0)), seg_dir)
     seg.eval()
   return g, seg
