@@ -66,6 +66,9 @@ def write_world_report(config, data_dir, scenes_dir, g, seg, stats: dict, second
   report = {
       "build": {**stats, "seconds": round(seconds, 1)},
       "parsed_fraction": fraction, "tv": tv,
+      # Over-segmentation check: a GAN object read as several (inconsistent labels) inflates this.
+      "objects_per_image": {"generated": float(np.mean([len(p["objects"]) for p in parsed])),
+                            "renders": float(np.mean([len(r["objects"]) for r in renders]))},
       "histograms": {"generated": {k: v.tolist() for k, v in hist_gen.items()},
                      "renders": {k: v.tolist() for k, v in hist_ren.items()}},
       "edits": edits,

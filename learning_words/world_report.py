@@ -110,7 +110,10 @@ def write_report(path_prefix: str, report: dict, grid_images: np.ndarray, grid_t
            f"(gate >= {GATES['parsed_fraction']})", "",
            "| attribute | TV distance to renders |", "| --- | --- |"]
   lines += [f"| {a} | {report['tv'][a]:.3f} |" for a in scenes_lib.ATTRIBUTES]
-  lines += ["", f"Gates passed: {report['gates_passed']}", "",
+  counts = report["objects_per_image"]
+  lines += ["", f"Objects per parsed image: {counts['generated']:.2f} generated, "
+            f"{counts['renders']:.2f} in the renders.", "",
+            f"Gates passed: {report['gates_passed']}", "",
             "## Edits (random units, p in [0.4, 0.8], inside one object's mask)", "",
             "| layer | locality (in/out) | vanished | " +
             " | ".join(f"{a} changed" for a in scenes_lib.ATTRIBUTES) + " |",

@@ -23,6 +23,7 @@ def test_tiny_pipeline_runs_every_stage(tmp_path):
   assert 0 <= report["parsed_fraction"] <= 1 and set(report["tv"]) == {"shape", "color", "size",
                                                                        "material"}
   assert [e["layer"] for e in report["edits"]] == list(c.gan.diagnose_layers)
+  assert c.world.min_objects <= report["objects_per_image"]["renders"] <= c.world.max_objects
   total = 0
   for split, (start, num) in (("train", (0, 24)), ("val", (24, 8)), ("test", (32, 8))):
     if built["parsed"] == 0:
