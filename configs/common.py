@@ -18,6 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.world.num_train = 20_000       # rendered scenes for the GAN and the segmenter
   c.world.num_val = 1_000
   c.world.relation_prob = 0.5      # chance a caption adds a left/right/front/behind relation
+  c.world.parse_min_pixels = 3     # smaller label regions are not objects (world/parse.py)
   c.world.report_images = 1_000    # generated (val-id) images the world report parses
   c.world.report_edits = 200       # of which this many get edit diagnostics per layer
 

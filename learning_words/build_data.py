@@ -24,7 +24,8 @@ def make_builder(config, data_dir: str, g, seg, make_split=None) -> audio_clevrg
       config=audio_clevrgan.AudioClevrganConfig(
           resolution=config.world.resolution, num_train=d.num_train, num_val=d.num_val,
           num_test=d.num_test, seed=config.seed,
-          fingerprint=audio_clevrgan.fingerprint(nnx.state(g), nnx.state(seg))),
+          fingerprint=audio_clevrgan.fingerprint(nnx.state(g), nnx.state(seg),
+                                                 config.world.parse_min_pixels)),
       make_split=make_split, data_dir=data_dir, file_format="array_record")
 
 
@@ -33,7 +34,7 @@ def build_synthetic(config, data_dir: str, scenes_dir: str, g, seg) -> str:
   predict = lambda images: segmenter_train.predict(seg, images)
   make_split = lambda start, num: pairs.make_pairs(
       g, predict, np.arange(start, start + num), seed=config.seed, speech_cfg=config.speech,
-      relation_prob=config.world.relation_prob)
+      relation_prob=config.world.relation_prob, min_pixels=config.world.parse_min_pixels)
   builder = make_builder(config, data_dir, g, seg, make_split)
   start = time.time()
   builder.download_and_prepare()
@@ -51,7 +52,7 @@ def write_world_report(config, data_dir, scenes_dir, g, seg, stats: dict, second
   ids = np.arange(config.data.num_train, config.data.num_train + n)  # val ids: never the test split
   z = gen_lib.standard_z(int(ids.max()) + 1, g.sizes[0])[ids]
   images = pairs.draw_images(g, z)
-  parsed = pairs.read_images(predict, images)
+  parsed = pairs.read_images(predict, images, config.world.parse_min_pixels)
   renders = [json.loads(s) for s in _scene_texts(scenes_dir)]
   hist_gen = world_report.attribute_histograms(parsed)
   hist_ren = world_report.attribute_histograms(renders)

@@ -87,7 +87,8 @@ def run(ctx: common.Context) -> dict:
   images = figures.to_uint8(common.map_batches(
       lambda zi: common.generate(ctx.g, ctx.z_table[zi]), (z_index,), batch,
       desc="attributes: images"))
-  has = presence(parse.parse(segmenter_train.predict(ctx.seg, images)))
+  has = presence(parse.parse(segmenter_train.predict(ctx.seg, images),
+                             ctx.config.world.parse_min_pixels))
   img = common.map_batches(
       lambda zi: common.embed_generated_images(ctx.models, ctx.g, ctx.z_table[zi], layer=layer),
       (z_index,), batch, desc="attributes: image features")

@@ -110,7 +110,8 @@ def _images(fn, arrays, batch: int, desc: str) -> np.ndarray:
 def settings(ctx: common.Context, z_index) -> dict:
   """Everything the negatives depend on (the cache key is its hash)."""
   s = ctx.cfg.semantic
-  return {"fingerprint": audio_clevrgan.fingerprint(nnx.state(ctx.g), nnx.state(ctx.seg)),
+  return {"fingerprint": audio_clevrgan.fingerprint(nnx.state(ctx.g), nnx.state(ctx.seg),
+                                                    ctx.config.world.parse_min_pixels),
           "z_index": [int(i) for i in z_index], "layer": ctx.config.negatives.layer,
           "negatives": int(s.negatives), "max_tries": int(s.max_tries),
           "per_round": int(s.per_round), "p_range": [float(p) for p in s.p_range],
@@ -136,7 +137,7 @@ def build_negatives(ctx: common.Context, z_index) -> dict:
   positives = _images(lambda i: common.generate(ctx.g, z_of(i)), (z_index,), batch,
                       "semantic: positives")
   maps = segmenter_train.predict(ctx.seg, positives)
-  scenes = parse.parse(maps)
+  scenes = parse.parse(maps, ctx.config.world.parse_min_pixels)
   # Every parsed object's mask at the layer's resolution; caption i's are first[i]:first[i + 1].
   first = np.concatenate([[0], np.cumsum([len(sc["objects"]) for sc in scenes])]).astype(np.int64)
   pixels = [object_mask({a: maps[a][i] for a in ATTRIBUTES}, o)
@@ -162,7 +163,7 @@ def build_negatives(ctx: common.Context, z_index) -> dict:
     edits = _images(lambda i, m, u: render_edits(ctx.g, z_of(i), m, u, layer=layer),
                     (z_index[cand], obj_masks[obj].astype(np.float32), units.astype(np.float32)),
                     batch, f"semantic: candidates, round {round_ + 1}")
-    edited = parse.parse(segmenter_train.predict(ctx.seg, edits))
+    edited = parse.parse(segmenter_train.predict(ctx.seg, edits), ctx.config.world.parse_min_pixels)
     for j, i in enumerate(cand):  # host bookkeeping over parsed candidates (no model calls)
       if n_found[i] == k_neg:
         continue

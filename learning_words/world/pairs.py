@@ -21,18 +21,18 @@ def draw_images(g, z: np.ndarray, batch: int = 256) -> np.ndarray:
                          for i in range(0, len(z), batch)])
 
 
-def read_images(seg_predict, images: np.ndarray) -> list[dict]:
+def read_images(seg_predict, images: np.ndarray, min_pixels: int) -> list[dict]:
   """Scene descriptions of uint8 images [N,R,R,3]: the segmenter's label maps, parsed."""
-  return parse.parse(seg_predict(images))
+  return parse.parse(seg_predict(images), min_pixels)
 
 
 def make_pairs(g, seg_predict, ids, *, seed: int, speech_cfg, relation_prob: float,
-               progress: bool = True) -> tuple[list[dict], dict]:
+               min_pixels: int, progress: bool = True) -> tuple[list[dict], dict]:
   """Records (id, z_index, image, waveform float32, text) for `ids` and counts of what was skipped."""
   ids = np.asarray(ids)
   z = gen_lib.standard_z(int(ids.max()) + 1, g.sizes[0])[ids]
   images = draw_images(g, z)
-  scenes = read_images(seg_predict, images)
+  scenes = read_images(seg_predict, images, min_pixels)
   keep = [k for k, s in enumerate(scenes) if s["objects"]]
   texts, voices = [], []
   for k in keep:
