@@ -216,13 +216,20 @@ def save_generator(path: str, g: gen_lib.Generator):
     ckptr.save(os.path.abspath(path), nnx.state(g), force=True)
 
 
+def restore_module(make, path: str) -> nnx.Module:
+  """The module `make()` builds, with the weights (nnx.state) saved at `path` by Orbax's
+  StandardCheckpointer. Built with nnx.eval_shape: no random initialisation runs, which on a CPU
+  costs seconds of compilation per weight shape."""
+  module = nnx.eval_shape(make)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(module))
+  with ocp.StandardCheckpointer() as ckptr:
+    nnx.update(module, ckptr.restore(os.path.abspath(path), abstract))
+  return module
+
+
 def load_generator(path: str, sizes) -> gen_lib.Generator:
   """A Generator(sizes) with the weights at `path` (see save_generator)."""
-  g = gen_lib.Generator(sizes, rngs=nnx.Rngs(0))
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(g))
-  with ocp.StandardCheckpointer() as ckptr:
-    nnx.update(g, ckptr.restore(os.path.abspath(path), abstract))
-  return g
+  return restore_module(lambda: gen_lib.Generator(sizes, rngs=nnx.Rngs(0)), path)
 
 
 def train_gan(config, workdir: str, data_dir: str) -> str:

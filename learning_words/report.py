@@ -39,8 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from learning_words import (evaluators, figures, input_pipeline, matchmap, pipeline, train,
-                            writers)
+from learning_words import (evaluators, figures, gan_train, input_pipeline, matchmap, pipeline,
+                            train, writers)
 from learning_words.evaluators import attributes, common
 from learning_words.models import davenet
 from learning_words.models import generator as gen_lib
@@ -295,8 +295,7 @@ def run_figures(config, workdir: str, runs, folder: str | None) -> list:
   if data_dir is None or g_dir is None:
     return ["No figures of drawn negatives or words: the workdir has no dataset or no generator "
             "(run --mode=build_data).", ""]
-  g = evaluators.restore_module(lambda: gen_lib.Generator(config.gan.sizes, rngs=nnx.Rngs(0)),
-                                g_dir)
+  g = gan_train.load_generator(g_dir, config.gan.sizes)
   split = config.evals.split
   data = train.load_eval_arrays(data_dir, split, config.data.eval_frames, EXAMPLES)
   captions = read_captions(data_dir, split, data["id"])

@@ -113,10 +113,8 @@ def save_segmenter(path: str, seg: Segmenter):
 
 def load_segmenter(path: str, config) -> Segmenter:
   """A Segmenter(config.segmenter.widths) in eval mode with the weights at `path`."""
-  seg = Segmenter(config.segmenter.widths, rngs=nnx.Rngs(0))
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(seg))
-  with ocp.StandardCheckpointer() as ckptr:
-    nnx.update(seg, ckptr.restore(os.path.abspath(path), abstract))
+  seg = gan_train.restore_module(
+      lambda: Segmenter(config.segmenter.widths, rngs=nnx.Rngs(0)), path)
   seg.eval()
   return seg
 

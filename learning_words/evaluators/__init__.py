@@ -20,14 +20,12 @@ import time
 
 import jax
 import jax.numpy as jnp
-import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 
-from learning_words import pipeline, train
+from learning_words import pipeline, segmenter_train, train
 from learning_words.evaluators import attributes, common, edited_recall, retrieval, semantic
 from learning_words.models import generator as gen_lib
-from learning_words.models.segmenter import Segmenter
 
 EVALUATORS = {"retrieval": retrieval.run, "edited_recall": edited_recall.run,
               "semantic": semantic.run, "attributes": attributes.run}
@@ -112,31 +110,11 @@ def restore_encoders(config, run_dir: str, which: str):
   return state.models, int(step)
 
 
-def restore_module(make, path: str):
-  """The module `make()` builds, with the weights (nnx.state) saved at `path` by Orbax's
-  StandardCheckpointer. Built with nnx.eval_shape: no random initialisation runs, which on a CPU
-  costs seconds of compilation per weight shape."""
-  module = nnx.eval_shape(make)
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(module))
-  with ocp.StandardCheckpointer() as ckptr:
-    nnx.update(module, ckptr.restore(os.path.abspath(path), abstract))
-  return module
-
-
 def load_models(config, workdir: str):
-  """(the frozen generator, the attribute segmenter in eval mode or None) of the workdir, as
-  pipeline.load_frozen_generator and segmenter_train.load_segmenter find them."""
-  g_dir = pipeline.generator_dir(config, workdir)
-  if g_dir is None:
-    raise FileNotFoundError("no generator: run --mode=train_gan (or --mode=pipeline "
-                            "--config.gan.retrain=True) first")
-  g = restore_module(lambda: gen_lib.Generator(config.gan.sizes, rngs=nnx.Rngs(0)), g_dir)
+  """(the frozen generator, the attribute segmenter in eval mode or None) of the workdir."""
   seg_dir = pipeline.segmenter_dir(config, workdir)
-  seg = None
-  if seg_dir is not None:
-    seg = restore_module(lambda: Segmenter(config.segmenter.widths, rngs=nnx.Rngs(0)), seg_dir)
-    seg.eval()
-  return g, seg
+  seg = None if seg_dir is None else segmenter_train.load_segmenter(seg_dir, config)
+  return pipeline.load_frozen_generator(config, workdir), seg
 
 
 def list_runs(workdir: str) -> list[str]:
