@@ -62,6 +62,10 @@ def get_config() -> ml_collections.ConfigDict:
   # distributions on validation ids (README, "The shipped generator").
   c.gan.recon_weight = 100.0
   c.gan.kl_weight = 1.0                  # KL(q(z|x) || N(0, I)), per pixel like the L1
+  # IMLE term on prior samples (0: off): each real image pulls the nearest of imle_candidates
+  # prior drawings towards it (L1, weight like recon_weight), so z ~ N(0, I) draws every colour.
+  c.gan.imle_weight = 0.0
+  c.gan.imle_candidates = 256
   c.gan.log_every = 50
   c.gan.sample_every = 500
   c.gan.checkpoint_every = 500
