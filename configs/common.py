@@ -66,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   # prior drawings towards it (L1, weight like recon_weight), so z ~ N(0, I) draws every colour.
   c.gan.imle_weight = 0.0
   c.gan.imle_candidates = 256
+  # Colour feature matching (0: off): TV between the prior drawings' and the real batch's soft
+  # palette histograms (colour_match.py), times this weight.
+  c.gan.colour_weight = 0.0
   c.gan.log_every = 50
   c.gan.sample_every = 500
   c.gan.checkpoint_every = 500

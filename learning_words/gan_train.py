@@ -9,7 +9,8 @@ The reconstruction path only trains the generator where the encoder puts its cod
 a small part of the prior (the shipped generator's posterior is a narrow cone); the optional IMLE
 term (`gan.imle_weight > 0`, Li & Malik 2018) trains prior samples themselves: each real image
 pulls the nearest of `gan.imle_candidates` prior samples towards it, so no mode of the data (a
-colour, say) can be left undrawn by z ~ N(0, I).
+colour, say) can be left undrawn by z ~ N(0, I). The optional colour term (`gan.colour_weight`)
+matches the prior drawings' soft palette histogram to the real batch's (colour_match.py).
 
 Batches are drawn from the in-memory training renders by indices that depend only on (seed, step),
 so a resumed run sees exactly the batches the uninterrupted one would.
@@ -29,7 +30,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from learning_words import assets, figures, mesh as mesh_lib, writers
+from learning_words import assets, colour_match, figures, mesh as mesh_lib, writers
 from learning_words.models import discriminator as disc_lib
 from learning_words.models import generator as gen_lib
 
@@ -89,7 +90,10 @@ def imle_latents(g, real, key, cfg):
 
 def losses_g(gen, d, real, z, eps, cfg, z_imle=None):
   """Generator (and encoder) loss terms."""
-  terms = {"g_adv": jax.nn.softplus(-d(gen.g(z))).mean()}
+  fake = gen.g(z)
+  terms = {"g_adv": jax.nn.softplus(-d(fake)).mean()}
+  if cfg.colour_weight > 0:
+    terms["colour_tv"] = cfg.colour_weight * colour_match.colour_tv(fake, real)
   if z_imle is not None:
     terms["imle_l1"] = cfg.imle_weight * jnp.abs(gen.g(z_imle) - real).mean()
   if gen.e is not None:

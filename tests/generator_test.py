@@ -70,6 +70,7 @@ def _tiny_gan_config(recon_weight, imle_weight=0.0):
 @pytest.mark.parametrize("recon_weight", [0.0, 1.0])
 def test_gan_step_reduces_its_loss_and_checkpoints_round_trip(recon_weight, tmp_path):
   cfg = _tiny_gan_config(recon_weight, imle_weight=recon_weight)
+  cfg.colour_weight = recon_weight
   s = gan_train.GanState(cfg, seed=0)
   # Real images: one fixed coloured pattern, so D quickly separates it from the random G.
   real = jnp.broadcast_to(jnp.linspace(-1, 1, 8)[None, :, None, None], (8, 8, 8, 3))
