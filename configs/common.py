@@ -62,10 +62,6 @@ def get_config() -> ml_collections.ConfigDict:
   # distributions on validation ids (README, "The shipped generator").
   c.gan.recon_weight = 100.0
   c.gan.kl_weight = 1.0                  # KL(q(z|x) || N(0, I)), per pixel like the L1
-  # IMLE term on prior samples (0: off): each real image pulls the nearest of imle_candidates
-  # prior drawings towards it (L1, weight like recon_weight), so z ~ N(0, I) draws every colour.
-  c.gan.imle_weight = 0.0
-  c.gan.imle_candidates = 256
   # Colour feature matching (0: off): TV between the prior drawings' and the real batch's soft
   # palette histograms (colour_match.py), times this weight.
   c.gan.colour_weight = 0.0

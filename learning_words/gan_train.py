@@ -6,11 +6,10 @@ reconstruction path (`gan.recon_weight > 0`): an encoder maps a real scene to q(
 generator reconstructs it (L1) and a KL term keeps q close to N(0, I) -- it teaches colours and
 shapes in far fewer steps than the adversarial loss alone, without changing the generator.
 The reconstruction path only trains the generator where the encoder puts its codes, which can be
-a small part of the prior (the shipped generator's posterior is a narrow cone); the optional IMLE
-term (`gan.imle_weight > 0`, Li & Malik 2018) trains prior samples themselves: each real image
-pulls the nearest of `gan.imle_candidates` prior samples towards it, so no mode of the data (a
-colour, say) can be left undrawn by z ~ N(0, I). The optional colour term (`gan.colour_weight`)
-matches the prior drawings' soft palette histogram to the real batch's (colour_match.py).
+a small part of the prior (the shipped generator's posterior is a narrow cone, and its prior
+samples dropped blue and cyan while its reconstructions draw every colour); the optional colour
+term (`gan.colour_weight > 0`) matches the prior drawings' soft palette histogram to the real
+batch's (colour_match.py).
 
 Batches are drawn from the in-memory training renders by indices that depend only on (seed, step),
 so a resumed run sees exactly the batches the uninterrupted one would.
@@ -74,28 +73,12 @@ def losses_d(d, real, fake, rec, cfg, r1: bool):
   return terms
 
 
-def nearest_candidates(real, cand):
-  """Index [B] of the candidate closest (squared L2 over pixels) to each real image.
-  real: [B, R, R, 3], cand: [M, R, R, 3]."""
-  a, b = real.reshape(len(real), -1), cand.reshape(len(cand), -1)
-  d2 = jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2.0 * a @ b.T   # [B, M]
-  return jnp.argmin(d2, axis=1)
-
-
-def imle_latents(g, real, key, cfg):
-  """IMLE: per real image, the prior sample (of `cfg.imle_candidates`) whose drawing is nearest."""
-  zc = jax.random.normal(key, (cfg.imle_candidates, cfg.sizes[0]))
-  return zc[nearest_candidates(real, jax.lax.stop_gradient(g(zc)))]
-
-
-def losses_g(gen, d, real, z, eps, cfg, z_imle=None):
+def losses_g(gen, d, real, z, eps, cfg):
   """Generator (and encoder) loss terms."""
   fake = gen.g(z)
   terms = {"g_adv": jax.nn.softplus(-d(fake)).mean()}
   if cfg.colour_weight > 0:
     terms["colour_tv"] = cfg.colour_weight * colour_match.colour_tv(fake, real)
-  if z_imle is not None:
-    terms["imle_l1"] = cfg.imle_weight * jnp.abs(gen.g(z_imle) - real).mean()
   if gen.e is not None:
     mu, logvar = encode(gen.e, real, cfg.sizes[0])
     rec = gen.g(mu + jnp.exp(0.5 * logvar) * eps)
@@ -109,9 +92,8 @@ def losses_g(gen, d, real, z, eps, cfg, z_imle=None):
 def train_step(s: GanState, real, key, cfg, r1: bool):
   """One D update then one G(/E) update; returns the loss terms."""
   b, z_dim = real.shape[0], cfg.sizes[0]
-  kz, ke, ki = jax.random.split(key, 3)
+  kz, ke = jax.random.split(key)
   z = jax.random.normal(kz, (b, z_dim))
-  z_imle = imle_latents(s.gen.g, real, ki, cfg) if cfg.imle_weight > 0 else None
   eps = jax.random.normal(ke, (b, z_dim))
   fake = jax.lax.stop_gradient(s.gen.g(z))
   rec = None
@@ -127,7 +109,7 @@ def train_step(s: GanState, real, key, cfg, r1: bool):
   s.opt_d.update(s.d, d_grads)
 
   def g_loss(gen):
-    terms = losses_g(gen, s.d, real, z, eps, cfg, z_imle)
+    terms = losses_g(gen, s.d, real, z, eps, cfg)
     return sum(terms.values()), terms
 
   (_, g_terms), g_grads = nnx.value_and_grad(g_loss, has_aux=True)(s.gen)

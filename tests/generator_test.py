@@ -58,18 +58,17 @@ def test_standard_z_rows_match_numpy_for_any_n():
   np.testing.assert_array_equal(gen_lib.standard_z(40, 16)[:5], gen_lib.standard_z(5, 16))
 
 
-def _tiny_gan_config(recon_weight, imle_weight=0.0):
+def _tiny_gan_config(recon_weight):
   c = tiny.get_config().gan
   c.sizes, c.d_sizes = (8, 16, 8), (16, 8)
   c.recon_weight = recon_weight
-  c.imle_weight, c.imle_candidates = imle_weight, 16
   c.lr = 3e-3
   return c
 
 
 @pytest.mark.parametrize("recon_weight", [0.0, 1.0])
 def test_gan_step_reduces_its_loss_and_checkpoints_round_trip(recon_weight, tmp_path):
-  cfg = _tiny_gan_config(recon_weight, imle_weight=recon_weight)
+  cfg = _tiny_gan_config(recon_weight)
   cfg.colour_weight = recon_weight
   s = gan_train.GanState(cfg, seed=0)
   # Real images: one fixed coloured pattern, so D quickly separates it from the random G.
@@ -81,7 +80,6 @@ def test_gan_step_reduces_its_loss_and_checkpoints_round_trip(recon_weight, tmp_
   assert last["d_real"] + last["d_fake"] < first["d_real"] + first["d_fake"]
   if recon_weight:
     assert last["recon_l1"] < first["recon_l1"]
-    assert last["imle_l1"] < first["imle_l1"]
   mgr = gan_train.make_checkpoint_manager(str(tmp_path / "ckpt"))
   mgr.save(30, args=gan_train.ocp.args.StandardSave(nnx.state(s)))
   mgr.wait_until_finished()
@@ -93,23 +91,6 @@ def test_gan_step_reduces_its_loss_and_checkpoints_round_trip(recon_weight, tmp_
   g = gan_train.load_generator(str(tmp_path / "g"), cfg.sizes)
   z = jnp.ones((2, 8))
   np.testing.assert_array_equal(g(z), s.g_ema(z))
-
-
-def test_imle_picks_each_real_images_nearest_prior_drawing():
-  rng = np.random.default_rng(0)
-  real, cand = rng.normal(size=(5, 4, 4, 3)), rng.normal(size=(9, 4, 4, 3))
-  loop = [int(np.argmin([np.sum((r - c) ** 2) for c in cand])) for r in real]
-  np.testing.assert_array_equal(gan_train.nearest_candidates(jnp.asarray(real), jnp.asarray(cand)), loop)
-  # imle_latents: the candidates are N(0, I) rows drawn from the key; each real image gets the
-  # row whose drawing is nearest to it (checked with a per-candidate loop through the generator).
-  cfg = _tiny_gan_config(0.0, imle_weight=1.0)
-  g = gen_lib.Generator(cfg.sizes, rngs=nnx.Rngs(0))
-  key = jax.random.key(3)
-  real = g(jax.random.normal(jax.random.key(9), (4, cfg.sizes[0]))) + 0.01
-  zc = np.asarray(jax.random.normal(key, (cfg.imle_candidates, cfg.sizes[0])))
-  drawings = [np.asarray(g(jnp.asarray(z[None])))[0] for z in zc]
-  want = [zc[np.argmin([np.sum((np.asarray(r) - d) ** 2) for d in drawings])] for r in real]
-  np.testing.assert_allclose(gan_train.imle_latents(g, real, key, cfg), np.stack(want), rtol=1e-6)
 
 
 def test_gan_chunk_equals_single_steps():
