@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.world.num_val = 1_000
   c.world.relation_prob = 0.5      # chance a caption adds a left/right/front/behind relation
   c.world.parse_min_pixels = 3     # smaller label regions are not objects (world/parse.py)
-  c.world.report_images = 1_000    # generated (val-id) images the world report parses
+  c.world.report_images = 1_000    # generated images the world report parses (ids past every split)
   c.world.report_edits = 200       # of which this many get edit diagnostics per layer
 
   # Speech: eSpeak NG voices drawn per caption (learning_words/world/speech.py).

@@ -45,11 +45,18 @@ def build_synthetic(config, data_dir: str, scenes_dir: str, g, seg) -> str:
   return builder.data_dir
 
 
+def report_ids(data_cfg, n: int) -> np.ndarray:
+  """The world report's image ids: past every split, so that choosing a generator on the report
+  touches no training, validation or test pair (1,000 ids from num_train on would reach into the
+  test split)."""
+  first = data_cfg.num_train + data_cfg.num_val + data_cfg.num_test
+  return np.arange(first, first + n)
+
+
 def write_world_report(config, data_dir, scenes_dir, g, seg, stats: dict, seconds: float):
   """The world report of a freshly built dataset (see world_report.py)."""
   predict = lambda images: segmenter_train.predict(seg, images)
-  n = config.world.report_images
-  ids = np.arange(config.data.num_train, config.data.num_train + n)  # val ids: never the test split
+  ids = report_ids(config.data, config.world.report_images)
   z = gen_lib.standard_z(int(ids.max()) + 1, g.sizes[0])[ids]
   images = pairs.draw_images(g, z)
   parsed = pairs.read_images(predict, images, config.world.parse_min_pixels)

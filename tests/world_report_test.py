@@ -33,3 +33,13 @@ def test_majority_inside_mask():
   labels = np.array([[[1, 2], [2, 3]], [[0, 0], [4, 4]]])
   mask = np.array([[[True, True], [True, False]], [[False, False], [False, False]]])
   np.testing.assert_array_equal(world_report.majority(labels, mask), [2, 0])
+
+
+def test_report_ids_lie_past_every_split():
+  from configs import quickstart
+  from learning_words import build_data
+  data = quickstart.get_config().data
+  ids = build_data.report_ids(data, 1000)
+  splits = range(data.num_train + data.num_val + data.num_test)   # ids are split by range
+  assert len(ids) == 1000 and len(set(ids.tolist())) == 1000
+  assert not set(ids.tolist()) & set(splits)
