@@ -6,8 +6,8 @@ histogram is a fixed, hand-made feature (no learned network, so the segmenter th
 world stays an independent judge): each pixel is softly assigned to the nearest chromatic CLEVR
 palette colour by chromaticity (rgb / (r + g + b), brightness removed), weighted by its squared
 saturation (max - min channel) so the neutral background, shadows and grey objects barely count.
-Matching the drawings' histogram to the real batch's one is feature matching (Salimans et al.
-2016) on a colour feature.
+Matching the drawings' histogram to the renders' one is feature matching (Salimans et al. 2016)
+on a colour feature.
 """
 import jax.numpy as jnp
 import jax
@@ -33,6 +33,6 @@ def colour_histogram(images, tau: float = 0.003, eps: float = 1e-6):
   return jnp.einsum("bhw,bhwk->k", sat2, w) / (sat2.sum() + eps)
 
 
-def colour_tv(fake, real):
-  """Total variation distance between two batches' colour histograms (real: no gradient)."""
-  return 0.5 * jnp.abs(colour_histogram(fake) - jax.lax.stop_gradient(colour_histogram(real))).sum()
+def colour_tv(images, target):
+  """Total variation distance between the images' colour histogram and a target histogram [K]."""
+  return 0.5 * jnp.abs(colour_histogram(images) - jax.lax.stop_gradient(target)).sum()

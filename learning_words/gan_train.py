@@ -8,8 +8,8 @@ shapes in far fewer steps than the adversarial loss alone, without changing the 
 The reconstruction path only trains the generator where the encoder puts its codes, which can be
 a small part of the prior (the shipped generator's posterior is a narrow cone, and its prior
 samples dropped blue and cyan while its reconstructions draw every colour); the optional colour
-term (`gan.colour_weight > 0`) matches the prior drawings' soft palette histogram to the real
-batch's (colour_match.py).
+term (`gan.colour_weight > 0`) matches the prior drawings' soft palette histogram to the renders'
+one (colour_match.py; a fixed colour feature, not a learned network).
 
 Batches are drawn from the in-memory training renders by indices that depend only on (seed, step),
 so a resumed run sees exactly the batches the uninterrupted one would.
@@ -73,12 +73,12 @@ def losses_d(d, real, fake, rec, cfg, r1: bool):
   return terms
 
 
-def losses_g(gen, d, real, z, eps, cfg):
-  """Generator (and encoder) loss terms."""
+def losses_g(gen, d, real, z, eps, cfg, colour_target):
+  """Generator (and encoder) loss terms. colour_target: [K] the renders' colour histogram."""
   fake = gen.g(z)
   terms = {"g_adv": jax.nn.softplus(-d(fake)).mean()}
   if cfg.colour_weight > 0:
-    terms["colour_tv"] = cfg.colour_weight * colour_match.colour_tv(fake, real)
+    terms["colour_tv"] = cfg.colour_weight * colour_match.colour_tv(fake, colour_target)
   if gen.e is not None:
     mu, logvar = encode(gen.e, real, cfg.sizes[0])
     rec = gen.g(mu + jnp.exp(0.5 * logvar) * eps)
@@ -89,8 +89,9 @@ def losses_g(gen, d, real, z, eps, cfg):
   return terms
 
 
-def train_step(s: GanState, real, key, cfg, r1: bool):
-  """One D update then one G(/E) update; returns the loss terms."""
+def train_step(s: GanState, real, key, cfg, r1: bool, colour_target):
+  """One D update then one G(/E) update; returns the loss terms. colour_target: [K] (see
+  renders_colour_histogram)."""
   b, z_dim = real.shape[0], cfg.sizes[0]
   kz, ke = jax.random.split(key)
   z = jax.random.normal(kz, (b, z_dim))
@@ -109,7 +110,7 @@ def train_step(s: GanState, real, key, cfg, r1: bool):
   s.opt_d.update(s.d, d_grads)
 
   def g_loss(gen):
-    terms = losses_g(gen, s.d, real, z, eps, cfg)
+    terms = losses_g(gen, s.d, real, z, eps, cfg, colour_target)
     return sum(terms.values()), terms
 
   (_, g_terms), g_grads = nnx.value_and_grad(g_loss, has_aux=True)(s.gen)
@@ -123,6 +124,12 @@ def train_step(s: GanState, real, key, cfg, r1: bool):
   return {**d_terms, **g_terms}
 
 
+def renders_colour_histogram(images, n: int = 2048):
+  """The colour-matching target: the soft palette histogram [K] of the first n renders (uint8
+  [N, R, R, 3]); a few ms per call, so it is not carried in the checkpoint."""
+  return colour_match.colour_histogram(images[:n].astype(jnp.float32) / 127.5 - 1.0)
+
+
 def train_chunk(s: GanState, images, idx, key, first_step, cfg, r1_first: bool):
   """Steps first_step .. first_step + L - 1 in one call (L = len(idx)): no host round trip per step.
 
@@ -131,7 +138,8 @@ def train_chunk(s: GanState, images, idx, key, first_step, cfg, r1_first: bool):
   ends where the next R1 step begins. Returns the last step's loss terms.
   """
   real = lambda i: images[i].astype(jnp.float32) / 127.5 - 1.0
-  terms = train_step(s, real(idx[0]), jax.random.fold_in(key, first_step), cfg, r1_first)
+  target = renders_colour_histogram(images)
+  terms = train_step(s, real(idx[0]), jax.random.fold_in(key, first_step), cfg, r1_first, target)
   if len(idx) == 1:
     return terms
   graphdef, state = nnx.split(s)
@@ -139,7 +147,7 @@ def train_chunk(s: GanState, images, idx, key, first_step, cfg, r1_first: bool):
   def body(state, inputs):
     i, step = inputs
     m = nnx.merge(graphdef, state)
-    t = train_step(m, real(i), jax.random.fold_in(key, step), cfg, False)
+    t = train_step(m, real(i), jax.random.fold_in(key, step), cfg, False, target)
     return nnx.state(m), t
 
   steps = first_step + 1 + jnp.arange(len(idx) - 1)

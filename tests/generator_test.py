@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from configs import tiny
-from learning_words import gan_train
+from learning_words import colour_match, gan_train
 from learning_words.models import generator as gen_lib
 
 
@@ -73,7 +73,8 @@ def test_gan_step_reduces_its_loss_and_checkpoints_round_trip(recon_weight, tmp_
   s = gan_train.GanState(cfg, seed=0)
   # Real images: one fixed coloured pattern, so D quickly separates it from the random G.
   real = jnp.broadcast_to(jnp.linspace(-1, 1, 8)[None, :, None, None], (8, 8, 8, 3))
-  step = nnx.jit(lambda s, x, k: gan_train.train_step(s, x, k, cfg, False))
+  step = nnx.jit(lambda s, x, k: gan_train.train_step(
+      s, x, k, cfg, False, colour_match.colour_histogram(x)))
   first = step(s, real, jax.random.key(0))
   for i in range(1, 30):
     last = step(s, real, jax.random.key(i))
@@ -96,14 +97,17 @@ def test_gan_step_reduces_its_loss_and_checkpoints_round_trip(recon_weight, tmp_
 def test_gan_chunk_equals_single_steps():
   """One scanned call of 4 steps (R1 on the first) == 4 separate train_step calls, same batches."""
   cfg = _tiny_gan_config(1.0)
+  cfg.colour_weight = 1.0
   images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
   idx = np.random.default_rng(1).integers(0, 20, (4, 8)).astype(np.int32)
   key = jax.random.key(3)
   a, b = gan_train.GanState(cfg, seed=0), gan_train.GanState(cfg, seed=0)
   # uint8 -> [-1, 1] inside jit in both paths: an ulp of difference in the input flips the sign of
   # near-zero gradients, and Adam with b1 = 0 turns each flip into a 2 * lr parameter difference.
+  target = jax.jit(lambda im: colour_match.colour_histogram(im.astype(jnp.float32) / 127.5 - 1.0))(
+      jnp.asarray(images))
   step = nnx.jit(lambda s, x, k, r1: gan_train.train_step(
-      s, x.astype(jnp.float32) / 127.5 - 1.0, k, cfg, r1), static_argnums=3)
+      s, x.astype(jnp.float32) / 127.5 - 1.0, k, cfg, r1, target), static_argnums=3)
   for i in range(4):
     want = step(a, jnp.asarray(images[idx[i]]), jax.random.fold_in(key, 6 + i), i == 0)
   got = nnx.jit(lambda s, im, ix: gan_train.train_chunk(s, im, ix, key, 6, cfg, True))(
@@ -111,6 +115,8 @@ def test_gan_chunk_equals_single_steps():
   assert set(got) == set(want) and "r1" not in want
   for k in want:
     np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+  # Parameters within 1e-4 (float reassociation inside the scan; one Adam step here moves a
+  # parameter by ~lr = 3e-3, so a missed or repeated step would show).
   for x, y in zip(jax.tree.leaves(nnx.state(a)), jax.tree.leaves(nnx.state(b))):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-4)
   assert [gan_train.chunk_end(t, 16, 40) for t in (0, 5, 16, 32, 39)] == [16, 16, 32, 40, 40]
