@@ -1,7 +1,7 @@
 """Colour statistics of a batch of images, for matching the generator's colours to the renders'.
 
-The adversarial loss let the first shipped VAE-GAN's prior samples drop whole colours (blue 0.8% of
-objects against 12.5% in the renders) although its reconstructions draw them all. This soft
+The adversarial loss let the first shipped VAE-GAN's prior samples drop whole colours (blue 0.8%
+of objects against 12.5% in the renders) although its reconstructions draw them all. This soft
 histogram is a fixed, hand-made feature (no learned network, so the segmenter that checks the
 world stays an independent judge): each pixel is softly assigned to the nearest chromatic CLEVR
 palette colour by chromaticity (rgb / (r + g + b), brightness removed), weighted by its squared
