@@ -6,10 +6,10 @@ reconstruction path (`gan.recon_weight > 0`): an encoder maps a real scene to q(
 generator reconstructs it (L1) and a KL term keeps q close to N(0, I) -- it teaches colours and
 shapes in far fewer steps than the adversarial loss alone, without changing the generator.
 The reconstruction path only trains the generator where the encoder puts its codes, which can be
-a small part of the prior (the shipped generator's posterior is a narrow cone, and its prior
-samples dropped blue and cyan while its reconstructions draw every colour); the optional colour
-term (`gan.colour_weight > 0`) matches the prior drawings' soft palette histogram to the renders'
-one (colour_match.py; a fixed colour feature, not a learned network).
+a small part of the prior (the first shipped generator's posterior was a narrow cone, and its
+prior samples dropped blue and cyan while its reconstructions drew every colour); the optional
+colour term (`gan.colour_weight > 0`) matches the prior drawings' soft palette histogram to the
+renders' one (colour_match.py; a fixed colour feature, not a learned network).
 
 Batches are drawn from the in-memory training renders by indices that depend only on (seed, step),
 so a resumed run sees exactly the batches the uninterrupted one would.
@@ -124,22 +124,23 @@ def train_step(s: GanState, real, key, cfg, r1: bool, colour_target):
   return {**d_terms, **g_terms}
 
 
+@functools.partial(jax.jit, static_argnames="n")
 def renders_colour_histogram(images, n: int = 2048):
   """The colour-matching target: the soft palette histogram [K] of the first n renders (uint8
-  [N, R, R, 3]); a few ms per call, so it is not carried in the checkpoint."""
+  [N, R, R, 3]). Computed once per training session, not carried in the checkpoint."""
   return colour_match.colour_histogram(images[:n].astype(jnp.float32) / 127.5 - 1.0)
 
 
-def train_chunk(s: GanState, images, idx, key, first_step, cfg, r1_first: bool):
+def train_chunk(s: GanState, images, idx, key, first_step, colour_target, cfg, r1_first: bool):
   """Steps first_step .. first_step + L - 1 in one call (L = len(idx)): no host round trip per step.
 
   images: [N, R, R, 3] uint8 on the device (replicated); idx: [L, B] the batches' image indices
-  (batch axis sharded). Only the first step may take the lazy R1 term (`r1_first`), so a chunk
+  (batch axis sharded); colour_target: [K] renders_colour_histogram(images). Only the first step may take the lazy R1 term (`r1_first`), so a chunk
   ends where the next R1 step begins. Returns the last step's loss terms.
   """
   real = lambda i: images[i].astype(jnp.float32) / 127.5 - 1.0
-  target = renders_colour_histogram(images)
-  terms = train_step(s, real(idx[0]), jax.random.fold_in(key, first_step), cfg, r1_first, target)
+  terms = train_step(s, real(idx[0]), jax.random.fold_in(key, first_step), cfg, r1_first,
+                     colour_target)
   if len(idx) == 1:
     return terms
   graphdef, state = nnx.split(s)
@@ -147,7 +148,7 @@ def train_chunk(s: GanState, images, idx, key, first_step, cfg, r1_first: bool):
   def body(state, inputs):
     i, step = inputs
     m = nnx.merge(graphdef, state)
-    t = train_step(m, real(i), jax.random.fold_in(key, step), cfg, False, target)
+    t = train_step(m, real(i), jax.random.fold_in(key, step), cfg, False, colour_target)
     return nnx.state(m), t
 
   steps = first_step + 1 + jnp.arange(len(idx) - 1)
@@ -267,6 +268,7 @@ def train_gan(config, workdir: str, data_dir: str) -> str:
   # The renders live on the device (replicated), batches are gathered there by index.
   images_dev = jax.make_array_from_callback(images.shape, NamedSharding(mesh, P()),
                                             lambda i: images[i])
+  colour_target = renders_colour_histogram(images_dev)
   idx_sharding = NamedSharding(mesh, P(None, "data"))
   host = jax.process_index()
   writer = writers.Writer(os.path.join(gan_dir, "tensorboard"), host == 0)
@@ -283,7 +285,8 @@ def train_gan(config, workdir: str, data_dir: str) -> str:
     idx = np.stack([batch_indices(config.seed, t, len(images), cfg.batch_size)
                     for t in range(step, done)]).astype(np.int32)
     idx = jax.make_array_from_callback(idx.shape, idx_sharding, lambda i, idx=idx: idx[i])
-    terms = chunk_fn(s, images_dev, idx, key, step, r1_first=step % cfg.r1_every == 0)
+    terms = chunk_fn(s, images_dev, idx, key, step, colour_target,
+                     r1_first=step % cfg.r1_every == 0)
     bar.update(done - step)
     if crossed(cfg.log_every, step, done):
       terms = {k: float(v) for k, v in terms.items()}

@@ -106,11 +106,14 @@ def test_gan_chunk_equals_single_steps():
   # near-zero gradients, and Adam with b1 = 0 turns each flip into a 2 * lr parameter difference.
   target = jax.jit(lambda im: colour_match.colour_histogram(im.astype(jnp.float32) / 127.5 - 1.0))(
       jnp.asarray(images))
+  # The target train_gan passes: the histogram of the first 2,048 renders (here all 20).
+  np.testing.assert_allclose(gan_train.renders_colour_histogram(jnp.asarray(images)), target,
+                             rtol=1e-6)
   step = nnx.jit(lambda s, x, k, r1: gan_train.train_step(
       s, x.astype(jnp.float32) / 127.5 - 1.0, k, cfg, r1, target), static_argnums=3)
   for i in range(4):
     want = step(a, jnp.asarray(images[idx[i]]), jax.random.fold_in(key, 6 + i), i == 0)
-  got = nnx.jit(lambda s, im, ix: gan_train.train_chunk(s, im, ix, key, 6, cfg, True))(
+  got = nnx.jit(lambda s, im, ix: gan_train.train_chunk(s, im, ix, key, 6, target, cfg, True))(
       b, jnp.asarray(images), jnp.asarray(idx))
   assert set(got) == set(want) and "r1" not in want
   for k in want:
