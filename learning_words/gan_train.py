@@ -8,8 +8,8 @@ shapes in far fewer steps than the adversarial loss alone, without changing the 
 The reconstruction path only trains the generator where the encoder puts its codes, which can be
 a small part of the prior (the first shipped generator's posterior was a narrow cone, and its
 prior samples dropped blue and cyan while its reconstructions drew every colour); the optional
-colour term (`gan.colour_weight > 0`) matches the prior drawings' soft palette histogram to the
-renders' one (colour_match.py; a fixed colour feature, not a learned network).
+colour term (`gan.colour_weight > 0`) matches the prior drawings' soft (colour, saturation)
+histogram to the renders' one (colour_match.py; a fixed feature, not a learned network).
 
 Batches are drawn from the in-memory training renders by indices that depend only on (seed, step),
 so a resumed run sees exactly the batches the uninterrupted one would.
@@ -74,7 +74,7 @@ def losses_d(d, real, fake, rec, cfg, r1: bool):
 
 
 def losses_g(gen, d, real, z, eps, cfg, colour_target):
-  """Generator (and encoder) loss terms. colour_target: [K] the renders' colour histogram."""
+  """Generator (and encoder) loss terms. colour_target: [K, S] the renders' colour histogram."""
   fake = gen.g(z)
   terms = {"g_adv": jax.nn.softplus(-d(fake)).mean()}
   if cfg.colour_weight > 0:
@@ -90,7 +90,7 @@ def losses_g(gen, d, real, z, eps, cfg, colour_target):
 
 
 def train_step(s: GanState, real, key, cfg, r1: bool, colour_target):
-  """One D update then one G(/E) update; returns the loss terms. colour_target: [K] (see
+  """One D update then one G(/E) update; returns the loss terms. colour_target: [K, S] (see
   renders_colour_histogram)."""
   b, z_dim = real.shape[0], cfg.sizes[0]
   kz, ke = jax.random.split(key)
@@ -126,8 +126,8 @@ def train_step(s: GanState, real, key, cfg, r1: bool, colour_target):
 
 @functools.partial(jax.jit, static_argnames="n")
 def renders_colour_histogram(images, n: int = 2048):
-  """The colour-matching target: the soft palette histogram [K] of the first n renders (uint8
-  [N, R, R, 3]). Computed once per training session, not carried in the checkpoint."""
+  """The colour-matching target: the soft (colour, saturation band) histogram [K, S] of the first
+  n renders (uint8 [N, R, R, 3]). Computed once per training session, not carried in the checkpoint."""
   return colour_match.colour_histogram(images[:n].astype(jnp.float32) / 127.5 - 1.0)
 
 
@@ -135,7 +135,7 @@ def train_chunk(s: GanState, images, idx, key, first_step, colour_target, cfg, r
   """Steps first_step .. first_step + L - 1 in one call (L = len(idx)): no host round trip per step.
 
   images: [N, R, R, 3] uint8 on the device (replicated); idx: [L, B] the batches' image indices
-  (batch axis sharded); colour_target: [K] renders_colour_histogram(images). Only the first step may take the lazy R1 term (`r1_first`), so a chunk
+  (batch axis sharded); colour_target: [K, S] renders_colour_histogram(images). Only the first step may take the lazy R1 term (`r1_first`), so a chunk
   ends where the next R1 step begins. Returns the last step's loss terms.
   """
   real = lambda i: images[i].astype(jnp.float32) / 127.5 - 1.0
