@@ -195,21 +195,20 @@ def restore_latest(manager: ocp.CheckpointManager, module: nnx.Module) -> int:
   return int(step)
 
 
-def _write_progress(gan_dir: str, step: int, session_seconds: float):
-  """gan/progress.json: steps done and training wall time summed over resumed sessions."""
+def write_progress(gan_dir: str, step: int, session: str, session_seconds: float):
+  """gan/progress.json: steps done and training wall time summed over resumed sessions (one entry
+  per train_gan call, keyed by its start time, rewritten at each checkpoint of that call)."""
   path = os.path.join(gan_dir, "progress.json")
   prog = {"step": 0, "seconds": 0.0, "sessions": {}}
   if os.path.isfile(path):
     with open(path) as f:
       prog = json.load(f)
-  prog["sessions"][str(_SESSION_ID)] = session_seconds
+  prog["sessions"][session] = session_seconds
   prog["seconds"] = round(sum(prog["sessions"].values()), 1)
   prog["step"] = step
   with open(path, "w") as f:
     json.dump(prog, f, indent=1)
 
-
-_SESSION_ID = int(time.time())
 
 
 def ship_generator(config, workdir: str) -> str:
@@ -303,7 +302,7 @@ def train_gan(config, workdir: str, data_dir: str) -> str:
     if crossed(cfg.checkpoint_every, step, done):
       manager.save(done, args=ocp.args.StandardSave(nnx.state(s)))
       if host == 0:
-        _write_progress(gan_dir, done, time.time() - session_start)
+        write_progress(gan_dir, done, f"{session_start:.3f}", time.time() - session_start)
     step = done
   bar.close()
   manager.wait_until_finished()

@@ -1,4 +1,5 @@
 """Generator: shapes and layer names, interventions, the reference's z rows, GAN training."""
+import json
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,3 +124,14 @@ def test_gan_chunk_equals_single_steps():
   for x, y in zip(jax.tree.leaves(nnx.state(a)), jax.tree.leaves(nnx.state(b))):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-4)
   assert [gan_train.chunk_end(t, 16, 40) for t in (0, 5, 16, 32, 39)] == [16, 16, 32, 40, 40]
+
+
+def test_progress_sums_train_time_over_sessions(tmp_path):
+  # Each train_gan call is one session; its entry is rewritten at each checkpoint (the last
+  # write holds its wall time), and a second call in the same process adds a new entry.
+  gan_train.write_progress(str(tmp_path), 100, "1000.000", 10.0)
+  gan_train.write_progress(str(tmp_path), 200, "1000.000", 25.0)
+  gan_train.write_progress(str(tmp_path), 300, "1030.500", 5.5)
+  with open(tmp_path / "progress.json") as f:
+    prog = json.load(f)
+  assert prog == {"step": 300, "seconds": 30.5, "sessions": {"1000.000": 25.0, "1030.500": 5.5}}
