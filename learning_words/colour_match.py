@@ -7,8 +7,8 @@ world stays an independent judge): each pixel is softly assigned to the nearest 
 palette colour by chromaticity (rgb / (r + g + b), brightness removed), weighted by its squared
 saturation (max - min channel) so the neutral background, shadows and grey objects barely count.
 Each pixel is also softly assigned to a saturation band, so the histogram is joint over (colour,
-band): with colour alone, the generator matched the renders' hues but drew them duller (half of
-the pixels the segmenter read as brown were dark, desaturated yellow). Matching the drawings'
+band): with colour alone, the generator matched the renders' hues but drew them duller (42% of
+the pixels the segmenter read as brown had a yellow hue at low saturation). Matching the drawings'
 histogram to the renders' one is feature matching (Salimans et al. 2016) on a colour feature.
 """
 import jax.numpy as jnp
