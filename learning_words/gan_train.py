@@ -127,7 +127,7 @@ def train_step(s: GanState, real, key, cfg, r1: bool, colour_target):
 @functools.partial(jax.jit, static_argnames="n")
 def renders_colour_histogram(images, n: int = 2048):
   """The colour-matching target: the soft (colour, saturation band) histogram [K, S] of the first
-  n renders (uint8 [N, R, R, 3]). Computed once per training session, not carried in the checkpoint."""
+  n renders (uint8 [N, R, R, 3]). Computed once per training session, not checkpointed."""
   return colour_match.colour_histogram(images[:n].astype(jnp.float32) / 127.5 - 1.0)
 
 
@@ -135,8 +135,9 @@ def train_chunk(s: GanState, images, idx, key, first_step, colour_target, cfg, r
   """Steps first_step .. first_step + L - 1 in one call (L = len(idx)): no host round trip per step.
 
   images: [N, R, R, 3] uint8 on the device (replicated); idx: [L, B] the batches' image indices
-  (batch axis sharded); colour_target: [K, S] renders_colour_histogram(images). Only the first step may take the lazy R1 term (`r1_first`), so a chunk
-  ends where the next R1 step begins. Returns the last step's loss terms.
+  (batch axis sharded); colour_target: [K, S] renders_colour_histogram(images). Only the first
+  step may take the lazy R1 term (`r1_first`), so a chunk ends where the next R1 step begins.
+  Returns the last step's loss terms.
   """
   real = lambda i: images[i].astype(jnp.float32) / 127.5 - 1.0
   terms = train_step(s, real(idx[0]), jax.random.fold_in(key, first_step), cfg, r1_first,
