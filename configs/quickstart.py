@@ -6,11 +6,11 @@
 Deviates from the reference for CPU budget: 32 px scenes (the reference's GAN draws 128 px), and
 shorter training crops (captions of the synthetic world last ~2-5 s, i.e. < 512 frames).
 """
-from configs import common
+from learning_words import defaults
 
 
 def get_config():
-  c = common.get_config()
+  c = defaults.get_config()
   c.world.resolution = 32
   c.world.num_train = 20_000
   c.world.num_val = 1_000

@@ -2,11 +2,11 @@
 
   python -m learning_words.main --config=configs/tiny.py --workdir=/tmp/lw_tiny --mode=pipeline
 """
-from configs import common
+from learning_words import defaults
 
 
 def get_config():
-  c = common.get_config()
+  c = defaults.get_config()
   c.world.resolution = 16
   c.world.max_objects = 3
   c.world.num_train = 64

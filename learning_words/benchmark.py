@@ -9,9 +9,7 @@ time of validation recall over 500 pairs at the paper's shapes (8x8x512 images, 
 the large speech encoder -> 32 x 512). Weights are random: speed does not depend on them (the
 negatives' candidate schedule is fixed), so no dataset or trained generator is needed.
 """
-import json
 import os
-import sys
 import time
 
 import jax
@@ -21,10 +19,9 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from learning_words import matchmap, mesh as mesh_lib, retrieval, train  # pylint: disable=g-import-not-at-top
-from learning_words.models import generator as gen_lib  # pylint: disable=g-import-not-at-top
+from learning_words.common import jsonio, mesh as mesh_lib
+from learning_words.learner import matchmap, recall, train
+from learning_words.models import generator as gen_lib
 
 config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).", lock_config=True)
 flags.DEFINE_string("out", None, "JSON file to write.")
@@ -92,7 +89,7 @@ def time_recall(n: int = 500, h: int = 8, t: int = 32, d: int = 512, repeats: in
   times = []
   for _ in range(repeats):
     t0 = time.time()
-    retrieval.recalls(np.asarray(sim_fn(img, aud, frames)))
+    recall.recalls(np.asarray(sim_fn(img, aud, frames)))
     times.append(time.time() - t0)
   return float(np.median(times))
 
@@ -103,14 +100,12 @@ def main(argv):
          "device_count": jax.device_count()}
   for kind in ("regular", "negatives_edited"):
     out[kind] = time_step(FLAGS.config, kind, FLAGS.steps)
-    print(kind, json.dumps(out[kind]), flush=True)
+    print(kind, out[kind], flush=True)
   out["edited_over_regular"] = out["negatives_edited"]["step_time_s"] / out["regular"]["step_time_s"]
   out["recall_500_s" if FLAGS.recall_pairs == 500 else f"recall_{FLAGS.recall_pairs}_s"] = (
       time_recall(FLAGS.recall_pairs))
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  with open(FLAGS.out, "w") as f:
-    json.dump(out, f, indent=1)
-  print(json.dumps({k: v for k, v in out.items() if not isinstance(v, dict)}), flush=True)
+  jsonio.write_json(os.path.abspath(FLAGS.out), out)
+  print({k: v for k, v in out.items() if not isinstance(v, dict)}, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,28 @@
 """The one entry point.
 
   python -m learning_words.main --config=configs/NAME.py --workdir=DIR --mode=MODE \
-      [--config.key=value ...]
+      [--config.key=value ...] [--verbosity=1]
 
-Modes: `pipeline` (every available stage in order, skipping finished ones) or one stage by name.
-`--mode=eval` evaluates every run under WORKDIR/runs (or `--config.train.name=RUN`) from its best
-checkpoint (`--config.evals.checkpoint=latest` for the latest) with the evaluators named in
-`--config.evals.names`, writing WORKDIR/runs/RUN/eval/*.json.
+Modes: `pipeline` (every stage in order, skipping finished ones) or one stage by name
+(pipeline.STAGES), or a tool (pipeline.TOOLS). `--mode=eval` evaluates every run under
+WORKDIR/runs (or `--config.train.name=RUN`) from its best checkpoint (`--config.evals.checkpoint=
+latest` for the latest) with the evaluators named in `--config.evals.names`, writing
+WORKDIR/runs/RUN/eval/*.json. The terminal shows stages, progress and warnings; everything else
+goes to WORKDIR/logs/ (`--verbosity=1`: everything on the terminal too). A bad file, flag or
+missing stage output ends in one line saying what to do, and exit status 2.
 """
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-# Config files import `configs.common`: make the repository root importable from any cwd.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from learning_words import distributed, pipeline  # pylint: disable=g-import-not-at-top
-
-MODES = ("pipeline", *pipeline.STAGE_FNS, *pipeline.TOOL_FNS)
+from learning_words import pipeline, workdir as wd
+from learning_words.common import console, distributed, errors
 
 config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where datasets, checkpoints and reports go.")
-flags.DEFINE_enum("mode", "pipeline", MODES, "What to run.")
+flags.DEFINE_enum("mode", "pipeline", pipeline.MODES, "What to run.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -31,15 +30,22 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  distributed.maybe_initialize()
-  config, workdir = FLAGS.config, FLAGS.workdir
-  os.makedirs(workdir, exist_ok=True)
-  if FLAGS.mode == "pipeline":
-    pipeline.run_pipeline(config, workdir)
-  elif FLAGS.mode in pipeline.TOOL_FNS:
-    print(pipeline.TOOL_FNS[FLAGS.mode](config, workdir))
-  else:
-    pipeline.run_stage(FLAGS.mode, config, workdir)
+  verbose = FLAGS.verbosity >= 1
+  log = None
+  try:
+    wd.check(FLAGS.workdir)
+    distributed.maybe_initialize()
+    os.makedirs(FLAGS.workdir, exist_ok=True)
+    log = console.setup(wd.log_dir(FLAGS.workdir), FLAGS.mode, verbose)
+    console.say(f"[{FLAGS.mode}] workdir {FLAGS.workdir}; log {log}")
+    pipeline.run(FLAGS.mode, FLAGS.config, FLAGS.workdir)
+  except errors.UserError as e:
+    if log:  # the traceback, for the log file only
+      logging.exception("stopped")
+    if verbose:
+      raise
+    print(f"error: {e}" + (f" (details: {log})" if log else ""), file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

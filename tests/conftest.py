@@ -1,6 +1,6 @@
-"""Test setup: 8 forced CPU devices (sharding tests), the repo root on sys.path, shared fixtures."""
+"""Test setup: 8 forced CPU devices (sharding tests) and shared fixtures. pytest puts the repository
+root on sys.path (tests/ is a package), so tests import `configs` presets as modules."""
 import os
-import sys
 
 # Before any jax import: tests that shard use a mesh over 8 CPU devices; the rest use one.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -11,8 +11,6 @@ import soundfile as sf  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
 
 FIXTURE_SPLITS = {"train": [3, 5, 8, 13, 21, 34], "val": [40, 41], "test": [50, 51]}
 FIXTURE_WORDS = ("red", "blue", "shiny", "matte", "ball", "cube", "small", "big", "cyan", "metal")
@@ -53,7 +51,7 @@ def official_layout(tmp_path_factory):
 def data_dir(official_layout, tmp_path_factory):
   """The official-layout fixture built as a TFDS dataset (tiny config); returns its folder."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from learning_words.datasets import official  # pylint: disable=g-import-not-at-top
+  from learning_words.data import official  # pylint: disable=g-import-not-at-top
   root, _ = official_layout
   c = tiny.get_config()
   c.data.source, c.data.official_dir = "official", root

@@ -1,7 +1,7 @@
 """Launch scripts' dry runs, and when the entry point starts jax.distributed."""
 import subprocess
 
-from learning_words import distributed
+from learning_words.common import distributed
 from tests.conftest import ROOT
 
 

@@ -6,8 +6,9 @@ import os
 import numpy as np
 
 from configs import tiny
-from learning_words import audio, input_pipeline, pipeline
-from learning_words.datasets import records
+from learning_words import pipeline
+from learning_words.data import audio, input_pipeline
+from learning_words.data import records
 
 
 def test_tiny_pipeline_runs_every_stage(tmp_path):

@@ -6,16 +6,16 @@ synthetic world. Two coordinate channels (x, y in [-1, 1]) join the image becaus
 on screen depends on its row under perspective, which a translation-invariant net cannot see.
 
 BatchNorm: training uses batch statistics (the default mode); evaluation must use the running
-averages, e.g. `nnx.view(seg, use_running_average=True)` (as `segmenter_train.predict` does) or
-`seg.eval()`.
+averages, e.g. `nnx.view(seg, use_running_average=True)` (as `predict` does) or `seg.eval()`.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from learning_words.common import batching
+from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.models import layers
-
-from learning_words.world.scenes import ATTRIBUTES, VOCAB
 
 
 def make_coordinates(batch: int, res: int) -> jax.Array:
@@ -72,3 +72,32 @@ class Segmenter(nnx.Module):
     u1 = self.dec1(jnp.concatenate([layers.upsample2x(f2), f1], axis=-1))
     u0 = self.dec0(jnp.concatenate([layers.upsample2x(u1), f0], axis=-1))
     return {a: self.heads[a](u0) for a in ATTRIBUTES}
+
+
+def to_float(images):
+  """uint8 images -> float32 in [-1, 1]; float images are taken to be in [-1, 1] already."""
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 127.5 - 1.0
+  return images.astype(jnp.float32)
+
+
+@nnx.jit
+def _predict_batch(seg, images):
+  """Labels of one batch: float images [B,R,R,3] -> {attr: int32 [B,R,R]} (seg in eval mode)."""
+  logits = seg(images)
+  return {a: jnp.argmax(logits[a], -1).astype(jnp.int32) for a in ATTRIBUTES}
+
+
+def predict(seg: Segmenter, images, batch_size: int = 256) -> dict:
+  """images [B,R,R,3] (uint8, or float in [-1,1]) -> {attr: numpy int32 labels [B,R,R]}.
+
+  Runs in eval mode (BatchNorm running averages) in jitted batches of a fixed size (the last one
+  padded) of float images, so any B and either dtype compile once.
+  """
+  n = images.shape[0]
+  if not n:
+    return {a: np.zeros((0,) + tuple(images.shape[1:3]), np.int32) for a in ATTRIBUTES}
+  view = nnx.view(seg, use_running_average=True)
+  labels = batching.map_batches(lambda x: _predict_batch(view, to_float(x)), (images,),
+                                max(1, min(batch_size, n)))
+  return {a: np.asarray(v) for a, v in labels.items()}

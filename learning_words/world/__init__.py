@@ -1,1 +1,2 @@
-"""The synthetic Audio-CLEVR world: rendered scenes, captions and speech, built offline."""
+"""Phase 1, the synthetic Audio-CLEVR world: scenes and their renderer, the GAN and the attribute
+segmenter trained on them, captions, speech, and the image / spoken-caption dataset they make."""

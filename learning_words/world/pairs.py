@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from learning_words import figures
+from learning_words.common import figures
 from learning_words.models import generator as gen_lib
 from learning_words.world import captions, parse, speech
 

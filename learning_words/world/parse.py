@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
-from learning_words.world.scenes import ATTRIBUTES, VOCAB
+from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 
 # Regions of equal attributes are 4-connected (objects that meet only at a corner stay apart);
 # foreground blobs (which pieces may join which object) are 8-connected. The 3-D structure has

@@ -1,0 +1,31 @@
+"""The reference's settings on the official Audio CLEVRGAN, for accelerators. The argument picks
+the captions: `synth` (TTS, the default) or `natural` (recorded).
+
+  python -m learning_words.main --config=configs/paper.py:natural --workdir=/mnt/lw \
+      --mode=pipeline --config.data.official_dir=/path/to/audio_clevrgan
+
+128 px images, 1024 training / 2048 evaluation frames, batch 32 (REFERENCE.md "Training").
+"""
+from learning_words import defaults
+
+VARIANTS = ("synth", "natural")
+
+
+def get_config(variant: str = "synth"):
+  if variant not in VARIANTS:
+    raise ValueError(f"--config=configs/paper.py:VARIANT: VARIANT must be one of {VARIANTS}, "
+                     f"got {variant!r}")
+  c = defaults.get_config()
+  c.world.resolution = 128
+  c.data.source = "official"
+  c.data.official_variant = variant
+  c.data.image_size = 128
+  c.data.train_frames = 1024
+  c.data.eval_frames = 2048
+  c.data.batch_size = 32
+  c.data.worker_count = 8
+  # The reference's 128 px Progressive GAN (official weights convert to it).
+  c.gan.sizes = (512, 512, 512, 512, 256, 128, 64)
+  c.gan.d_sizes = (512, 512, 512, 256, 128, 64)
+  c.gan.intervention_layer = "layer4"    # the reference's default: 8x8 of the 128 px generator
+  return c

@@ -1,0 +1,42 @@
+"""Weights shipped inside the package: the quickstart's trained generator and attribute segmenter.
+
+Both are trained once (hours of GAN training; 15 min of segmenter training on a CPU) and committed
+with a provenance.json beside them, so a fresh quickstart starts from them; `--config.gan.retrain`
+/ `--config.segmenter.retrain` train new ones in the workdir instead.
+"""
+import os
+import shutil
+import subprocess
+
+from learning_words.common import jsonio
+
+ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+KINDS = ("generator", "segmenter")
+
+
+def shipped_dir(kind: str, config) -> str:
+  """Where the package ships weights of `kind` for this config's resolution (may not exist)."""
+  if kind not in KINDS:
+    raise ValueError(f"unknown asset kind {kind!r}: one of {KINDS}")
+  return os.path.join(ASSETS_DIR, f"{kind}_r{config.world.resolution}")
+
+
+def read_provenance(kind: str, config) -> dict:
+  return jsonio.read_json(os.path.join(shipped_dir(kind, config), "provenance.json"))
+
+
+def ship(kind: str, src: str, config, provenance: dict) -> str:
+  """Copies the weights folder `src` into the package as `kind`, with provenance.json (plus the
+  commit it was shipped from); returns the destination."""
+  if not os.path.isdir(src):
+    raise FileNotFoundError(f"{src}: no trained {kind} to ship")
+  dst = shipped_dir(kind, config)
+  if os.path.isdir(dst):
+    shutil.rmtree(dst)
+  shutil.copytree(src, dst)
+  commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=ASSETS_DIR if os.path.isdir(ASSETS_DIR) else None).stdout.strip()
+  provenance = {"kind": kind, "resolution": config.world.resolution,
+                "world_config": config.world.to_dict(), "commit": commit, **provenance}
+  jsonio.write_json(os.path.join(dst, "provenance.json"), provenance)
+  return dst

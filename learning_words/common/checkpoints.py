@@ -1,0 +1,115 @@
+"""Every checkpoint of the project, through Orbax: one manager for every trainer (GAN, segmenter,
+encoders), its named items, and single weight folders (the shipped or trained generator and
+segmenter).
+
+A trainer's checkpoint is a Composite of named items: an nnx module or optimizer (its nnx.state),
+a grain iterator (its position, so a resume reads the same batches), or a dict of arrays. Modules
+are restored into the structure they already have (often built with nnx.eval_shape: no random
+initialisation runs, which costs seconds of compilation per weight shape on a CPU).
+"""
+import hashlib
+import os
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+# Files of an Orbax folder that change from one save of the same weights to the next.
+_VOLATILE = ("_CHECKPOINT_METADATA",)
+
+
+def make_manager(directory: str, keep: int = 2, best_metric: str | None = None,
+                 items=None) -> ocp.CheckpointManager:
+  """Keeps the latest `keep` checkpoints, and also the best by metrics[best_metric] (highest)
+  when best_metric is given (save with metrics=). items: the item names, when known."""
+  if best_metric is None:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  else:
+    metric = lambda m: m[best_metric]
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+        ocp.checkpoint_managers.LatestN(n=keep),
+        ocp.checkpoint_managers.BestN(get_metric_fn=metric, reverse=False, n=1)])
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                           best_fn=metric, best_mode="max")
+  return ocp.CheckpointManager(os.path.abspath(directory), item_names=items, options=options)
+
+
+def _is_iterator(x) -> bool:
+  return hasattr(x, "get_state") and hasattr(x, "set_state")
+
+
+def _save_arg(x):
+  if _is_iterator(x):
+    return grain.checkpoint.CheckpointSave(x)
+  if isinstance(x, dict):
+    return ocp.args.StandardSave({k: np.asarray(v) for k, v in x.items()})
+  return ocp.args.StandardSave(nnx.state(x))
+
+
+def _abstract(module):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(module))
+
+
+def save(manager: ocp.CheckpointManager, step: int, items: dict, metrics: dict | None = None):
+  """Saves checkpoint `step` of {name: module, optimizer, grain iterator or dict of arrays}."""
+  args = ocp.args.Composite(**{k: _save_arg(v) for k, v in items.items()})
+  manager.save(step, args=args, metrics=metrics)
+
+
+def restore(manager: ocp.CheckpointManager, items: dict, step: int | None = None) -> int:
+  """Fills {name: module, optimizer or grain iterator} from checkpoint `step` (default: the
+  latest); returns its step, or 0 (nothing restored) when there is no checkpoint."""
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    return 0
+  args = {k: grain.checkpoint.CheckpointRestore(v) if _is_iterator(v)
+          else ocp.args.StandardRestore(_abstract(v)) for k, v in items.items()}
+  restored = manager.restore(step, args=ocp.args.Composite(**args))
+  for name, target in items.items():
+    if not _is_iterator(target):
+      nnx.update(target, restored[name])
+  return int(step)
+
+
+def restore_arrays(manager: ocp.CheckpointManager, step: int, name: str) -> dict | None:
+  """The dict of arrays saved as item `name` of checkpoint `step`, or None where it has none."""
+  try:
+    saved = manager.restore(step, args=ocp.args.Composite(**{name: ocp.args.StandardRestore()}))
+  except KeyError:  # no such item in that checkpoint
+    return None
+  return {k: np.asarray(v) for k, v in saved[name].items()}
+
+
+def save_weights(path: str, module):
+  """Writes a module's nnx.state (weights, batch statistics) to the folder `path`."""
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.abspath(path), nnx.state(module), force=True)
+
+
+def restore_weights(make, path: str):
+  """The module `make()` builds, with the weights saved at `path` by save_weights (built with
+  nnx.eval_shape: no random initialisation runs)."""
+  module = nnx.eval_shape(make)
+  with ocp.StandardCheckpointer() as ckptr:
+    nnx.update(module, ckptr.restore(os.path.abspath(path), _abstract(module)))
+  return module
+
+
+def fingerprint_folders(*paths, extra=()) -> str:
+  """Short hash of the files in weight folders (and `extra` values): it names what was built
+  from those weights without loading them. Orbax's per-save metadata is left out."""
+  h = hashlib.sha1()
+  for path in paths:
+    for root, dirs, files in os.walk(path):
+      dirs.sort()
+      for name in sorted(files):
+        if name in _VOLATILE:
+          continue
+        full = os.path.join(root, name)
+        h.update(os.path.relpath(full, path).encode())
+        with open(full, "rb") as f:
+          h.update(f.read())
+  h.update(repr(tuple(extra)).encode())
+  return h.hexdigest()[:8]

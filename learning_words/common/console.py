@@ -1,0 +1,58 @@
+"""The main job's console: stage lines, progress bars and the warnings that matter on the
+terminal; everything else (absl / Orbax / TFDS INFO lines, Python warnings) in a log file.
+
+Terminal: warnings and errors logged from this package's own files, and errors from anywhere.
+Log file (WORKDIR/logs/<mode>_<time>.log): every record at INFO and above, with its traceback.
+verbose (--verbosity=1 or more): the terminal shows everything too, as absl prints it.
+"""
+import logging as std_logging
+import os
+import sys
+import time
+
+import jax
+from absl import logging
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_verbose = False
+
+
+class _OwnWarnings(std_logging.Filter):
+  """Passes errors, and warnings raised in this package's files."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= std_logging.ERROR or (
+        record.levelno >= std_logging.WARNING and record.pathname.startswith(_PACKAGE))
+
+
+def setup(log_dir: str, mode: str, verbose: bool) -> str:
+  """Routes logging as the module docstring says; returns the log file's path."""
+  global _verbose
+  _verbose = verbose
+  os.makedirs(log_dir, exist_ok=True)
+  path = os.path.join(log_dir, f"{mode}_{time.strftime('%Y%m%d-%H%M%S')}"
+                               f"_p{jax.process_index()}.log")
+  root = std_logging.getLogger()
+  to_file = std_logging.FileHandler(path)
+  to_file.setFormatter(logging.PythonFormatter())
+  to_file.setLevel(std_logging.INFO)
+  root.addHandler(to_file)
+  root.setLevel(min(root.level or std_logging.INFO, std_logging.INFO))
+  std_logging.captureWarnings(True)
+  if not verbose:
+    absl_handler = logging.get_absl_handler()
+    root.removeHandler(absl_handler)
+    terminal = std_logging.StreamHandler(sys.stderr)
+    terminal.setFormatter(std_logging.Formatter("%(levelname)s: %(message)s"))
+    terminal.addFilter(_OwnWarnings())
+    root.addHandler(terminal)
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    tfds.disable_progress_bar()  # TFDS's own bars; the stages draw theirs
+  return path
+
+
+def say(text: str):
+  """One line on the terminal (first process only), also kept in the log file."""
+  logging.info("%s", text)
+  if not _verbose and jax.process_index() == 0:
+    print(text, flush=True)

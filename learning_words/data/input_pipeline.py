@@ -1,0 +1,90 @@
+"""tfds data source -> grain -> per-host batches -> global jax.Arrays.
+
+Featurisation (waveform -> log-mel spectrogram, random crop for training, fixed length for
+evaluation) runs in grain's map, i.e. in its worker processes when `worker_count > 0`. Each host
+reads its own shard (`ShardByJaxProcess`), and `make_global` assembles the per-host batches into
+arrays sharded over the mesh's `data` axis. The iterator's `get_state()` / `set_state()` resume
+exactly (saved with the Orbax checkpoint by the train loop).
+"""
+import os
+
+import grain
+from absl import flags
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+
+from learning_words.common import errors, mesh as mesh_lib
+from learning_words.data import audio, records
+
+# What a batch carries; strings (captions) stay in the dataset, they are not device data.
+BATCH_KEYS = ("id", "z_index", "image", "spec", "n_frames")
+
+
+class Featurise(grain.transforms.RandomMap):
+  """Record -> {id, z_index, image, spec [frames, 40], n_frames}; random crop when `train`."""
+
+  def __init__(self, frames: int, train: bool):
+    self.frames = frames
+    self.train = train
+
+  def random_map(self, element, rng: np.random.Generator):
+    wav = records.decode_pcm16(np.asarray(element["waveform"]))
+    spec = audio.log_mel_spectrogram(wav)
+    offset = 0
+    if self.train and spec.shape[0] > self.frames:
+      offset = int(rng.integers(0, spec.shape[0] - self.frames + 1))
+    spec, n_frames = audio.pad_or_crop(spec, self.frames, offset)
+    return {"id": np.int64(element["id"]), "z_index": np.int64(element["z_index"]),
+            "image": np.asarray(element["image"], np.uint8), "spec": spec,
+            "n_frames": np.int32(n_frames)}
+
+
+def open_source(data_dir: str, split: str):
+  """Random-access source over a built dataset folder (the one holding dataset_info.json)."""
+  if not os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
+    raise errors.MissingError(f"{data_dir}: no dataset here (dataset_info.json missing); "
+                            "build it first with --mode=build_data")
+  return tfds.builder_from_directory(data_dir).as_data_source(split)
+
+
+def make_loader(source, *, batch_size: int, frames: int, train: bool, seed: int,
+                worker_count: int = 0) -> grain.DataLoader:
+  """Per-host loader: seeded shuffle (train), this host's shard, featurise, batch.
+
+  `batch_size` is the GLOBAL batch; each of the jax.process_count() hosts loads its share.
+  Training repeats forever and drops the last partial batch; evaluation is one ordered pass.
+  """
+  hosts = jax.process_count()
+  if worker_count > 0 and not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags; outside app.run use defaults
+  if batch_size % hosts:
+    raise errors.ConfigError(f"--config.data.batch_size={batch_size} is not divisible by {hosts} hosts")
+  sampler = grain.samplers.IndexSampler(
+      num_records=len(source),
+      shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True),
+      shuffle=train, num_epochs=None if train else 1, seed=seed)
+  return grain.DataLoader(
+      data_source=source, sampler=sampler,
+      operations=[Featurise(frames, train),
+                  grain.transforms.Batch(batch_size // hosts, drop_remainder=train)],
+      worker_count=worker_count)
+
+
+def make_global(batch: dict, mesh: jax.sharding.Mesh) -> dict:
+  """Per-host numpy batch -> global jax.Arrays sharded over the mesh's 'data' axis."""
+  sharding = mesh_lib.batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k]))
+          for k in BATCH_KEYS}
+
+
+def load_eval_arrays(data_dir: str, split: str, frames: int, limit: int) -> dict:
+  """The first `limit` pairs of a split (ordered; this host's share), featurised at `frames`."""
+  src = open_source(data_dir, split)
+  loader = make_loader(src, batch_size=jax.process_count(), frames=frames, train=False, seed=0)
+  rows = []
+  for b in loader:
+    rows.append(b)
+    if sum(len(r["id"]) for r in rows) >= limit:
+      break
+  return {k: np.concatenate([r[k] for r in rows])[:limit] for k in BATCH_KEYS}

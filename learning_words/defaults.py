@@ -1,0 +1,171 @@
+"""Every config key the code reads, with its default; the presets in configs/ start from
+`get_config()` and override (they import it from the installed package, so a preset loads from
+any working directory).
+
+Keys are grouped by pipeline stage (see README "Configs"). Values here are the reference's where it
+has one (REFERENCE.md), so presets only state where they deviate.
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  # Synthetic world: rendered CLEVR-like scenes (learning_words/world/scenes.py).
+  c.world = ml_collections.ConfigDict()
+  c.world.resolution = 32          # px; any of 16..128
+  c.world.min_objects = 1
+  c.world.max_objects = 4
+  c.world.num_train = 20_000       # rendered scenes for the GAN and the segmenter
+  c.world.num_val = 1_000
+  c.world.relation_prob = 0.5      # chance a caption adds a left/right/front/behind relation
+  c.world.parse_min_pixels = 3     # smaller label regions are not objects (world/parse.py)
+  c.world.report_images = 1_000    # generated images the world report parses (ids past every split)
+  c.world.report_edits = 200       # of which this many get edit diagnostics per layer
+
+  # Speech: eSpeak NG voices drawn per caption (learning_words/world/speech.py).
+  c.speech = ml_collections.ConfigDict()
+  c.speech.voices = ("en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-rp")
+  c.speech.rate_range = (140, 200)     # words per minute
+  c.speech.pitch_range = (30, 70)      # eSpeak pitch, 0..100
+  c.speech.workers = 2                 # TTS worker processes
+
+  # Image / spoken-caption data (learning_words/data).
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "synthetic"      # 'synthetic' (built offline) or 'official' (manual_dir layout)
+  c.data.official_dir = ""         # official Audio CLEVRGAN root: name_list_*.txt, audio/, images/, text/
+  c.data.official_variant = "synth"  # 'natural' or 'synth' captions
+  c.data.image_size = 128          # stored image size for the official layout
+  c.data.num_train = 5_000         # synthetic pairs per split (ids are split by range)
+  c.data.num_val = 500
+  c.data.num_test = 500
+  c.data.on_bad_audio = "error"    # 'error': raise naming the file; 'skip': skip and count it
+  c.data.train_frames = 1024       # spectrogram frames in training (random crop when longer)
+  c.data.eval_frames = 2048        # spectrogram frames in evaluation
+  c.data.batch_size = 32           # global batch, split over all devices and hosts
+  c.data.worker_count = 0          # grain worker processes (featurisation)
+
+  # GAN (learning_words/world/train_gan.py): the frozen generator that draws positives and negatives.
+  c.gan = ml_collections.ConfigDict()
+  c.gan.sizes = (128, 128, 128, 64, 32)  # [z_dim, depth@4x4, @8x8, @16x16, @32x32] -> 32 px
+  c.gan.d_sizes = (128, 128, 64, 32)     # discriminator / encoder depths at 4x4 .. R
+  c.gan.batch_size = 32
+  c.gan.steps = 40_624                   # shipped 32 px generator: 37,024 H200 steps + 3,600 CPU fine-tune
+  c.gan.lr = 1e-3                        # Adam, ProgGAN's
+  c.gan.b1 = 0.0
+  c.gan.b2 = 0.99
+  c.gan.r1_gamma = 0.006                 # StyleGAN2-ADA heuristic 0.0002 * R^2 / batch at 32 px
+  c.gan.r1_every = 16                    # lazy R1
+  c.gan.ema_decay = 0.999
+  # VAE-GAN L1 reconstruction (0: adversarial only). At 1.0 the encoder collapsed to a constant
+  # (KL outweighed the L1 of small objects on a mostly grey image) and colours collapsed with it.
+  # 30 and 100 both kept it informative; 100 came closer to the renders' colour and shape
+  # distributions on validation ids (README, "The shipped generator").
+  c.gan.recon_weight = 100.0
+  c.gan.kl_weight = 1.0                  # KL(q(z|x) || N(0, I)), per pixel like the L1
+  # Colour feature matching: TV between the prior drawings' soft (hue, saturation) histogram and
+  # the renders' (world/colour_match.py), times this weight (0: off). The VAE-GAN alone left blue and
+  # cyan nearly undrawn by prior samples (its reconstructions draw them); fine-tuning it with this
+  # term (20, then 50, then 50 with saturation bands) brought the world report's colour TV from
+  # 0.217 to 0.066 (README, "The shipped generator").
+  c.gan.colour_weight = 50.0
+  c.gan.log_every = 50
+  c.gan.sample_every = 500
+  c.gan.checkpoint_every = 500
+  c.gan.retrain = False                  # True: train a new generator instead of the shipped one
+  c.gan.intervention_layer = "layer6"    # where negatives are drawn (16x16 at 32 px)
+  c.gan.diagnose_layers = ("layer4", "layer6")  # layers the world report's edit diagnostics cover
+
+  # Attribute segmenter (learning_words/world/train_segmenter.py): labels and checks GAN images.
+  c.segmenter = ml_collections.ConfigDict()
+  c.segmenter.widths = (32, 64, 96)      # U-Net channels at R, R/2, R/4
+  c.segmenter.batch_size = 32
+  c.segmenter.steps = 2_000
+  c.segmenter.lr = 2e-3                  # Adam, cosine-decayed to 0
+  c.segmenter.log_every = 50
+  c.segmenter.checkpoint_every = 500
+  c.segmenter.retrain = False            # True: train a new segmenter instead of the shipped one
+
+  # Encoders (learning_words/models/davenet.py): the reference's DAVEnet, widths configurable.
+  c.model = ml_collections.ConfigDict()
+  c.model.image_widths = (64, 128, 256, 512, 512)  # VGG16's five conv blocks
+  c.model.image_pools = 4          # 128 px -> 8x8 feature map
+  c.model.audio_kind = "large"
+  c.model.audio_widths = (128, 256, 512)           # conv over mels, 1x11, then the 1x17 convs
+  c.model.embed_dim = 512
+  c.model.cosine = False           # matchmap by dot product (the reference's default)
+
+  # Loss (learning_words/learner/losses.py).
+  c.loss = ml_collections.ConfigDict()
+  c.loss.kind = "regular"          # regular | negatives_hard | negatives_edited | negatives_both
+  c.loss.margin = 1.0
+
+  # Drawing negatives inside the step (learning_words/learner/negatives.py).
+  c.negatives = ml_collections.ConfigDict()
+  c.negatives.layer = c.gan.get_ref("intervention_layer")
+  c.negatives.mode = "random"      # random units (p) or 'cluster' (concept-guided units)
+  c.negatives.candidates = 4       # candidate strengths drawn in one generator call
+  c.negatives.p = 0.5              # the reference trains with p = 0.5
+  c.negatives.p_step = 0.05
+  c.negatives.units = 140          # cluster mode: units at the start (reference: 140 of 512)
+  c.negatives.units_step = 40
+  c.negatives.threshold = 0.95     # accept when the masked relative change reaches this
+  c.negatives.threshold_step = 0.01
+  c.negatives.heat_threshold = 0.95
+  c.negatives.heat_threshold_step = 0.0  # cluster mode: the reference lowers it 0.1 per retry
+
+  # Concept clusters and generator dissection (learning_words/learner/concepts.py), cluster mode only.
+  c.concepts = ml_collections.ConfigDict()
+  c.concepts.n_clusters = 250
+  c.concepts.percentile = 99.0
+  c.concepts.min_size = 4          # keep clusters with more than 3 dimensions
+  c.concepts.segment_threshold = 0.5
+  c.concepts.quantile = 0.99       # a unit is "on" above this quantile of its activations
+  c.concepts.max_points = 10_000
+  c.concepts.dissect_images = 1_000
+  c.concepts.chunk = 128
+  c.concepts.every_epochs = 10     # re-cluster and re-dissect this often (not stated by the reference)
+
+  # Training (learning_words/learner/train.py): the reference's SGD recipe.
+  c.train = ml_collections.ConfigDict()
+  c.train.name = ""                # run name under WORKDIR/runs/ (default: the loss kind)
+  c.train.kinds = ()               # the train stage's runs, one per loss kind (default: loss.kind)
+  c.train.epochs = 150
+  c.train.optimizer = "sgd"        # 'sgd' (reference: momentum, weight decay) or 'adam'
+  c.train.lr = 1e-3
+  c.train.momentum = 0.9
+  c.train.weight_decay = 5e-7
+  c.train.lr_decay_epochs = 30     # lr / 10 every this many epochs
+  c.train.val_pairs = 500
+  c.train.log_every = 50
+  c.train.image_every = 500
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 2
+  c.train.init_from = ""           # run name to start the encoders from (regular -> edited recipe)
+
+  # Evaluation (learning_words/evaluation/, --mode=eval): each evaluator configured by its name.
+  c.evals = ml_collections.ConfigDict()
+  c.evals.names = ("retrieval", "edited_recall", "semantic", "attributes")
+  c.evals.checkpoint = "best"      # 'best' (by validation (A_r5 + I_r5) / 2) or 'latest'
+  c.evals.split = "test"           # held-out pairs; evaluators take the first ones of the split
+  c.evals.seed = 0                 # drawn negatives, generated test material, image choices
+  c.evals.batch_size = 16          # captions per jitted call
+  c.evals.retrieval = ml_collections.ConfigDict()
+  c.evals.retrieval.n_pairs = 500
+  c.evals.edited_recall = ml_collections.ConfigDict()
+  c.evals.edited_recall.captions = 200
+  c.evals.edited_recall.negatives = 9
+  c.evals.edited_recall.p = 0.4    # the reference's evaluation starts at 0.4 (+ negatives.p_step)
+  c.evals.semantic = ml_collections.ConfigDict()
+  c.evals.semantic.captions = 500
+  c.evals.semantic.negatives = 4
+  c.evals.semantic.max_tries = 64  # candidate edits per caption at most (the reference: unstated)
+  c.evals.semantic.per_round = 16  # candidates per caption per generation round
+  c.evals.semantic.p_range = (0.3, 0.9)  # unit ablation probability, uniform per candidate
+  c.evals.semantic.max_shift = 0.15  # matched objects' centroids lie this close (image widths)
+  c.evals.attributes = ml_collections.ConfigDict()
+  c.evals.attributes.images = 500  # per word: up to this many test images with it, and without
+  c.evals.attributes.pool = 5_000  # test images read by the segmenter (the first of the split)
+  c.evals.attributes.voices = ("en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-rp")
+  return c

@@ -1,0 +1,117 @@
+"""`attributes` (the paper's Table 1): does the model ground each attribute word in the image?
+
+Each of the 15 attribute words of the world (8 colours, 2 materials, 2 sizes, 3 shapes) is spoken
+by the TTS with a fixed set of voices (evals.attributes.voices, default rate and pitch). The test
+images G(z_id) are read by the attribute segmenter (parse.parse of its maps); an image has a word
+iff one of its parsed objects has that value. Per word, up to `images` test images with it and
+`images` without (a seeded random choice) are scored by MISA against each recording; the word's
+score is the fraction of (with, without) pairs in which the image with the word scores higher
+(ties count 0.5; the Mann-Whitney statistic, computed by sorting), averaged over the voices. Per
+category (colour, material, size, shape) the mean over its words, and the mean of the categories.
+Chance is 0.5. A word with no image on one side has no score (null) and is left out of the means.
+"""
+import numpy as np
+
+from learning_words.common import batching, figures
+from learning_words.data import audio
+from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
+from learning_words.evaluation import context
+from learning_words.learner import recall
+from learning_words.models import encoders
+from learning_words.models import segmenter as seg_lib
+from learning_words.world import parse, speech
+
+WORDS = tuple(w for a in ATTRIBUTES for w in VOCAB[a])  # 15, grouped by category
+CATEGORY = {w: a for a in ATTRIBUTES for w in VOCAB[a]}
+
+
+def ordered_pair_fraction(pos, neg) -> float:
+  """Fraction of pairs (p, q) in pos x neg with p > q, ties counting 0.5; NaN if either is empty.
+
+  Sorting neg and counting with binary search: O((P + N) log N), not a loop over pairs.
+  """
+  pos, neg = np.asarray(pos, np.float64).ravel(), np.sort(np.asarray(neg, np.float64).ravel())
+  if not pos.size or not neg.size:
+    return float("nan")
+  below = np.searchsorted(neg, pos, side="left")  # negatives strictly lower than each positive
+  tied = np.searchsorted(neg, pos, side="right") - below
+  return float((below.sum() + 0.5 * tied.sum()) / (pos.size * neg.size))
+
+
+def presence(scenes: list[dict]) -> np.ndarray:
+  """bool [P, 15]: whether each scene description has an object with each word of WORDS."""
+  has = np.zeros((len(scenes), len(WORDS)), bool)
+  for i, scene in enumerate(scenes):
+    for obj in scene["objects"]:
+      for a in ATTRIBUTES:
+        has[i, WORDS.index(obj[a])] = True
+  return has
+
+
+def choose_images(has, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """Up to n random indices where `has` [P] holds and up to n where it does not."""
+  with_, without = np.nonzero(has)[0], np.nonzero(~np.asarray(has))[0]
+  return rng.permutation(with_)[:n], rng.permutation(without)[:n]
+
+
+def summarise(word_scores: dict) -> dict:
+  """{'categories': {attribute: mean over its words}, 'mean': mean of the categories}; words
+  scored NaN (or missing) are left out, a category with none is NaN and is left out of the mean."""
+  cats = {}
+  for a in ATTRIBUTES:
+    vals = [word_scores.get(w, np.nan) for w in VOCAB[a]]
+    vals = [v for v in vals if v is not None and np.isfinite(v)]
+    cats[a] = float(np.mean(vals)) if vals else float("nan")
+  finite = [v for v in cats.values() if np.isfinite(v)]
+  return {"categories": cats, "mean": float(np.mean(finite)) if finite else float("nan")}
+
+
+def speak_words(voices, frames: int, workers: int = 1):
+  """Spectrograms of every word spoken in every voice, word-major: ([W*V, frames, 40], n_frames
+  [W*V]), with the voices at eSpeak NG's default rate and pitch (the same recordings every run)."""
+  base = speech.DEFAULT_VOICE
+  voice_list = [speech.Voice(v, base.rate, base.pitch) for v in voices]
+  texts = [w for w in WORDS for _ in voice_list]
+  waves = speech.speak_many(texts, voice_list * len(WORDS), workers=workers, progress=False)
+  specs = [audio.pad_or_crop(audio.log_mel_spectrogram(w, name=t), frames)
+           for w, t in zip(waves, texts)]
+  return np.stack([s for s, _ in specs]), np.array([n for _, n in specs], np.int32)
+
+
+def run(ctx: context.Context) -> dict:
+  """Table 1 scores of the model on the first `evals.attributes.pool` test images."""
+  if ctx.seg is None:
+    raise FileNotFoundError("attributes needs the attribute segmenter (WORKDIR/segmenter/weights)")
+  cfg = ctx.cfg.attributes
+  batch = int(ctx.cfg.batch_size)
+  layer = ctx.config.negatives.layer
+  z_index = ctx.data["z_index"][:int(cfg.pool)]
+  if not len(z_index):
+    raise ValueError("attributes: no test images")
+  images = figures.to_uint8(batching.map_batches(
+      lambda zi: encoders.generate(ctx.g, ctx.z_table[zi]), (z_index,), batch,
+      desc="attributes: images"))
+  has = presence(parse.parse(seg_lib.predict(ctx.seg, images),
+                             ctx.config.world.parse_min_pixels))
+  img = batching.map_batches(
+      lambda zi: encoders.embed_generated_images(ctx.models, ctx.g, ctx.z_table[zi], layer=layer),
+      (z_index,), batch, desc="attributes: image features")
+  voices = tuple(cfg.voices)
+  spec, n_frames = speak_words(voices, int(ctx.config.data.eval_frames),
+                               int(ctx.config.speech.workers))
+  aud, frames = batching.map_batches(lambda s, f: encoders.embed_audio(ctx.models, s, f),
+                                   (spec, n_frames), batch)
+  sim = np.asarray(recall.similarity(img, aud, frames, chunk=min(64, img.shape[0]),
+                                     cosine=bool(ctx.config.model.cosine)))  # [P, W*V]
+  sim = sim.reshape(len(z_index), len(WORDS), len(voices))
+  words = {}
+  for w_i, w in enumerate(WORDS):
+    rng = np.random.default_rng([int(ctx.cfg.seed), w_i])
+    with_, without = choose_images(has[:, w_i], int(cfg.images), rng)
+    per_voice = [ordered_pair_fraction(sim[with_, w_i, v], sim[without, w_i, v])
+                 for v in range(len(voices))]
+    words[w] = {"category": CATEGORY[w], "score": float(np.mean(per_voice)),
+                "per_voice": per_voice, "n_with": len(with_), "n_without": len(without)}
+  summary = summarise({w: r["score"] for w, r in words.items()})
+  return {"n_images": len(z_index), "voices": list(voices), "chance": 0.5, **summary,
+          "words": words}

@@ -1,0 +1,385 @@
+"""`--mode=report`: compares the runs of a workdir in WORKDIR/report/.
+
+  report.md     per evaluator, a table of its headline numbers per run and, per group of seeds,
+                their mean ± std; the pipeline's wall time per stage; the figures below.
+  results.json  every run's numbers and the pipeline's wall time per stage (layout below).
+  figures/      <run>_negatives.png: test positives | drawn negatives | masks, a row each;
+                <run>_words.png: each attribute word's matchmap heat map over the same images;
+                curve_<tag>.png: a training curve (loss, validation recall, ...) of every run.
+
+results.json:
+  {"<run>": {"<evaluator>": {"<metric>": number or null}},   # every run with checkpoints
+   "_groups": {"<group>": {"runs": ["<run>", ...],
+                           "<evaluator>": {"<metric>": {"mean": m, "std": s, "n": n}}}},
+   "_pipeline_seconds": {"<stage>": seconds}}                # WORKDIR/pipeline_times.json
+Keys starting with "_" are reserved: no run may be named so. A run's numbers are its
+runs/<run>/eval/<evaluator>.json (written by --mode=eval) less the metadata (checkpoint, step,
+...), nested dicts flattened with "/" (attributes: "categories/color", "words/red/score") and
+non-numbers (lists, paths) left out; NaN is null. An evaluator skipped or never run is absent.
+The report stage's own time is recorded after the report is written: the next report shows it.
+
+Seeds: a run <base> and runs <base>_seed<k> are seeds of one experiment (train them with
+--config.train.name=<base>_seed<k> --config.seed=<k>); two or more make a group, whose spread is
+the sample standard deviation (ddof 1) over its runs that have the metric (n of them).
+
+Figures use each run's evaluated checkpoint (config.evals.checkpoint), the frozen generator and
+the first EXAMPLES pairs of config.evals.split. Negatives are drawn with random units (cluster
+mode's concept arrays belong to training) and the same key for every run: each run is shown the
+same draws. A word's heat map is the matchmap's max over the word's valid frames, divided by the
+largest value over all words in that image, so a weakly matched word stays dark.
+"""
+import functools
+import glob
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from learning_words import workdir as wd
+from learning_words.common import errors, figures, jsonio, writers
+from learning_words.data import input_pipeline
+from learning_words.evaluation import attributes, suite
+from learning_words.learner import drawing, matchmap
+from learning_words.models import davenet, encoders
+from learning_words.models import generator as gen_lib
+
+EXAMPLES = 4  # test pairs in each run's figures
+CURVE_TAGS = ("loss", "val/score", "val/A_r5", "val/I_r5", "neg/accepted_rate")
+HEADLINE = {"retrieval": ("A_r1", "A_r5", "A_r10", "I_r1", "I_r5", "I_r10"),
+            "edited_recall": ("r1", "r5"), "semantic": ("r1", "r3"),
+            "attributes": ("categories/color", "categories/material", "categories/size",
+                           "categories/shape", "mean")}
+META = ("evaluator", "run", "checkpoint", "step", "dataset", "split", "seed")
+SEED_NAME = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
+
+
+# ---------------------------------------------------------------------------
+# Numbers: eval JSONs -> results.json.
+
+
+def flatten_metrics(d: dict, prefix: str = "") -> dict:
+  """Nested dict -> {"a/b": number}: numbers kept (None, i.e. NaN, as NaN); strings, lists and
+  booleans left out."""
+  out = {}
+  for key, value in d.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      out.update(flatten_metrics(value, name + "/"))
+    elif value is None:
+      out[name] = float("nan")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+      out[name] = value
+  return out
+
+
+def read_evals(run_dir: str) -> dict:
+  """{evaluator: its JSON} from run_dir/eval/<evaluator>.json. eval.json is not read: an
+  evaluation with fewer evaluators rewrites it, while the others' files stay."""
+  out = {}
+  for path in sorted(glob.glob(os.path.join(run_dir, "eval", "*.json"))):
+    if os.path.basename(path) != "eval.json":
+      d = jsonio.read_json(path)
+      out[d.get("evaluator", os.path.basename(path)[:-len(".json")])] = d
+  return out
+
+
+def run_metrics(evals: dict) -> dict:
+  """{evaluator: {metric: value}} of read_evals' output; skipped evaluators left out."""
+  return {name: flatten_metrics({k: v for k, v in d.items() if k not in META})
+          for name, d in evals.items() if "skipped" not in d}
+
+
+def group_seeds(runs) -> dict:
+  """{base: [runs]} for each base with two or more runs among `base` and `base_seed<k>`,
+  ordered by seed (`base` itself first)."""
+  groups = {}
+  for run in runs:
+    m = SEED_NAME.match(run)
+    groups.setdefault(m["base"] if m else run, []).append((int(m["seed"]) if m else -1, run))
+  return {base: [r for _, r in sorted(members)] for base, members in groups.items()
+          if len(members) > 1}
+
+
+def aggregate(values) -> dict:
+  """{"mean", "std" (ddof 1; NaN below two values), "n"} over the finite values."""
+  v = np.asarray(values, np.float64)
+  v = v[np.isfinite(v)]
+  return {"mean": float(v.mean()) if v.size else float("nan"),
+          "std": float(v.std(ddof=1)) if v.size > 1 else float("nan"), "n": int(v.size)}
+
+
+def aggregate_group(results: dict, members) -> dict:
+  """{evaluator: {metric: aggregate over the members that have it}}."""
+  values = {}
+  for run in members:
+    for name, metrics in results[run].items():
+      for metric, value in metrics.items():
+        values.setdefault(name, {}).setdefault(metric, []).append(value)
+  return {name: {m: aggregate(v) for m, v in metrics.items()} for name, metrics in values.items()}
+
+
+def collect_results(workdir: str, runs) -> tuple[dict, dict]:
+  """(results.json's object, {run: read_evals(run)}); see the module docstring."""
+  reserved = [r for r in runs if r.startswith("_")]
+  if reserved:
+    raise ValueError(f"runs {reserved}: names starting with '_' are reserved in results.json")
+  evals = {run: read_evals(wd.run_dir(workdir, run)) for run in runs}
+  results = {run: run_metrics(evals[run]) for run in runs}
+  groups = {base: {"runs": members, **aggregate_group(results, members)}
+            for base, members in group_seeds(runs).items()}
+  times = jsonio.read_json(wd.times_path(workdir))
+  return {**results, "_groups": groups, "_pipeline_seconds": times}, evals
+
+
+# ---------------------------------------------------------------------------
+# Markdown.
+
+
+def format_value(v) -> str:
+  return "–" if v is None or not np.isfinite(v) else f"{v:.3f}"
+
+
+def format_aggregate(a: dict, runs: int) -> str:
+  """'mean ± std', or the mean alone from one value; '(n=k)' when fewer than the group's runs."""
+  text = format_value(a["mean"])
+  if a["n"] > 1:
+    text += f" ± {format_value(a['std'])}"
+  return text + (f" (n={a['n']})" if 0 < a["n"] < runs else "")
+
+
+def metric_columns(name: str, results: dict, runs) -> list:
+  """The evaluator's headline metrics (all of them for one not in HEADLINE) some run has."""
+  have = set().union(*(results[r].get(name, {}) for r in runs))
+  return [m for m in (HEADLINE.get(name) or sorted(have)) if m in have]
+
+
+def evaluator_table(name: str, results: dict, evals: dict, runs) -> list:
+  """Markdown lines: one row per group of seeds (mean ± std) followed by its runs, then the
+  other runs; a run's checkpoint, or why it has no numbers."""
+  cols = metric_columns(name, results, runs)
+  lines = [f"## {name}", "", "| run | seeds | checkpoint | " + " | ".join(cols) + " |",
+           "| --- " * (3 + len(cols)) + "|"]
+  groups = group_seeds(runs)
+  grouped = {r for members in groups.values() for r in members}
+  notes = []
+  order = list(groups.items()) + [(None, [r]) for r in runs if r not in grouped]
+  for base, members in order:
+    if base is not None:
+      agg = results["_groups"][base].get(name, {})
+      n = sum(name in results[r] for r in members)
+      cells = [format_aggregate(agg[m], n) if m in agg else "–" for m in cols]
+      lines.append(f"| **{base}** (mean ± std) | {n} | – | " + " | ".join(cells) + " |")
+    for run in members:
+      d = evals[run].get(name)
+      if d is None:
+        where = "not evaluated"
+      elif "skipped" in d:
+        where = "skipped"
+        notes.append(f"- {run}: {d['skipped']}")
+      else:
+        where = f"{d.get('checkpoint', '?')} (step {d.get('step', '?')})"
+      metrics = results[run].get(name, {})
+      cells = [format_value(metrics.get(m)) for m in cols]
+      lines.append(f"| {run} | 1 | {where} | " + " | ".join(cells) + " |")
+  return lines + ([""] + notes if notes else []) + [""]
+
+
+def pipeline_table(times: dict) -> list:
+  """Markdown lines: the wall time of each recorded stage, in the order first run."""
+  stages = list(times)
+  lines = ["## Pipeline wall time", "", "| stage | seconds |", "| --- | --- |"]
+  lines += [f"| {s} | {times[s]:.1f} |" for s in stages]
+  return lines + ([f"| total | {sum(times.values()):.1f} |"] if times else []) + [""]
+
+
+# ---------------------------------------------------------------------------
+# Figures.
+
+
+def heat_maps(img, aud, n_frames, cosine: bool = False):
+  """img [N,h,w,D], aud [W,T,D], n_frames [W] -> [N,W,h,w]: per image and word, the max over the
+  word's valid frames of the matchmap (at least one frame counts, as negatives.mask_invalid_frames
+  does)."""
+  if cosine:
+    img, aud = matchmap.normalize_features(img), matchmap.normalize_features(aud)
+  mm = jnp.einsum("nyxd,wtd->nwyxt", img, aud)  # w: word, x: column
+  t = aud.shape[1]
+  valid = jnp.arange(t)[None, :] < jnp.clip(n_frames, 1, t)[:, None]  # [W, T]
+  return jnp.max(jnp.where(valid[None, :, None, None, :], mm, -jnp.inf), axis=-1)
+
+
+@functools.partial(nnx.jit, static_argnames=("layer", "cosine"))
+def word_heat(models, g, z, spec, n_frames, layer: str, cosine: bool):
+  """(images G(z[N]) [N,R,R,3], heat maps [N,W,h,w] of the W spoken words spec [W,T,40])."""
+  images = encoders.draw_positives(g, z, layer)[0]
+  aud = models.audio(spec)
+  frames = davenet.pooled_frames(n_frames, aud.shape[1], models.audio.pooling_ratio)
+  return images, heat_maps(models.image(images), aud, frames, cosine)
+
+
+def normalise_per_image(heat) -> np.ndarray:
+  """heat [N,W,h,w] -> [0, 1]: negatives clipped, each image divided by its largest value."""
+  heat = np.maximum(np.asarray(heat, np.float64), 0.0)
+  top = heat.max(axis=(1, 2, 3), keepdims=True)
+  return heat / np.where(top > 0, top, 1.0)
+
+
+def cell_scale(resolution: int) -> int:
+  """Upscaling that makes each image of a figure at least 64 px wide (room for a label)."""
+  return max(1, -(-64 // resolution))
+
+
+def labelled_grid(cells: np.ndarray, labels) -> np.ndarray:
+  """uint8 cells [rows, cols, R, R, 3] -> one grid image with the columns named."""
+  rows, cols, r = cells.shape[:3]
+  scale = cell_scale(r)
+  grid = figures.make_grid(cells.reshape((rows * cols,) + cells.shape[2:]), cols=cols, scale=scale)
+  return figures.label_columns(grid, labels, stride=(r + 1) * scale, offset=scale)
+
+
+def negatives_figure(positives, negatives, masks) -> np.ndarray:
+  """positives, negatives [N,R,R,3] in [-1,1], masks [N,R,R] in {0,1} -> positive | negative |
+  mask rows."""
+  mask_rgb = np.repeat(np.asarray(masks, np.float32)[..., None] * 2.0 - 1.0, 3, axis=-1)
+  cells = figures.to_uint8(np.stack([np.asarray(positives), np.asarray(negatives), mask_rgb], 1))
+  return labelled_grid(cells, ("positive", "negative", "mask"))
+
+
+def words_figure(images, heat) -> np.ndarray:
+  """images [N,R,R,3] in [-1,1], heat [N,W,h,w] in [0,1] -> rows of: the image, then each word's
+  heat map over it (attributes.WORDS order)."""
+  pictures = figures.to_uint8(images)
+  n, w = heat.shape[:2]
+  overlays = figures.overlay_heat(np.repeat(pictures, w, axis=0),
+                                  heat.reshape((n * w,) + heat.shape[2:]))
+  cells = np.concatenate([pictures[:, None], overlays.reshape((n, w) + pictures.shape[1:])], 1)
+  return labelled_grid(cells, ("image",) + tuple(attributes.WORDS[:w]))
+
+
+def curve_figures(workdir: str, runs) -> dict:
+  """{tag: line plot of every run that logged it} for the CURVE_TAGS that some run logged."""
+  scalars = {run: writers.read_scalars(os.path.join(wd.run_dir(workdir, run), "tensorboard"))
+             for run in runs}
+  return {tag: figures.line_plot({run: s[tag] for run, s in scalars.items() if tag in s}, tag)
+          for tag in CURVE_TAGS if any(tag in s for s in scalars.values())}
+
+
+def random_units(config):
+  """A copy of config whose negatives are drawn with random units (draw_examples' config)."""
+  c = config.copy_and_resolve_references()
+  c.negatives.mode = "random"
+  return c
+
+
+def read_captions(data_dir: str, split: str, ids) -> list:
+  """Caption texts of the pairs `ids` among the first len(ids) of the split ('' if not found)."""
+  src = input_pipeline.open_source(data_dir, split)
+  records = src.__getitems__(list(range(min(len(src), len(ids)))))
+  text = {int(r["id"]): r["text"] for r in records}
+  decode = lambda t: t.decode() if isinstance(t, bytes) else str(t)
+  return [decode(text.get(int(i), "")) for i in ids]
+
+
+def run_figures(config, workdir: str, runs, folder: str | None) -> list:
+  """Draws each run's negatives and word heat maps into folder/figures (folder None: not
+  written, on processes other than the first); returns the report's lines about them."""
+  data_dir = wd.dataset_dir(config, workdir)
+  if data_dir is None or wd.generator_dir(config, workdir) is None:
+    return ["No figures of drawn negatives or words: the workdir has no dataset or no generator "
+            "(run --mode=build_data).", ""]
+  g = wd.load_generator(config, workdir)
+  split = config.evals.split
+  data = input_pipeline.load_eval_arrays(data_dir, split, config.data.eval_frames, EXAMPLES)
+  captions = read_captions(data_dir, split, data["id"])
+  z = jnp.asarray(gen_lib.standard_z(1 + int(data["z_index"].max()), g.sizes[0]))[data["z_index"]]
+  spec, n_frames = jnp.asarray(data["spec"]), jnp.asarray(data["n_frames"])
+  voice = tuple(config.evals.attributes.voices)[:1]
+  word_spec, word_frames = attributes.speak_words(voice, int(config.data.eval_frames))
+  key = jax.random.key(int(config.evals.seed))
+  draw = nnx.jit(functools.partial(drawing.draw_examples, config=random_units(config)))
+  layer, cosine = config.negatives.layer, bool(config.model.cosine)
+  lines = ["## Drawn negatives and attribute words", "",
+           f"The first {len(z)} pairs of the {split} split. Negatives: random units "
+           f"(p from {config.negatives.p}), the same draws for every run. Words: eSpeak NG voice "
+           f"{voice[0]}; each heat map is the matchmap's max over the word's frames, divided by "
+           "the largest over all words in that image (dark: weak match).", "", "Captions:", ""]
+  lines += [f"{i + 1}. {c}" for i, c in enumerate(captions)] + [""]
+  for run in runs:
+    models, step = wd.load_encoders(config, wd.run_dir(workdir, run), config.evals.checkpoint)
+    models.eval()
+    positives, negatives, masks = draw(models, g, z, spec, n_frames, key)
+    images, heat = word_heat(models, g, z, jnp.asarray(word_spec), jnp.asarray(word_frames),
+                             layer=layer, cosine=cosine)
+    lines += [f"### {run} ({config.evals.checkpoint} checkpoint, step {step})", "",
+              f"![{run}: positive, negative, mask](figures/{run}_negatives.png)", "",
+              f"![{run}: attribute words](figures/{run}_words.png)", ""]
+    if folder is not None:
+      figures.save_png(os.path.join(folder, "figures", f"{run}_negatives.png"),
+                       negatives_figure(positives, negatives, masks))
+      figures.save_png(os.path.join(folder, "figures", f"{run}_words.png"),
+                       words_figure(images, normalise_per_image(heat)))
+  return lines
+
+
+def curve_file(tag: str) -> str:
+  return f"curve_{tag.replace('/', '_')}.png"
+
+
+# ---------------------------------------------------------------------------
+# The stage.
+
+
+def evaluator_names(evals: dict) -> list:
+  """The evaluators some run has results of: the suite's order, then any others."""
+  names = [n for n in suite.EVALUATORS if any(n in e for e in evals.values())]
+  return names + sorted({n for e in evals.values() for n in e} - set(names))
+
+
+def results_tables(workdir: str) -> list:
+  """Markdown lines: one table per evaluator of every run's headline numbers (the report's
+  tables, also what the pipeline prints when it ends)."""
+  runs = wd.list_runs(workdir)
+  if not runs:
+    return []
+  results, evals = collect_results(workdir, runs)
+  lines = []
+  for name in evaluator_names(evals):
+    lines += evaluator_table(name, results, evals, runs)
+  return lines
+
+
+def write_report(config, workdir: str) -> str:
+  """Writes WORKDIR/report/{report.md, results.json, figures/} for every run with checkpoints;
+  returns the path of report.md."""
+  runs = wd.list_runs(workdir)
+  if not runs:
+    raise errors.MissingError(f"no runs with checkpoints under {wd.runs_dir(workdir)}: "
+                              "run --mode=train (and --mode=eval) first")
+  results, evals = collect_results(workdir, runs)
+  folder = wd.report_dir(workdir)
+  path = os.path.join(folder, "report.md")
+  main = jax.process_index() == 0
+  figure_lines = run_figures(config, workdir, runs, folder if main else None)
+  if not main:
+    return path
+  curves = curve_figures(workdir, runs)
+  for tag, image in curves.items():
+    figures.save_png(os.path.join(folder, "figures", curve_file(tag)), image)
+  jsonio.write_json(os.path.join(folder, "results.json"), results)
+  names = evaluator_names(evals)
+  lines = ["# Report", "", f"Runs: {', '.join(runs)}. Seeds of one experiment are named <base> "
+           "and <base>_seed<k>; a group's row is their mean ± sample std. Every number: "
+           "results.json.", ""]
+  if not names:
+    lines += ["No evaluations yet: run --mode=eval.", ""]
+  for name in names:
+    lines += evaluator_table(name, results, evals, runs)
+  lines += pipeline_table(results["_pipeline_seconds"]) + figure_lines
+  lines += ["## Training curves", ""]
+  lines += [f"![{tag}](figures/{curve_file(tag)})" for tag in curves] or ["No training logs."]
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return path

@@ -1,0 +1,54 @@
+"""`--mode=eval`: the suite on runs' checkpoints, written to WORKDIR/runs/<run>/eval/.
+
+Each run's encoders come from its Orbax checkpoint (the best by validation score, or the latest:
+`config.evals.checkpoint` or `which`) and are evaluated on `config.evals.split`; the results go to
+eval/<evaluator>.json and eval/eval.json (all of them; a later evaluation of the same run
+overwrites them, and says which checkpoint it used). The dataset, generator and segmenter are
+loaded once for all runs.
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+
+from learning_words import workdir as wd
+from learning_words.common import jsonio
+from learning_words.data import input_pipeline
+from learning_words.evaluation import context, suite
+from learning_words.models import generator as gen_lib
+
+
+def make_context(config, models, g, data: dict, seg, cache_dir: str) -> context.Context:
+  """The evaluators' inputs: held-out pairs, the z rows they use, and the models (switched to
+  eval mode)."""
+  z_table = jnp.asarray(gen_lib.standard_z(1 + int(data["z_index"].max()), g.sizes[0]))
+  models.eval()
+  return context.Context(config=config, models=models, g=g, data=data, z_table=z_table, seg=seg,
+                         cache_dir=cache_dir)
+
+
+def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
+  """{run: {metadata, 'results': the suite's output}} for the named runs."""
+  which = which or config.evals.checkpoint
+  names = suite.check_names(config.evals.names)
+  data_dir = wd.require_dataset(config, workdir)
+  g = wd.load_generator(config, workdir)
+  seg = wd.load_segmenter(config, workdir, required=False)
+  data = input_pipeline.load_eval_arrays(data_dir, config.evals.split, config.data.eval_frames,
+                                         suite.pairs_needed(config, names))
+  cache = wd.cache_dir(workdir, data_dir, int(config.evals.seed))
+  results = {}
+  for run in runs:
+    models, step = wd.load_encoders(config, wd.run_dir(workdir, run), which)
+    ctx = make_context(config, models, g, data, seg, cache)
+    meta = {"run": run, "checkpoint": which, "step": step, "dataset": data_dir,
+            "split": config.evals.split, "seed": int(config.evals.seed)}
+    out = suite.evaluate(ctx, names)
+    if jax.process_index() == 0:
+      folder = os.path.join(wd.run_dir(workdir, run), "eval")
+      for name, metrics in out.items():
+        jsonio.write_json(os.path.join(folder, f"{name}.json"),
+                          {"evaluator": name, **meta, **metrics})
+      jsonio.write_json(os.path.join(folder, "eval.json"), {**meta, "results": out})
+    results[run] = {**meta, "results": out}
+  return results

@@ -1,0 +1,54 @@
+"""The evaluation suite: plug-ins named in `config.evals.names`.
+
+  retrieval      recall@{1,5,10} speech->image and image->speech over N held-out pairs
+  edited_recall  the positive among 9 GAN-edited negatives (random units): R@1, R@5
+  semantic       the positive among 4 negatives with one attribute of one object changed: R@1, R@3
+  attributes     the paper's Table 1: attribute words vs test images with / without them
+
+Each evaluator is `run(ctx: context.Context) -> dict` (JSON-able), deterministic for
+`config.evals.seed`: it receives the encoders, the generator and the data, never a trainer.
+`semantic` and `attributes` need the attribute segmenter; without one (e.g. an official dataset
+evaluated in a workdir that never trained one) they are recorded as skipped.
+"""
+import time
+
+from absl import logging
+
+from learning_words.common import errors
+from learning_words.evaluation import attributes, context, edited_recall, retrieval, semantic
+
+EVALUATORS = {"retrieval": retrieval.run, "edited_recall": edited_recall.run,
+              "semantic": semantic.run, "attributes": attributes.run}
+NEEDS_SEGMENTER = ("semantic", "attributes")
+
+
+def check_names(names) -> tuple[str, ...]:
+  names = tuple(names)
+  unknown = [n for n in names if n not in EVALUATORS]
+  if unknown:
+    raise errors.ConfigError(f"--config.evals.names: unknown evaluators {unknown}; "
+                             f"known: {list(EVALUATORS)}")
+  return names
+
+
+def pairs_needed(config, names) -> int:
+  """How many held-out pairs the named evaluators read (the first ones of the split)."""
+  e = config.evals
+  sizes = {"retrieval": e.retrieval.n_pairs, "edited_recall": e.edited_recall.captions,
+           "semantic": e.semantic.captions, "attributes": e.attributes.pool}
+  return max([int(sizes[n]) for n in names] + [1])
+
+
+def evaluate(ctx: context.Context, names=None) -> dict:
+  """{evaluator: its metrics (with 'seconds'), or {'skipped': why}} for the named evaluators."""
+  out = {}
+  for name in check_names(ctx.cfg.names if names is None else names):
+    if name in NEEDS_SEGMENTER and ctx.seg is None:
+      out[name] = {"skipped": "no attribute segmenter (WORKDIR/segmenter/weights): run "
+                              "--mode=train_segmenter first"}
+      continue
+    start = time.time()
+    out[name] = {**EVALUATORS[name](ctx), "seconds": round(time.time() - start, 2)}
+    logging.info("eval %s: %s", name, {k: v for k, v in out[name].items()
+                                       if isinstance(v, (int, float))})
+  return out

@@ -1,0 +1,35 @@
+"""Drawn negatives in the configured mode, and the example rows that figures show.
+
+Random mode is negatives.draw_negatives as is; cluster mode first picks each sample's clusters
+per candidate from its peak product (clustering.choose_clusters) and draws with the concept
+arrays' unit ranking. The train step, its TensorBoard images and the report all draw through here.
+"""
+import jax
+
+from learning_words.learner import clustering, matchmap, negatives
+from learning_words.models import encoders
+
+
+def draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_arrays=None):
+  """(negatives [B,R,R,3], masks [B,R,R], statistics) of the positives G(z) (see the module
+  docstring); concept_arrays: clustering.ConceptArrays, needed in cluster mode only."""
+  if config.negatives.mode != "cluster":
+    return negatives.draw_negatives(g, z, x_layer, positives, mm, frames, key, config.negatives)
+  if concept_arrays is None:
+    raise ValueError("negatives.mode='cluster' needs the concept arrays "
+                     "(clustering.compute_concepts)")
+  k_units, k_clusters = jax.random.split(key)
+  product = clustering.peak_product(img, aud, mm, frames)
+  cluster = clustering.choose_clusters(k_clusters, product, concept_arrays,
+                                       int(config.negatives.candidates))
+  return negatives.draw_negatives(g, z, x_layer, positives, mm, frames, k_units, config.negatives,
+                                  ranking=concept_arrays.ranking, cluster=cluster)
+
+
+def draw_examples(models, g, z, spec, n_frames, key, config, concept_arrays=None):
+  """(positives, drawn negatives [B,R,R,3] in [-1,1], masks [B,R,R]) for figures."""
+  positives, x_layer = encoders.draw_positives(g, z, config.negatives.layer)
+  img, aud, frames = encoders.embed(models, positives, spec, n_frames)
+  mm = matchmap.matchmap(img, aud, cosine=config.model.cosine)
+  neg, masks, _ = draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_arrays)
+  return positives, neg, masks

@@ -1,0 +1,225 @@
+"""`--mode=train`: the speech and image encoders learn words from pairs and drawn negatives.
+
+One jitted step over the mesh (batch on 'data', models / optimizer / generator replicated): the
+frozen generator redraws the positives G(z_i) from their ids, the encoders embed images and
+spectrograms, the in-batch similarity matrix gives the random / hardest impostors, and for the
+edited kinds `drawing.draw` draws each positive's negative inside the step from the current matchmap (in
+cluster mode, ablating the units `clustering.compute_concepts` ranks for each sample's concept
+cluster; recomputed between steps every few epochs). The generator is never
+in the optimizer nor in the checkpoint; its outputs are under stop_gradient. Orbax keeps the latest
+checkpoints plus the best by (A_r5 + I_r5) / 2 on validation, with the input pipeline's state (and
+the concept arrays in cluster mode), so a killed run resumes to the same result.
+"""
+import functools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from tqdm import tqdm
+
+from learning_words.common import (checkpoints, errors, figures, mesh as mesh_lib, periodic,
+                                   writers)
+from learning_words.data import input_pipeline
+from learning_words.learner import clustering, drawing, losses, matchmap, recall
+from learning_words.models import encoders
+from learning_words.models import generator as gen_lib
+
+EDITED_KINDS = ("negatives_edited", "negatives_both")
+
+
+class TrainState(nnx.Module):
+  """What a training checkpoint holds (the generator is not part of it)."""
+
+  def __init__(self, config, steps_per_epoch: int):
+    self.models = encoders.Encoders(config.model, rngs=nnx.Rngs(config.seed))
+    self.opt = nnx.Optimizer(self.models, make_optimizer(config.train, steps_per_epoch),
+                             wrt=nnx.Param)
+
+
+def make_lr(cfg, steps_per_epoch: int) -> optax.Schedule:
+  """lr, divided by 10 every `lr_decay_epochs` epochs (the reference's step decay)."""
+  return optax.exponential_decay(cfg.lr, max(1, cfg.lr_decay_epochs * steps_per_epoch), 0.1,
+                                 staircase=True)
+
+
+def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
+  """SGD with momentum; weight decay added to the gradient before momentum, as torch's SGD does."""
+  if cfg.optimizer == "adam":  # a CPU-preset alternative; the reference uses SGD
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                       optax.adam(make_lr(cfg, steps_per_epoch)))
+  if cfg.optimizer != "sgd":
+    raise errors.ConfigError(f"--config.train.optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+  return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                     optax.sgd(make_lr(cfg, steps_per_epoch), momentum=cfg.momentum))
+
+
+def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays=None):
+  """One SGD step; returns the logged scalars (every loss term and the negatives' statistics).
+  concept_arrays: clustering.ConceptArrays, needed in cluster mode only."""
+  kind = config.loss.kind
+  k_neg, k_loss = jax.random.split(key)
+  z = z_table[batch["z_index"]]
+  positives, x_layer = encoders.draw_positives(g, z, config.negatives.layer)
+
+  def loss_fn(models):
+    img, aud, frames = encoders.embed(models, positives, batch["spec"], batch["n_frames"])
+    sim = matchmap.similarity_matrix(img, aud, frames, chunk=img.shape[0], cosine=config.model.cosine)
+    s_edit, stats = None, {}
+    if kind in EDITED_KINDS:
+      mm = jax.lax.stop_gradient(matchmap.matchmap(img, aud, cosine=config.model.cosine))
+      neg, _, stats = drawing.draw(g, z, x_layer, positives, jax.lax.stop_gradient(img),
+                           jax.lax.stop_gradient(aud), mm, frames, k_neg, config, concept_arrays)
+      img_neg = models.image(neg)
+      s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
+    loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin)
+    return loss, {**terms, **{f"neg/{k}": v for k, v in stats.items()}}
+
+  (loss, logs), grads = nnx.value_and_grad(loss_fn, has_aux=True)(state.models)
+  state.opt.update(state.models, grads)
+  return {"loss": loss, **logs}
+
+
+def validate(models, g, z_table, val: dict, config) -> dict:
+  """Recall@{1,5,10} both ways on the validation pairs, and the score (recall.retrieval_metrics)."""
+  models.eval()
+  img, aud, frames = encoders.embed_pairs(models, g, z_table, val, config.data.batch_size,
+                                          config.negatives.layer)
+  models.train()
+  return recall.retrieval_metrics(img, aud, frames, cosine=bool(config.model.cosine))
+
+
+def max_z_index(source) -> int:
+  """Largest z row a split refers to (the fixed z table is built up to it)."""
+  return max(int(r["z_index"]) for r in source.__getitems__(list(range(len(source)))))
+
+
+def make_checkpoint_manager(directory: str, keep: int):
+  """Latest `keep` checkpoints plus the best by validation score. Items: models, opt, data (the
+  input pipeline's position) and, in cluster mode, the concept arrays the run is using (so a
+  resume between recomputations is exact)."""
+  return checkpoints.make_manager(directory, keep, best_metric="score",
+                                  items=("models", "opt", "data", "concepts"))
+
+
+def init_from_run(state: TrainState, run_dir: str):
+  """Starts the encoders from another run's best (else latest) checkpoint; fresh optimizer."""
+  manager = make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), keep=2)
+  step = manager.best_step() or manager.latest_step()
+  if step is None:
+    raise errors.MissingError(f"--config.train.init_from: no checkpoint in {run_dir}/checkpoints; "
+                              "train that run first")
+  checkpoints.restore(manager, {"models": state.models}, step)
+  logging.info("initialised the encoders from %s step %d", run_dir, step)
+
+
+def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_steps=None,
+               devices=None) -> dict:
+  """Trains `config.train.epochs` epochs (or stops after `max_steps`, as a crash would); returns
+  the last validation metrics. `devices`: the mesh's devices (default: all)."""
+  cfg = config.train
+  src = input_pipeline.open_source(data_dir, "train")
+  mesh = mesh_lib.make_mesh(devices)
+  if config.data.batch_size % mesh.size:
+    raise errors.ConfigError(f"--config.data.batch_size={config.data.batch_size} must be a multiple of the "
+                     f"{mesh.size} devices")
+  steps_per_epoch = len(src) // config.data.batch_size
+  if steps_per_epoch == 0:
+    raise errors.ConfigError(f"{data_dir}: {len(src)} training pairs < --config.data.batch_size="
+                     f"{config.data.batch_size}")
+  total = cfg.epochs * steps_per_epoch
+  state = TrainState(config, steps_per_epoch)
+  if cfg.init_from:
+    init_from_run(state, os.path.join(os.path.dirname(run_dir), cfg.init_from))
+  loader = input_pipeline.make_loader(src, batch_size=config.data.batch_size,
+                                      frames=config.data.train_frames, train=True,
+                                      seed=config.seed, worker_count=config.data.worker_count)
+  it = iter(loader)
+  manager = make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), cfg.keep_checkpoints)
+  start = checkpoints.restore(manager, {"models": state.models, "opt": state.opt, "data": it})
+  mesh_lib.replicate(state, mesh)
+  mesh_lib.replicate(g, mesh)
+  val = input_pipeline.load_eval_arrays(data_dir, "val", config.data.eval_frames, cfg.val_pairs)
+  n_z = 1 + max(int(val["z_index"].max()), max_z_index(src))
+  z_table = jax.device_put(jnp.asarray(gen_lib.standard_z(n_z, g.sizes[0])),
+                           jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  step_fn = nnx.jit(functools.partial(train_step, config=config))
+  examples_fn = nnx.jit(functools.partial(drawing.draw_examples, config=config))  # compiled once
+  host = jax.process_index()
+  writer = writers.Writer(os.path.join(run_dir, "tensorboard"), host == 0)
+  key = jax.random.key(config.seed)
+  end = total if max_steps is None else min(total, max_steps)
+  # Cluster mode: concepts from the current encoders before the first step and every
+  # `concepts.every_epochs` epochs; a resume in between restores the arrays the run was using.
+  use_concepts = config.negatives.mode == "cluster" and config.loss.kind in EDITED_KINDS
+  concept_host = concept_arrays = None
+  if use_concepts:
+    concept_data = input_pipeline.load_eval_arrays(data_dir, "train", config.data.train_frames,
+                                    -(-int(config.concepts.max_points) // jax.process_count()))
+    every = max(1, int(config.concepts.every_epochs)) * steps_per_epoch
+    concept_host = clustering.restore_saved(manager, start) if start % every else None
+    if concept_host is None:
+      if start % every:
+        logging.warning("checkpoint %d holds no concept arrays: recomputing them from the restored "
+                        "model, so this resume differs from an uninterrupted run", start)
+      concept_host = _compute_concepts(writer, start, state, g, z_table, concept_data, config)
+    concept_arrays = clustering.replicate(concept_host, mesh)
+  bar = tqdm(range(start, end), initial=start, total=end, desc=f"train {os.path.basename(run_dir)}",
+             disable=host != 0, dynamic_ncols=True)
+  metrics, score, step_rate = {}, 0.0, writers.StepRate(start)
+  for step in bar:
+    if use_concepts and step > start and periodic.itstime(step, every):
+      t_concepts = time.time()
+      concept_host = _compute_concepts(writer, step, state, g, z_table, concept_data, config)
+      concept_arrays = clustering.replicate(concept_host, mesh)
+      step_rate.exclude(time.time() - t_concepts)  # steps_per_s counts the steps only
+    batch = input_pipeline.make_global(next(it), mesh)
+    logs = step_fn(state, g, z_table, batch, jax.random.fold_in(key, step),
+                   concept_arrays=concept_arrays)
+    done = step + 1
+    if periodic.itstime(done, cfg.log_every, end):
+      logs = {k: float(v) for k, v in logs.items()}
+      rate = step_rate(done)
+      lr = float(make_lr(cfg, steps_per_epoch)(done))
+      writer.write_scalars(done, {**logs, "lr": lr, "steps_per_s": rate})
+      bar.set_postfix(loss=f"{logs['loss']:.3f}", it_s=f"{rate:.2f}")
+    if config.loss.kind in EDITED_KINDS and periodic.itstime(done, cfg.image_every):
+      _write_images(writer, done, examples_fn, state, g, z_table, batch, key, concept_arrays)
+    epoch_end = periodic.itstime(done, steps_per_epoch, end)
+    if epoch_end:
+      metrics = validate(state.models, g, z_table, val, config)
+      score = metrics["score"]
+      writer.write_scalars(done, {f"val/{k}": v for k, v in metrics.items()})
+    if epoch_end or periodic.itstime(done, cfg.checkpoint_every):
+      items = {"models": state.models, "opt": state.opt, "data": it}
+      if concept_host is not None:
+        items["concepts"] = concept_host._asdict()
+      checkpoints.save(manager, done, items, metrics={"score": score})
+  manager.wait_until_finished()
+  writer.close()
+  return metrics
+
+
+def _compute_concepts(writer, step, state, g, z_table, data, config):
+  """clustering.compute_concepts from the current encoders (host arrays), logged."""
+  t = time.time()
+  host = clustering.compute_concepts(state.models, g, z_table, data, config)
+  writer.write_scalars(step, {"concepts/n_clusters": clustering.n_kept(host),
+                              "concepts/seconds": time.time() - t})
+  return host
+
+
+def _write_images(writer, step, examples_fn, state, g, z_table, batch, key,
+                  concept_arrays=None):
+  """positive | drawn negative | mask for the first few samples of the batch."""
+  n = min(4, batch["z_index"].shape[0])
+  pos, neg, masks = examples_fn(
+      state.models, g, z_table[batch["z_index"][:n]], batch["spec"][:n], batch["n_frames"][:n],
+      jax.random.fold_in(jax.random.fold_in(key, step), 1), concept_arrays=concept_arrays)
+  mask_rgb = jnp.repeat(masks[..., None] * 2.0 - 1.0, 3, axis=-1)
+  rows = figures.to_uint8(jnp.concatenate([pos, neg, mask_rgb], axis=2))
+  writer.write_images(step, {"negatives": figures.make_grid(np.asarray(rows), cols=1, scale=2)})

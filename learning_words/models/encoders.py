@@ -1,0 +1,70 @@
+"""The trained pair of encoders, and the passes every phase makes through them: embedding pairs
+whose images the frozen generator draws from z (training, validation, evaluation, concepts).
+
+The generator's images are always drawn through the intervention layer (G's features at `layer`,
+then the rest of G), exactly as in the train step, so an image embedded anywhere is the image
+trained on.
+"""
+import functools
+
+import jax
+from flax import nnx
+
+from learning_words.common import batching
+from learning_words.models import davenet
+
+
+class Encoders(nnx.Module):
+  """The trained models: image and speech encoders (config.model)."""
+
+  def __init__(self, cfg, *, rngs: nnx.Rngs):
+    self.image = davenet.ImageEncoder(cfg.image_widths, cfg.embed_dim, rngs=rngs,
+                                      pools=cfg.image_pools)
+    self.audio = davenet.AudioEncoder(cfg.audio_kind, cfg.audio_widths, cfg.embed_dim, rngs=rngs)
+
+
+def embed(models: Encoders, images, spec, n_frames):
+  """images [B,R,R,3] in [-1,1], spec [B,T,40] -> (img [B,h,w,D], aud [B,T',D], frames [B])."""
+  img = models.image(images)
+  aud = models.audio(spec)
+  return img, aud, davenet.pooled_frames(n_frames, aud.shape[1], models.audio.pooling_ratio)
+
+
+def draw_positives(g, z, layer: str):
+  """(positives [B,R,R,3], the intervention layer's activations) from one generator pass."""
+  x = g.features(z, [layer])[layer]
+  return jax.lax.stop_gradient(g.render_from(layer, x)), jax.lax.stop_gradient(x)
+
+
+@nnx.jit
+def generate(g, z):
+  """G(z[B,Z]) -> images [B,R,R,3] in [-1,1]."""
+  return g(z)
+
+
+@functools.partial(nnx.jit, static_argnames=("layer",))
+def embed_generated(models, g, z, spec, n_frames, layer: str):
+  """embed() of the pairs (G(z), spec): compiled once per shape."""
+  return embed(models, draw_positives(g, z, layer)[0], spec, n_frames)
+
+
+@functools.partial(nnx.jit, static_argnames=("layer",))
+def embed_generated_images(models, g, z, layer: str):
+  """Image features [B,h,w,D] of G(z[B,Z])."""
+  return models.image(draw_positives(g, z, layer)[0])
+
+
+@nnx.jit
+def embed_audio(models, spec, n_frames):
+  """spec [B,T,40], n_frames [B] -> (audio features [B,T',D], valid output frames [B])."""
+  aud = models.audio(spec)
+  return aud, davenet.pooled_frames(n_frames, aud.shape[1], models.audio.pooling_ratio)
+
+
+def embed_pairs(models, g, z_table, pairs: dict, batch: int, layer: str):
+  """(img [N,h,w,D], aud [N,T',D], frames [N]) of host pairs {z_index, spec, n_frames} [N], in
+  jitted batches of `batch` (the models' mode is the caller's)."""
+  return batching.map_batches(
+      lambda zi, spec, n_frames: embed_generated(models, g, z_table[zi], spec, n_frames,
+                                                 layer=layer),
+      (pairs["z_index"], pairs["spec"], pairs["n_frames"]), batch)

@@ -1,0 +1,187 @@
+"""Every path of a workdir, and the loaders of what the stages leave there.
+
+  WORKDIR/
+    data/                 TFDS datasets: clevr_scenes (renders), audio_clevrgan (synthetic pairs)
+                          or audio_clevrgan_official; world_report.{md,json} and its figures
+    gan/                  checkpoints/, tensorboard/, samples/, progress.json, generator_ema/
+    segmenter/            checkpoints/, tensorboard/, eval.json, figures, weights/
+    runs/<run>/           checkpoints/ (models, opt, data, concepts), tensorboard/, eval/
+    eval_cache/           generated test material (semantic negatives), per dataset and seed
+    report/               report.md, results.json, figures/
+    logs/                 one log file per command (everything the terminal does not show)
+    pipeline_times.json   wall time of each stage's last run
+
+The phases' code receives folders, never the workdir: only this module knows the layout. The
+generator and segmenter are the shipped ones (learning_words/assets) unless `gan.retrain` /
+`segmenter.retrain`, then the workdir's.
+"""
+import os
+import re
+
+from flax import nnx
+
+from learning_words.common import assets, checkpoints, errors
+from learning_words.data import audio_clevrgan, clevr_scenes, official
+from learning_words.models import encoders, generator as gen_lib
+from learning_words.models.segmenter import Segmenter
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check(workdir: str):
+  """Refuses a workdir this build cannot write: a URL (gs://, s3://, ...) would silently become a
+  local folder named 'gs:' (datasets, checkpoints and logs are written with local file calls)."""
+  if _URL.match(workdir):
+    raise errors.ConfigError(
+        f"--workdir={workdir}: workdirs must be local or mounted folders (this build writes "
+        "datasets, checkpoints and logs with local file calls). Mount the bucket (e.g. "
+        "`gcsfuse BUCKET /mnt/lw`) and pass --workdir=/mnt/lw/RUN")
+
+
+def data_dir(workdir: str) -> str:
+  return os.path.join(workdir, "data")
+
+
+def gan_dir(workdir: str) -> str:
+  return os.path.join(workdir, "gan")
+
+
+def segmenter_dir(workdir: str) -> str:
+  return os.path.join(workdir, "segmenter")
+
+
+def runs_dir(workdir: str) -> str:
+  return os.path.join(workdir, "runs")
+
+
+def run_dir(workdir: str, run: str) -> str:
+  return os.path.join(runs_dir(workdir), run)
+
+
+def report_dir(workdir: str) -> str:
+  return os.path.join(workdir, "report")
+
+
+def log_dir(workdir: str) -> str:
+  return os.path.join(workdir, "logs")
+
+
+def times_path(workdir: str) -> str:
+  return os.path.join(workdir, "pipeline_times.json")
+
+
+def world_report_json(workdir: str) -> str:
+  return os.path.join(data_dir(workdir), "world_report.json")
+
+
+def cache_dir(workdir: str, dataset: str, seed: int) -> str:
+  """WORKDIR/eval_cache/<dataset>_<seed>; <dataset> names the dataset folder (builder, config,
+  version), so each test set has its own cache."""
+  parts = os.path.normpath(dataset).split(os.sep)[-3:]
+  return os.path.join(workdir, "eval_cache", "_".join(parts + [str(seed)]))
+
+
+def scenes_dir(config, workdir: str) -> str:
+  """Folder of the rendered scene dataset for this config."""
+  return clevr_scenes.make_builder(config, data_dir(workdir)).data_dir
+
+
+def _weights_dir(kind: str, retrain: bool, config, trained: str) -> str | None:
+  shipped = assets.shipped_dir(kind, config)
+  if not retrain and os.path.isdir(shipped):
+    return shipped
+  return trained if os.path.isdir(trained) else None
+
+
+def generator_dir(config, workdir: str) -> str | None:
+  """The generator's weights the later stages use (None: neither shipped nor trained)."""
+  return _weights_dir("generator", config.gan.retrain, config,
+                      os.path.join(gan_dir(workdir), "generator_ema"))
+
+
+def segmenter_weights_dir(config, workdir: str) -> str | None:
+  """The segmenter's weights the later stages use (None: neither shipped nor trained)."""
+  return _weights_dir("segmenter", config.segmenter.retrain, config,
+                      os.path.join(segmenter_dir(workdir), "weights"))
+
+
+def weights_fingerprint(config, workdir: str) -> str | None:
+  """What names the synthetic dataset: the generator and segmenter weights (None: either
+  missing) and the parser's setting that turned the segmenter's maps into captions."""
+  g_dir, s_dir = generator_dir(config, workdir), segmenter_weights_dir(config, workdir)
+  if g_dir is None or s_dir is None:
+    return None
+  return checkpoints.fingerprint_folders(g_dir, s_dir, extra=(config.world.parse_min_pixels,))
+
+
+def dataset_dir(config, workdir: str) -> str | None:
+  """Folder of the image / spoken-caption dataset this config trains on (None if not built)."""
+  if config.data.source == "official":
+    folder = official.make_builder(config, data_dir(workdir)).data_dir
+  elif config.data.source == "synthetic":
+    fingerprint = weights_fingerprint(config, workdir)
+    if fingerprint is None:
+      return None
+    folder = audio_clevrgan.make_builder(config, data_dir(workdir), fingerprint).data_dir
+  else:
+    raise errors.ConfigError(f"--config.data.source must be 'synthetic' or 'official', got "
+                             f"{config.data.source!r}")
+  return folder if os.path.isfile(os.path.join(folder, "dataset_info.json")) else None
+
+
+def require_dataset(config, workdir: str) -> str:
+  folder = dataset_dir(config, workdir)
+  if folder is None:
+    raise errors.MissingError(f"{workdir}: no image / spoken-caption dataset for this config: run "
+                              "--mode=build_data first (or --mode=pipeline)")
+  return folder
+
+
+def load_generator(config, workdir: str) -> gen_lib.Generator:
+  """The frozen generator that draws positives and negatives."""
+  folder = generator_dir(config, workdir)
+  if folder is None:
+    raise errors.MissingError("no generator: run --mode=train_gan (or --mode=pipeline "
+                              "--config.gan.retrain=True) first")
+  return checkpoints.restore_weights(lambda: gen_lib.Generator(config.gan.sizes,
+                                                               rngs=nnx.Rngs(0)), folder)
+
+
+def load_segmenter(config, workdir: str, required: bool = True) -> Segmenter | None:
+  """The attribute segmenter in eval mode (None when there is none and not `required`)."""
+  folder = segmenter_weights_dir(config, workdir)
+  if folder is None:
+    if not required:
+      return None
+    raise errors.MissingError("no attribute segmenter: run --mode=train_segmenter (or "
+                              "--mode=pipeline) first")
+  seg = checkpoints.restore_weights(
+      lambda: Segmenter(config.segmenter.widths, rngs=nnx.Rngs(0)), folder)
+  seg.eval()
+  return seg
+
+
+def list_runs(workdir: str) -> list[str]:
+  """Names of the runs under WORKDIR/runs that have checkpoints."""
+  root = runs_dir(workdir)
+  if not os.path.isdir(root):
+    return []
+  return sorted(r for r in os.listdir(root) if os.path.isdir(os.path.join(root, r, "checkpoints")))
+
+
+def load_encoders(config, run_dir_: str, which: str):
+  """(encoders.Encoders, step) of a run's best or latest checkpoint (its 'models' item)."""
+  if which not in ("best", "latest"):
+    raise errors.ConfigError(f"--config.evals.checkpoint must be 'best' or 'latest', got "
+                             f"{which!r}")
+  folder = os.path.join(run_dir_, "checkpoints")
+  if not os.path.isdir(folder):
+    raise errors.MissingError(f"{folder}: no checkpoints; train the run first (--mode=train)")
+  manager = checkpoints.make_manager(folder, int(config.train.keep_checkpoints),
+                                     best_metric="score")
+  step = manager.best_step() if which == "best" else manager.latest_step()
+  if step is None:
+    raise errors.MissingError(f"{folder}: no {which} checkpoint")
+  models = nnx.eval_shape(lambda: encoders.Encoders(config.model, rngs=nnx.Rngs(0)))
+  checkpoints.restore(manager, {"models": models}, step)
+  return models, int(step)

@@ -1,0 +1,65 @@
+"""The shipped quickstart generator and segmenter load, have the config's shapes, and say where
+they came from; the pipeline uses them unless told to retrain."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from configs import quickstart
+from learning_words import workdir as wd
+from learning_words.common import assets
+from learning_words.models import generator as gen_lib
+from learning_words.models import segmenter as seg_lib
+from learning_words.world import scenes
+
+
+def test_shipped_generator_loads_with_its_provenance(tmp_path):
+  c = quickstart.get_config()
+  prov = assets.read_provenance("generator", c)
+  assert prov["kind"] == "generator" and prov["resolution"] == 32 == c.world.resolution
+  assert tuple(prov["sizes"]) == tuple(c.gan.sizes)
+  assert prov["steps"] > 0 and prov["train_seconds"] > 0 and len(prov["commit"]) == 40
+  report = prov["world_report"]
+  assert 0.9 <= report["parsed_fraction"] <= 1
+  assert set(report["tv"]) == {"shape", "color", "size", "material"}
+  assert [e["layer"] for e in report["edits"]] == list(c.gan.diagnose_layers)
+  g = wd.load_generator(c, str(tmp_path))  # an empty workdir: the shipped one
+  fresh = gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(0))
+  shapes = lambda m: [np.shape(v) for v in jax.tree.leaves(nnx.state(m))]
+  assert shapes(g) == shapes(fresh)
+  z = jnp.asarray(gen_lib.standard_z(4, c.gan.sizes[0]))
+  x = np.asarray(g(z))
+  assert x.shape == (4, 32, 32, 3) and -1 <= x.min() and x.max() <= 1
+  # It has learned the world's grey floor: the top corners (background) are grey, R = G = B.
+  corners = np.concatenate([x[:, :4, :4], x[:, :4, -4:]], axis=1).reshape(-1, 3)
+  assert np.abs(corners - corners.mean(axis=1, keepdims=True)).max() < 0.1
+
+
+def test_shipped_segmenter_loads_with_its_provenance(tmp_path):
+  c = quickstart.get_config()
+  prov = assets.read_provenance("segmenter", c)
+  assert prov["kind"] == "segmenter" and prov["steps"] == c.segmenter.steps
+  for head in ("shape", "color", "size", "material"):
+    assert prov["accuracy"][head]["object_accuracy"] >= 0.95
+  seg = wd.load_segmenter(c, str(tmp_path))
+  # Against the renderer's ground truth on scenes it never saw (seed 99).
+  arrays, _, _ = scenes.render_scenes(16, 99, 32, c.world.min_objects, c.world.max_objects)
+  pred = seg_lib.predict(seg, arrays["image"])
+  objects = arrays["object_id"] > 0
+  for head in ("shape", "color", "size", "material"):
+    assert pred[head].shape == (16, 32, 32)
+    assert np.mean(pred[head][objects] == arrays[head][objects]) >= 0.9, head
+
+
+def test_pipeline_prefers_shipped_weights_unless_retraining(tmp_path):
+  c = quickstart.get_config()
+  workdir = str(tmp_path)
+  assert wd.generator_dir(c, workdir) == assets.shipped_dir("generator", c)
+  assert wd.segmenter_weights_dir(c, workdir) == assets.shipped_dir("segmenter", c)
+  c.gan.retrain = c.segmenter.retrain = True
+  assert wd.generator_dir(c, workdir) is None
+  assert wd.segmenter_weights_dir(c, workdir) is None
+  os.makedirs(os.path.join(workdir, "gan", "generator_ema"))
+  assert wd.generator_dir(c, workdir) == os.path.join(workdir, "gan", "generator_ema")

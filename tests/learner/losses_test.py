@@ -1,0 +1,131 @@
+"""Margin ranking losses against per-anchor Python loops over the similarity matrix."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from learning_words.learner import losses
+
+B = 6
+MARGIN = 0.7
+
+
+def hinge(neg, pos, margin=MARGIN):
+  return max(0.0, margin + neg - pos)
+
+
+def loop_terms(sim, img_idx, cap_idx, s_edit, margin=MARGIN):
+  """Per-anchor hinges, one anchor at a time: {term: [B] list}."""
+  n = len(sim)
+  t = {k: [] for k in ("imp_image", "imp_caption", "hard_image", "hard_caption", "edited")}
+  for i in range(n):
+    pos = sim[i][i]
+    t["imp_image"].append(hinge(sim[img_idx[i]][i], pos, margin))
+    t["imp_caption"].append(hinge(sim[i][cap_idx[i]], pos, margin))
+    t["hard_image"].append(hinge(max(sim[j][i] for j in range(n) if j != i), pos, margin))
+    t["hard_caption"].append(hinge(max(sim[i][k] for k in range(n) if k != i), pos, margin))
+    t["edited"].append(hinge(s_edit[i], pos, margin))
+  return t
+
+
+def loop_loss(kind, t):
+  mean = lambda xs: sum(xs) / len(xs)
+  regular = mean(t["imp_image"]) + mean(t["imp_caption"])
+  if kind == "regular":
+    return regular
+  if kind == "negatives_hard":
+    return regular + mean(t["hard_image"]) + mean(t["hard_caption"])
+  if kind == "negatives_edited":
+    return regular + mean(t["edited"])
+  per_anchor = [c + max(h, e) for c, h, e in zip(t["hard_caption"], t["hard_image"], t["edited"])]
+  return min(max(regular, 0.0), 5.0) + min(max(mean(per_anchor), 0.0), 5.0)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+  rng = np.random.default_rng(0)
+  sim = rng.normal(size=(B, B)).astype(np.float32)
+  sim[np.arange(B), np.arange(B)] += 0.5  # positives a little higher, so some hinges are zero
+  s_edit = (np.diagonal(sim) + rng.normal(scale=0.5, size=B)).astype(np.float32)
+  return sim, s_edit
+
+
+@pytest.mark.parametrize("kind", losses.LOSS_KINDS)
+def test_loss_matches_loop(inputs, kind):
+  sim, s_edit = inputs
+  key = jax.random.key(3)
+  img_idx, cap_idx = (np.asarray(i) for i in losses.draw_impostors(key, B))
+  t = loop_terms(sim.tolist(), img_idx, cap_idx, s_edit.tolist())
+  loss, terms = losses.compute_loss(kind, jnp.asarray(sim), key, jnp.asarray(s_edit), MARGIN)
+  np.testing.assert_allclose(float(loss), loop_loss(kind, t), rtol=1e-5, atol=1e-6)
+  expected_names = {"regular": {"imp_image", "imp_caption"},
+                    "negatives_hard": {"imp_image", "imp_caption", "hard_image", "hard_caption"},
+                    "negatives_edited": {"imp_image", "imp_caption", "edited"}}
+  if kind in expected_names:
+    assert set(terms) == expected_names[kind]
+  else:
+    assert {"regular", "combined", "hard_or_edited"} <= set(terms)
+  for name in set(terms) & set(t):
+    np.testing.assert_allclose(float(terms[name]), np.mean(t[name]), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_of_two_forces_the_impostor():
+  sim = np.array([[1.0, 0.4], [0.9, -0.2]], np.float32)
+  loss, terms = losses.compute_loss("regular", jnp.asarray(sim), jax.random.key(0), margin=1.0)
+  # Anchor 0: image impostor S[1,0], caption impostor S[0,1]; anchor 1: S[0,1] and S[1,0].
+  imp_image = (hinge(0.9, 1.0, 1.0) + hinge(0.4, -0.2, 1.0)) / 2
+  imp_caption = (hinge(0.4, 1.0, 1.0) + hinge(0.9, -0.2, 1.0)) / 2
+  np.testing.assert_allclose(float(terms["imp_image"]), imp_image, rtol=1e-6)
+  np.testing.assert_allclose(float(terms["imp_caption"]), imp_caption, rtol=1e-6)
+  np.testing.assert_allclose(float(loss), imp_image + imp_caption, rtol=1e-6)
+
+
+def test_impostors_are_others_drawn_uniformly():
+  n_draws, b = 4000, 5
+  keys = jax.random.split(jax.random.key(7), n_draws)
+  img_idx, cap_idx = jax.vmap(losses.draw_impostors, in_axes=(0, None))(keys, b)
+  for idx in (np.asarray(img_idx), np.asarray(cap_idx)):
+    assert idx.shape == (n_draws, b)
+    for i in range(b):
+      counts = np.bincount(idx[:, i], minlength=b)
+      assert counts[i] == 0
+      others = np.delete(counts, i)  # each of the 4 others: expected 1000, sd ~27
+      assert others.min() > 880 and others.max() < 1120, counts
+  # The two draws are independent of each other.
+  assert np.mean(np.asarray(img_idx) == np.asarray(cap_idx)) < 0.3
+  with pytest.raises(ValueError):
+    losses.draw_impostors(jax.random.key(0), 1)
+
+
+def test_negatives_both_clamps():
+  key = jax.random.key(1)
+  # Positives far below every negative: every hinge is about 11, both losses exceed 5.
+  sim = np.zeros((4, 4), np.float32)
+  np.fill_diagonal(sim, -10.0)
+  s_edit = np.zeros(4, np.float32)
+  loss, terms = losses.compute_loss("negatives_both", jnp.asarray(sim), key, jnp.asarray(s_edit))
+  assert float(terms["imp_image"]) + float(terms["imp_caption"]) == pytest.approx(22.0)
+  assert float(terms["regular"]) == 5.0 and float(terms["combined"]) == 5.0
+  assert float(loss) == 10.0
+  # Only the combined loss exceeds 5 (edited negatives far above): regular stays unclamped.
+  sim = np.full((4, 4), -0.5, np.float32)
+  np.fill_diagonal(sim, 0.0)
+  s_edit = np.full(4, 8.0, np.float32)
+  loss, terms = losses.compute_loss("negatives_both", jnp.asarray(sim), key, jnp.asarray(s_edit))
+  assert float(terms["regular"]) == pytest.approx(1.0)   # 0.5 + 0.5
+  assert float(terms["hard_or_edited"]) == pytest.approx(9.0)
+  assert float(terms["combined"]) == 5.0
+  assert float(terms["edited_harder"]) == 1.0
+  assert float(loss) == pytest.approx(6.0)
+
+
+def test_gradients_are_finite_and_errors():
+  sim = jax.random.normal(jax.random.key(0), (B, B))
+  s_edit = jax.random.normal(jax.random.key(1), (B,))
+  for kind in losses.LOSS_KINDS:
+    grad = jax.grad(lambda s, e: losses.compute_loss(kind, s, jax.random.key(2), e)[0])(sim, s_edit)
+    assert np.isfinite(np.asarray(grad)).all()
+  with pytest.raises(ValueError, match="negatives_both"):
+    losses.compute_loss("triplet", sim, jax.random.key(0))
+  with pytest.raises(ValueError, match="s_edit"):
+    losses.compute_loss("negatives_edited", sim, jax.random.key(0))
