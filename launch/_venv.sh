@@ -5,7 +5,9 @@ cd "$ROOT"
 pick_python() {
   for py in "${PYTHON:-}" python3.12 python3.11 python3.13 python3; do
     [ -n "$py" ] || continue
-    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    # Quiet: a pyenv shim of a version that is not installed prints "command not found".
+    if command -v "$py" >/dev/null 2>&1 \
+        && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
       echo "$py"; return 0
     fi
   done

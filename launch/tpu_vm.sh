@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Create a Cloud TPU VM slice, install the project on every worker and run the entry point there.
 #   bash launch/tpu_vm.sh [--dry-run] NAME ZONE ACCELERATOR CONFIG WORKDIR [--config.key=value ...]
-#   e.g. bash launch/tpu_vm.sh lw-v4 us-central2-b v4-32 configs/paper_synth.py gs://BUCKET/lw \
+#   e.g. bash launch/tpu_vm.sh lw-v4 us-central2-b v4-32 configs/paper.py /mnt/lw \
 #          --config.data.official_dir=/mnt/audio_clevrgan
 # Every worker runs the same command; jax.distributed picks the slice up from the TPU environment.
+# WORKDIR must be a local or mounted folder (URLs such as gs:// are refused): mount a bucket on
+# every worker first (e.g. gcsfuse BUCKET /mnt/lw) so checkpoints outlive the VM.
 set -euo pipefail
 RUN=()
 if [ "${1:-}" = "--dry-run" ]; then RUN=(echo "+"); shift; fi

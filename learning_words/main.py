@@ -34,14 +34,14 @@ def main(argv):
   log = None
   try:
     wd.check(FLAGS.workdir)
-    distributed.maybe_initialize()
     os.makedirs(FLAGS.workdir, exist_ok=True)
     log = console.setup(wd.log_dir(FLAGS.workdir), FLAGS.mode, verbose)
+    distributed.maybe_initialize()
     console.say(f"[{FLAGS.mode}] workdir {FLAGS.workdir}; log {log}")
     pipeline.run(FLAGS.mode, FLAGS.config, FLAGS.workdir)
   except errors.UserError as e:
-    if log:  # the traceback, for the log file only
-      logging.exception("stopped")
+    if log:  # the traceback, for the log file only (INFO stays off the terminal)
+      logging.info("stopped by %s", type(e).__name__, exc_info=True)
     if verbose:
       raise
     print(f"error: {e}" + (f" (details: {log})" if log else ""), file=sys.stderr)

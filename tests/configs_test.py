@@ -1,4 +1,5 @@
-"""Every preset builds, and the entry point accepts overrides and rejects bad modes / keys."""
+"""Every preset builds (from any working directory), and the entry point accepts overrides,
+rejects bad modes / keys / workdirs in one clear line, and keeps library chatter off the terminal."""
 import importlib
 import os
 import subprocess
@@ -9,11 +10,11 @@ import pytest
 from tests.conftest import ROOT
 
 PRESETS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
-                 if f.endswith(".py") and f not in ("__init__.py", "common.py"))
+                 if f.endswith(".py") and f != "__init__.py")
 
 
 def test_presets_are_the_expected_ones():
-  assert {"tiny", "quickstart", "paper_synth", "paper_natural"} <= set(PRESETS)
+  assert {"tiny", "quickstart", "paper"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -27,15 +28,44 @@ def test_preset_builds(name):
 
 
 def test_paper_presets_follow_the_reference():
-  for name in ("paper_synth", "paper_natural"):
-    c = importlib.import_module(f"configs.{name}").get_config()
+  paper = importlib.import_module("configs.paper")
+  for variant in ("synth", "natural"):
+    c = paper.get_config(variant)
     assert (c.data.image_size, c.data.train_frames, c.data.eval_frames) == (128, 1024, 2048)
-  assert importlib.import_module("configs.paper_natural").get_config().data.official_variant == "natural"
+    assert c.data.official_variant == variant
+  assert paper.get_config().data.official_variant == "synth"
+  with pytest.raises(ValueError, match="natural"):
+    paper.get_config("recorded")
 
 
-def _main(*args):
+def _main(*args, cwd=ROOT):
   return subprocess.run([sys.executable, "-m", "learning_words.main", *args],
-                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+                        cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_a_preset_loads_from_any_directory_and_a_url_workdir_is_refused(tmp_path):
+  # From another directory, with an argument: the preset imports learning_words.defaults, not a
+  # sibling file, so no sys.path entry is needed. The URL workdir is refused in one line.
+  r = _main(f"--config={os.path.join(ROOT, 'configs', 'paper.py')}:natural",
+            "--workdir=gs://bucket/lw", cwd=tmp_path)
+  assert r.returncode == 2, r.stderr[-3000:]
+  assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line
+  assert r.stderr.startswith("error: --workdir=gs://bucket/lw: ") and "gcsfuse" in r.stderr
+  assert not os.path.exists(tmp_path / "gs:")  # nothing written in a folder named 'gs:'
+
+
+def test_a_missing_stage_output_is_one_line_and_its_traceback_goes_to_the_log(tmp_path):
+  r = _main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--mode=train")
+  assert r.returncode == 2
+  last = r.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and "--mode=build_data" in last and "Traceback" not in r.stderr
+  log = last.split("(details: ")[1].rstrip(")")
+  assert os.path.dirname(log) == os.path.join(str(tmp_path), "logs")
+  with open(log) as f:
+    assert "Traceback" in f.read()
+  verbose = _main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--mode=train",
+                  "--verbosity=1")
+  assert verbose.returncode != 0 and "Traceback" in verbose.stderr
 
 
 def test_unknown_mode_is_a_clear_error(tmp_path):
@@ -61,4 +91,12 @@ def test_pipeline_renders_then_stops_without_a_generator(tmp_path):
   assert len(built) == 1 and "_n10_3_" in built[0]  # the override reached the dataset
   r2 = _main("--config=configs/tiny.py", f"--workdir={tmp_path}", "--mode=pipeline",
              "--config.world.num_train=10", "--config.world.num_val=3")
-  assert r2.returncode == 0 and "render: already done" in r2.stdout
+  assert r2.returncode == 0 and "[render] already done" in r2.stdout
+  # The terminal: stage lines only, no library INFO lines; those are in the run's log file.
+  lines = [l for l in (r.stdout + r2.stdout).splitlines() if l.strip()]
+  assert all(l.startswith("[") for l in lines) and len(lines) < 12, lines
+  assert "INFO" not in r.stderr + r2.stderr and "Using custom data configuration" not in r.stderr
+  logs = sorted(os.listdir(tmp_path / "logs"))
+  assert len(logs) == 2
+  with open(tmp_path / "logs" / logs[0]) as f:
+    assert "Using custom data configuration" in f.read()

@@ -13,19 +13,19 @@ def _dry(script, *args):
 
 
 def test_tpu_vm_dry_run_creates_then_runs_on_every_worker():
-  out = _dry("tpu_vm.sh", "lw", "us-central2-b", "v4-32", "configs/paper_synth.py", "gs://b/lw",
+  out = _dry("tpu_vm.sh", "lw", "us-central2-b", "v4-32", "configs/paper.py", "/mnt/lw",
              "--config.data.batch_size=64")
   create, ssh = [line for line in out.splitlines() if line.startswith("+ gcloud")]
   assert "tpu-vm create lw" in create and "--accelerator-type=v4-32" in create
   assert "tpu-vm ssh lw" in ssh and "--worker=all" in ssh
-  assert ("learning_words.main --config=configs/paper_synth.py --workdir=gs://b/lw --mode=pipeline "
+  assert ("learning_words.main --config=configs/paper.py --workdir=/mnt/lw --mode=pipeline "
           "--config.data.batch_size=64") in ssh
 
 
 def test_slurm_dry_run_runs_one_process_per_gpu():
-  out = _dry("slurm_gpu.sbatch", "configs/paper_natural.py", "/scratch/lw")
+  out = _dry("slurm_gpu.sbatch", "configs/paper.py:natural", "/scratch/lw")
   assert out.startswith("+ srun --gpus-per-task=1")
-  assert "--config=configs/paper_natural.py --workdir=/scratch/lw --mode=pipeline" in out
+  assert "--config=configs/paper.py:natural --workdir=/scratch/lw --mode=pipeline" in out
 
 
 def test_multiprocess_detection():

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from configs import tiny
-from learning_words import pipeline
+from learning_words import pipeline, workdir as wd
 from learning_words.data import audio, input_pipeline
 from learning_words.data import records
 
@@ -16,7 +16,7 @@ def test_tiny_pipeline_runs_every_stage(tmp_path):
   c.gan.retrain = True
   c.train.kinds = ("regular", "negatives_edited")
   assert pipeline.run_pipeline(c, str(tmp_path)) == []
-  folder = pipeline.dataset_dir(c, str(tmp_path))
+  folder = wd.dataset_dir(c, str(tmp_path))
   report = json.load(open(os.path.join(str(tmp_path), "data", "world_report.json")))
   built = report["build"]
   assert built["generated"] == 24 + 8 + 8

@@ -2,11 +2,12 @@
 terminal; everything else (absl / Orbax / TFDS INFO lines, Python warnings) in a log file.
 
 Terminal: warnings and errors logged from this package's own files, and errors from anywhere.
-Log file (WORKDIR/logs/<mode>_<time>.log): every record at INFO and above, with its traceback.
+Log file (WORKDIR/logs/<mode>_<time>_<host>_<pid>.log): every record at INFO and above, with its traceback.
 verbose (--verbosity=1 or more): the terminal shows everything too, as absl prints it.
 """
 import logging as std_logging
 import os
+import socket
 import sys
 import time
 
@@ -30,8 +31,10 @@ def setup(log_dir: str, mode: str, verbose: bool) -> str:
   global _verbose
   _verbose = verbose
   os.makedirs(log_dir, exist_ok=True)
-  path = os.path.join(log_dir, f"{mode}_{time.strftime('%Y%m%d-%H%M%S')}"
-                               f"_p{jax.process_index()}.log")
+  # Named without asking jax for the process index: that would start the backend, whose first
+  # INFO lines would reach the terminal before the handlers below are in place.
+  path = os.path.join(log_dir, f"{mode}_{time.strftime('%Y%m%d-%H%M%S')}_"
+                               f"{socket.gethostname()}_{os.getpid()}.log")
   root = std_logging.getLogger()
   to_file = std_logging.FileHandler(path)
   to_file.setFormatter(logging.PythonFormatter())

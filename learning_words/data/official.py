@@ -116,8 +116,8 @@ def make_builder(config, data_dir: str) -> AudioClevrganOfficial:
 def prepare(config, data_dir: str) -> AudioClevrganOfficial:
   """Builds the dataset from `config.data.official_dir` (a no-op when it exists) and logs skips."""
   if not config.data.official_dir:
-    raise errors.ConfigError("--config.data.official_dir is empty: set it to the official Audio "
-                             "CLEVRGAN root")
+    raise DataError("--config.data.official_dir is empty: set it to the official Audio CLEVRGAN "
+                    "root")
   builder = make_builder(config, data_dir)
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=config.data.official_dir))

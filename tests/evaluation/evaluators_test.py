@@ -8,20 +8,21 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
 from configs import tiny
-from learning_words import pipeline
-from learning_words.learner import train
-from learning_words.world import train_gan as gan_train, train_segmenter as segmenter_train
-from learning_words.evaluation import attributes, common, retrieval, semantic
+from learning_words import pipeline, workdir as wd
+from learning_words.common import checkpoints
+from learning_words.evaluation import attributes, context as common, runner, semantic, suite
+from learning_words.learner import recall, train
+from learning_words.models import segmenter as seg_lib
 from learning_words.models import generator as gen_lib
 from learning_words.models.segmenter import Segmenter
 from learning_words.world import parse, scenes
+from learning_words.data import vocabulary
 
-ATTRS = scenes.ATTRIBUTES
+ATTRS = vocabulary.ATTRIBUTES
 
 
 # ---------------------------------------------------------------------------
@@ -59,7 +60,7 @@ def test_retrieval_on_rigged_embeddings_gives_the_built_in_recall():
   aud = np.full((n, t, n), 100.0, np.float32)  # padded frames: large, must not count
   for j in range(n):
     aud[j, :frames[j]] = s[:, j]
-  got = retrieval.recall_metrics(img, aud, frames, cosine=False)
+  got = recall.retrieval_metrics(img, aud, frames, cosine=False)
   for k in (1, 5, 10):
     assert got[f"A_r{k}"] == np.mean(r < k)
     # image -> speech: rank of caption i in row i, ties against the query (plain loop).
@@ -140,7 +141,7 @@ def test_one_attribute_filter_on_rendered_scenes():
   # Every single-attribute change of every object is found, with its object and attribute.
   for k in range(3):
     for attr in ATTRS:
-      for value in range(len(scenes.VOCAB[attr])):
+      for value in range(len(vocabulary.VOCAB[attr])):
         if value != BASE[k][attr]:
           _, after = _render(_edit([(k, attr, value)]))
           assert semantic.one_attribute_change(before, after, shift) == (k, attr), (k, attr, value)
@@ -220,8 +221,9 @@ def _save_checkpoints(c, run_dir):
   (latest, score 0.1): random encoders."""
   manager = train.make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), 2)
   state = _numpy_module(lambda: train.TrainState(c, steps_per_epoch=1), 0)
-  save = lambda step, score: manager.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(nnx.state(state))), metrics={"score": score})
+  save = lambda step, score: checkpoints.save(manager, step, {"models": state.models,
+                                                               "opt": state.opt},
+                                               metrics={"score": score})
   embed = state.models.image.embed
   kernel = embed.kernel[...]
   embed.kernel[...] = jnp.zeros_like(kernel)
@@ -237,22 +239,21 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
   c = _config(official_layout[0])
   os.symlink(os.path.dirname(os.path.dirname(os.path.dirname(data_dir))),
              os.path.join(workdir, "data"))
-  assert os.path.realpath(pipeline.dataset_dir(c, workdir)) == os.path.realpath(data_dir)
-  gan_train.save_generator(os.path.join(workdir, "gan", "generator_ema"), _numpy_module(
+  assert os.path.realpath(wd.dataset_dir(c, workdir)) == os.path.realpath(data_dir)
+  checkpoints.save_weights(os.path.join(workdir, "gan", "generator_ema"), _numpy_module(
       lambda: gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(0)), 7))
-  segmenter_train.save_segmenter(os.path.join(workdir, "segmenter", "weights"), _numpy_module(
+  checkpoints.save_weights(os.path.join(workdir, "segmenter", "weights"), _numpy_module(
       lambda: Segmenter(c.segmenter.widths, rngs=nnx.Rngs(0)), 0))
-  monkeypatch.setattr(segmenter_train, "predict", _fake_predict)
+  monkeypatch.setattr(seg_lib, "predict", _fake_predict)
   _save_checkpoints(c, os.path.join(workdir, "runs", "rig"))
 
-  from learning_words import evaluators, main  # pylint: disable=g-import-not-at-top
-  assert "eval" in main.MODES
+  assert "eval" in pipeline.MODES
   best = pipeline.run_stage("eval", c, workdir)["rig"]
   folder = os.path.join(workdir, "runs", "rig", "eval")
   on_disk = json.load(open(os.path.join(folder, "eval.json")))
   assert on_disk["step"] == best["step"] == 1 and on_disk["checkpoint"] == "best"
   meta = ("evaluator", "run", "checkpoint", "step", "dataset", "split", "seed")
-  for name in evaluators.EVALUATORS:
+  for name in suite.EVALUATORS:
     per = json.load(open(os.path.join(folder, f"{name}.json")))
     assert per["evaluator"] == name and per["step"] == 1 and "skipped" not in per
     assert {k: v for k, v in per.items() if k not in meta} == on_disk["results"][name]
@@ -287,7 +288,7 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
   # The latest checkpoint: another step, the same cached semantic negatives.
   cache = sem["cache"]
   stamp = os.stat(cache).st_mtime_ns
-  latest = evaluators.run_all(c, workdir, "rig", which="latest")
+  latest = runner.evaluate_runs(c, workdir, ["rig"], which="latest")["rig"]
   assert latest["step"] == 2 and os.stat(cache).st_mtime_ns == stamp
   assert latest["results"]["semantic"]["cache"] == cache
   assert latest["results"]["semantic"]["tries"] == sem["tries"]
@@ -302,7 +303,7 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
   with np.load(cache) as f:
     saved = {k: f[k] for k in f.files}
   os.remove(cache)
-  evaluators.run_all(c, workdir, "rig", which="latest")
+  runner.evaluate_runs(c, workdir, ["rig"], which="latest")["rig"]
   assert _without_seconds(json.load(open(os.path.join(folder, "eval.json")))) == first
   with np.load(cache) as f:
     assert sorted(f.files) == sorted(saved)

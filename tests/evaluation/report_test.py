@@ -6,21 +6,18 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 import tensorboardX
 from flax import nnx
 from PIL import Image
 
 from learning_words import pipeline
-from learning_words.common import figures, writers
-from learning_words.evaluation import report
+from learning_words.common import checkpoints, figures, jsonio, writers
+from learning_words.data.vocabulary import ATTRIBUTES
+from learning_words.evaluation import attributes, report
 from learning_words.learner import train
-from learning_words.world import train_gan as gan_train
-from learning_words.evaluation import attributes, common
 from learning_words.models import generator as gen_lib
-from learning_words.world.scenes import ATTRIBUTES
-from tests.evaluators_test import _config, _numpy_module
+from tests.evaluation.evaluators_test import _config, _numpy_module
 
 
 def test_seed_groups_and_their_spread():
@@ -112,10 +109,10 @@ def _write_evals(run_dir: str, run: str, rng) -> dict:
                                        "n_with": 0, "n_without": 3}}},
   }
   for name, m in metrics.items():
-    common.write_json(os.path.join(run_dir, "eval", f"{name}.json"),
+    jsonio.write_json(os.path.join(run_dir, "eval", f"{name}.json"),
                       {"evaluator": name, "run": run, **META, **m})
   # A later evaluation of one evaluator rewrote eval.json: the report reads the per-evaluator files.
-  common.write_json(os.path.join(run_dir, "eval", "eval.json"),
+  jsonio.write_json(os.path.join(run_dir, "eval", "eval.json"),
                     {"run": run, **META, "results": {"retrieval": metrics["retrieval"]}})
   return metrics
 
@@ -148,7 +145,7 @@ def test_report_on_a_tiny_workdir(data_dir, official_layout, tmp_path):
   c.evals.split = "test"  # 2 pairs: the figures show both
   os.symlink(os.path.dirname(os.path.dirname(os.path.dirname(data_dir))),
              os.path.join(workdir, "data"))
-  gan_train.save_generator(os.path.join(workdir, "gan", "generator_ema"), _numpy_module(
+  checkpoints.save_weights(os.path.join(workdir, "gan", "generator_ema"), _numpy_module(
       lambda: gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(0)), 7))
   state = _numpy_module(lambda: train.TrainState(c, steps_per_epoch=1), 0)
   rng = np.random.default_rng(3)
@@ -156,8 +153,8 @@ def test_report_on_a_tiny_workdir(data_dir, official_layout, tmp_path):
   for run in RUNS:
     run_dir = os.path.join(workdir, "runs", run)
     manager = train.make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), 2)
-    manager.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(nnx.state(state))),
-                 metrics={"score": 0.5})
+    checkpoints.save(manager, 1, {"models": state.models, "opt": state.opt},
+                     metrics={"score": 0.5})
     manager.wait_until_finished()
     written[run] = _write_evals(run_dir, run, rng)
   for run, losses in (("regular", [1.0, 0.5]), ("edited", [2.0, 1.25])):
@@ -171,8 +168,9 @@ def test_report_on_a_tiny_workdir(data_dir, official_layout, tmp_path):
   with open(os.path.join(workdir, "pipeline_times.json"), "w") as f:
     json.dump(times, f)
 
-  folder = pipeline.run_stage("report", c, workdir)
-  assert folder == os.path.join(workdir, "report")
+  path = pipeline.run_stage("report", c, workdir)
+  assert path == os.path.join(workdir, "report", "report.md")
+  folder = os.path.dirname(path)
   with open(os.path.join(folder, "results.json")) as f:
     results = json.load(f)
   assert set(results) == set(RUNS) | {"_groups", "_pipeline_seconds"}

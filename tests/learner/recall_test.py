@@ -1,7 +1,7 @@
 """Recall@k against a plain loop over queries, and on rigged matrices with known answers."""
 import numpy as np
 
-from learning_words.learner import recall as retrieval
+from learning_words.learner import recall
 
 
 def _loop_recall(sim, k, axis):
@@ -18,7 +18,7 @@ def test_recall_matches_a_loop_on_random_matrices():
   rng = np.random.default_rng(0)
   for n in (7, 30):
     sim = rng.normal(size=(n, n)) + 1.5 * np.eye(n)
-    rec = retrieval.recalls(sim)
+    rec = recall.recalls(sim)
     for k in (1, 5, 10):
       assert rec[f"I_r{k}"] == _loop_recall(sim, k, 0)
       assert rec[f"A_r{k}"] == _loop_recall(sim, k, 1)
@@ -26,11 +26,11 @@ def test_recall_matches_a_loop_on_random_matrices():
 
 def test_rigged_matrices():
   n = 20
-  assert retrieval.recalls(np.eye(n)) == {f"{d}_r{k}": 1.0 for k in (1, 5, 10) for d in "AI"}
+  assert recall.recalls(np.eye(n)) == {f"{d}_r{k}": 1.0 for k in (1, 5, 10) for d in "AI"}
   # Constant similarity: every impostor ties with the match, so nothing is retrieved at 1..10 of 20.
-  assert retrieval.recalls(np.ones((n, n)))["A_r10"] == 0.0
+  assert recall.recalls(np.ones((n, n)))["A_r10"] == 0.0
   # Caption j's match is image j, but image (j + 1) % n scores higher: speech->image rank 1.
   sim = np.eye(n) + 2 * np.roll(np.eye(n), 1, axis=0)
-  rec = retrieval.recalls(sim)
+  rec = recall.recalls(sim)
   assert rec["A_r1"] == 0.0 and rec["A_r5"] == 1.0
-  assert retrieval.score(rec) == 0.5 * (rec["A_r5"] + rec["I_r5"])
+  assert recall.score(rec) == 0.5 * (rec["A_r5"] + rec["I_r5"])

@@ -1,6 +1,6 @@
 """Cluster-guided negatives in training (official-layout fixture, tiny random generator):
 compute_concepts is deterministic with a well-formed padded ranking, its feature pass is the step's
-(train.embed + concepts.peak_products), the cluster choice matches a numpy oracle and never picks a
+(encoders.embed + concepts.peak_products), the cluster choice matches a numpy oracle and never picks a
 padded cluster, the drawn negatives follow the ranking, the cluster-mode step runs, traced once
 across different concept arrays, and the loop recomputes on schedule and resumes from the saved
 concept arrays."""
@@ -13,8 +13,9 @@ from flax import nnx
 from configs import tiny
 from learning_words.common import mesh as mesh_lib
 from learning_words.data import input_pipeline
-from learning_words.learner import clustering as clustering_stage, concepts, train
-from learning_words.models import generator as gen_lib
+from learning_words.learner import clustering as clustering_stage, concepts, drawing, matchmap
+from learning_words.learner import train
+from learning_words.models import encoders, generator as gen_lib
 
 
 def _config():
@@ -37,7 +38,7 @@ def setup(data_dir):
   c = _config()
   g = gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(7))
   state = train.TrainState(c, steps_per_epoch=3)
-  pairs = train.load_eval_arrays(data_dir, "train", c.data.train_frames, c.concepts.max_points)
+  pairs = input_pipeline.load_eval_arrays(data_dir, "train", c.data.train_frames, c.concepts.max_points)
   z_table = jnp.asarray(gen_lib.standard_z(64, c.gan.sizes[0]))
   return c, state, g, z_table, pairs
 
@@ -75,7 +76,7 @@ def test_pair_points_are_the_steps_peak_products(setup):
   try:
     got = clustering_stage.pair_points(state.models, g, z, spec, n, layer=c.negatives.layer,
                                        cosine=False)
-    img, aud, frames = train.embed(state.models, train.draw_positives(g, z, c.negatives.layer)[0],
+    img, aud, frames = encoders.embed(state.models, encoders.draw_positives(g, z, c.negatives.layer)[0],
                                    spec, n)
   finally:
     state.models.train()
@@ -161,10 +162,10 @@ def test_draw_uses_the_ranking(setup):
 
   @nnx.jit
   def negatives_of(models, g, z, spec, n_frames, ranking):
-    positives, x_layer = train.draw_positives(g, z, c.negatives.layer)
-    img, aud, frames = train.embed(models, positives, spec, n_frames)
-    mm = train.matchmap.matchmap(img, aud)
-    neg, _, stats = train.draw(g, z, x_layer, positives, img, aud, mm, frames, jax.random.key(0),
+    positives, x_layer = encoders.draw_positives(g, z, c.negatives.layer)
+    img, aud, frames = encoders.embed(models, positives, spec, n_frames)
+    mm = matchmap.matchmap(img, aud)
+    neg, _, stats = drawing.draw(g, z, x_layer, positives, img, aud, mm, frames, jax.random.key(0),
                                c, arrays._replace(ranking=ranking))
     return neg, stats
 

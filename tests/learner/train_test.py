@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from configs import tiny
-from learning_words.common import mesh as mesh_lib
+from learning_words.common import checkpoints, mesh as mesh_lib
 from learning_words.data import input_pipeline
 from learning_words.learner import train
 from learning_words.models import generator as gen_lib
@@ -33,7 +33,8 @@ def _params(run_dir, c, data_dir, best=False):
   """The encoders' parameters of the latest (or best) checkpoint of a run."""
   state = train.TrainState(c, steps_per_epoch=3)
   manager = train.make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), 2)
-  train.restore(manager, state, step=manager.best_step() if best else None)
+  checkpoints.restore(manager, {"models": state.models, "opt": state.opt},
+                      step=manager.best_step() if best else None)
   return [np.asarray(x) for x in jax.tree.leaves(nnx.state(state.models, nnx.Param))]
 
 

@@ -6,13 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from learning_words.world import colour_match
-from learning_words.world import scenes
+from learning_words.data import vocabulary
 
-CHROMATIC = [c for c in scenes.COLORS if c != "gray"]
+CHROMATIC = [c for c in vocabulary.COLORS if c != "gray"]
 
 
 def _loop_histogram(images, tau, tau_sat=0.005, bands=(0.1, 0.25, 0.4, 0.55, 0.7)):
-  pal = [np.array(scenes.COLOR_RGB[c], float) / sum(scenes.COLOR_RGB[c]) for c in CHROMATIC]
+  pal = [np.array(vocabulary.COLOR_RGB[c], float) / sum(vocabulary.COLOR_RGB[c]) for c in CHROMATIC]
   h, total = np.zeros((len(pal), len(bands))), 0.0
   for img in images:
     for px in img.reshape(-1, 3):
@@ -28,7 +28,7 @@ def _loop_histogram(images, tau, tau_sat=0.005, bands=(0.1, 0.25, 0.4, 0.55, 0.7
 
 def _solid(colour, n=2, side=4, dull=0.0):
   """A batch of one palette colour, mixed with its own grey level by `dull` (0 = as rendered)."""
-  rgb = np.array(scenes.COLOR_RGB[colour], np.float32)
+  rgb = np.array(vocabulary.COLOR_RGB[colour], np.float32)
   rgb = (1.0 - dull) * rgb + dull * rgb.mean()
   rgb = rgb / 127.5 - 1.0
   return np.broadcast_to(rgb, (n, side, side, 3))

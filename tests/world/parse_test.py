@@ -6,8 +6,9 @@ from scipy import ndimage
 
 from learning_words.world import captions, scenes
 from learning_words.world.parse import parse
+from learning_words.data import vocabulary
 
-ATTRS = scenes.ATTRIBUTES
+ATTRS = vocabulary.ATTRIBUTES
 RES = 32
 
 

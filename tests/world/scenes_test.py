@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from learning_words.world import scenes
+from learning_words.data import vocabulary
 
 # The CLEVR palette, written out here rather than read from the module under test.
 CLEVR_RGB = {
@@ -51,13 +52,13 @@ def make_object(shape='sphere', color='red', size='large', material='rubber', x=
 
 
 def test_vocabulary_matches_clevr():
-  assert scenes.SHAPES == NAMES['shape']
-  assert scenes.COLORS == NAMES['color']
-  assert scenes.SIZES == NAMES['size']
-  assert scenes.MATERIALS == NAMES['material']
-  assert scenes.ATTRIBUTES == MAPS
-  assert {k: tuple(v) for k, v in scenes.COLOR_RGB.items()} == CLEVR_RGB
-  assert scenes.VOCAB == NAMES
+  assert vocabulary.SHAPES == NAMES['shape']
+  assert vocabulary.COLORS == NAMES['color']
+  assert vocabulary.SIZES == NAMES['size']
+  assert vocabulary.MATERIALS == NAMES['material']
+  assert vocabulary.ATTRIBUTES == MAPS
+  assert {k: tuple(v) for k, v in vocabulary.COLOR_RGB.items()} == CLEVR_RGB
+  assert vocabulary.VOCAB == NAMES
 
 
 def test_sampled_scenes_are_well_formed(rendered):

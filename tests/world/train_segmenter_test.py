@@ -10,12 +10,14 @@ from flax import nnx
 from PIL import Image
 
 from configs import tiny
-from learning_words import pipeline
-from learning_words.world import train_gan as gan_train
+from learning_words import pipeline, workdir as wd
+from learning_words.common import checkpoints
+from learning_words.models import segmenter as seg_lib
 from learning_words.world import train_segmenter as st
 from learning_words.world import scenes
+from learning_words.data import vocabulary
 
-ATTRS = scenes.ATTRIBUTES
+ATTRS = vocabulary.ATTRIBUTES
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +54,21 @@ def test_checkpoint_and_weights_round_trip_exactly(batch, tmp_path):
   s = make_state(seed=0)
   for _ in range(3):
     st.train_step(s, images, maps)
-  manager = gan_train.make_checkpoint_manager(str(tmp_path / "ckpt"))
-  manager.save(3, args=gan_train.ocp.args.StandardSave(nnx.state(s)))
+  manager = checkpoints.make_manager(str(tmp_path / "ckpt"))
+  checkpoints.save(manager, 3, {"state": s})
   manager.wait_until_finished()
   fresh = make_state(seed=1)
   assert not all(np.array_equal(a, b) for a, b in zip(leaves(s), leaves(fresh)))
-  assert gan_train.restore_latest(gan_train.make_checkpoint_manager(str(tmp_path / "ckpt")), fresh) == 3
+  assert checkpoints.restore(checkpoints.make_manager(str(tmp_path / "ckpt")), {"state": fresh}) == 3
   for a, b in zip(leaves(s), leaves(fresh)):  # params, batch stats, Adam moments and count
     np.testing.assert_array_equal(a, b)
   # The restored state carries on exactly as the original.
   np.testing.assert_array_equal(st.train_step(s, images, maps)["loss"],
                                 st.train_step(fresh, images, maps)["loss"])
-  st.save_segmenter(str(tmp_path / "weights"), s.seg)
+  # Saved where a workdir keeps trained weights (the tiny preset ships none at 16 px).
+  checkpoints.save_weights(str(tmp_path / "work" / "segmenter" / "weights"), s.seg)
   config = tiny.get_config()
-  loaded = st.load_segmenter(str(tmp_path / "weights"), config)
+  loaded = wd.load_segmenter(config, str(tmp_path / "work"))
   for a, b in zip(leaves(s.seg), leaves(loaded)):
     np.testing.assert_array_equal(a, b)
   assert loaded.enc0.norm1.use_running_average  # loaded in eval mode
@@ -77,16 +80,16 @@ def test_predictions_have_the_right_shapes_and_classes(batch):
   for _ in range(2):
     st.train_step(s, images, maps)  # batch stats move away from their initial values
   stats = leaves(s.seg)
-  pred = st.predict(s.seg, images[:5], batch_size=2)  # batches of 2, the last one padded
+  pred = seg_lib.predict(s.seg, images[:5], batch_size=2)  # batches of 2, the last one padded
   assert sorted(pred) == sorted(ATTRS)
   view = nnx.view(s.seg, use_running_average=True)
-  logits = nnx.jit(lambda m, x: m(x))(view, st.to_float(images[:5]))  # one batch, no padding
+  logits = nnx.jit(lambda m, x: m(x))(view, seg_lib.to_float(images[:5]))  # one batch, no padding
   for a in ATTRS:
     assert pred[a].shape == (5, 16, 16) and pred[a].dtype == np.int32
-    assert 0 <= pred[a].min() and pred[a].max() <= len(scenes.VOCAB[a])
-    assert logits[a].shape == (5, 16, 16, 1 + len(scenes.VOCAB[a]))
+    assert 0 <= pred[a].min() and pred[a].max() <= len(vocabulary.VOCAB[a])
+    assert logits[a].shape == (5, 16, 16, 1 + len(vocabulary.VOCAB[a]))
     np.testing.assert_array_equal(pred[a], np.argmax(np.asarray(logits[a]), -1))
-  as_float = st.predict(s.seg, images[:5].astype(np.float32) / 127.5 - 1.0, batch_size=2)
+  as_float = seg_lib.predict(s.seg, images[:5].astype(np.float32) / 127.5 - 1.0, batch_size=2)
   for a in ATTRS:
     assert (as_float[a] == pred[a]).mean() > 0.99  # same images, up to rounding
   for a, b in zip(stats, leaves(s.seg)):  # predicting does not touch the batch statistics
@@ -124,24 +127,24 @@ def test_stage_trains_scores_and_resumes_exactly(tmp_path):
   config.world.num_train, config.world.num_val = 24, 6
   workdir = str(tmp_path / "work")
   pipeline.render(config, workdir)
-  assert "train_segmenter" in pipeline.available_stages(config)
-  assert not pipeline.is_done("train_segmenter", config, workdir)
+  assert "train_segmenter" in pipeline.STAGES
+  assert not pipeline.STAGES["train_segmenter"].is_done(config, workdir)
   out = pipeline.train_segmenter(config, workdir)
   assert out == os.path.join(workdir, "segmenter", "weights")
-  assert pipeline.is_done("train_segmenter", config, workdir)
+  assert pipeline.STAGES["train_segmenter"].is_done(config, workdir)
   seg_dir = os.path.join(workdir, "segmenter")
   with open(os.path.join(seg_dir, "eval.json")) as f:
     report = json.load(f)
   for a in ATTRS:
     conf = np.asarray(report[a]["confusion"])
-    assert conf.shape == (1 + len(scenes.VOCAB[a]),) * 2 and conf.sum() == 6 * 16 * 16
+    assert conf.shape == (1 + len(vocabulary.VOCAB[a]),) * 2 and conf.sum() == 6 * 16 * 16
     assert 0.0 <= report[a]["object_accuracy"] <= 1.0
   for name in ("confusion.png", "examples.png"):
     assert min(Image.open(os.path.join(seg_dir, name)).size) > 50
-  first = leaves(st.load_segmenter(out, config))
+  first = leaves(wd.load_segmenter(config, workdir))
   # Interrupted after step 2: drop the last checkpoint and the weights, then run again.
   shutil.rmtree(os.path.join(seg_dir, "checkpoints", str(config.segmenter.steps)))
   shutil.rmtree(out)
   pipeline.train_segmenter(config, workdir)
-  for a, b in zip(first, leaves(st.load_segmenter(out, config))):
+  for a, b in zip(first, leaves(wd.load_segmenter(config, workdir))):
     np.testing.assert_array_equal(a, b)

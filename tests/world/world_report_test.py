@@ -1,7 +1,8 @@
 """World report math against hand computations and plain loops."""
 import numpy as np
 
-from learning_words.world import world_report
+from configs import quickstart
+from learning_words.world import build_data, world_report
 
 
 def test_tv_distance_by_hand():
@@ -36,8 +37,6 @@ def test_majority_inside_mask():
 
 
 def test_report_ids_lie_past_every_split():
-  from configs import quickstart
-  from learning_words import build_data
   data = quickstart.get_config().data
   ids = build_data.report_ids(data, 1000)
   splits = range(data.num_train + data.num_val + data.num_test)   # ids are split by range
