@@ -9,6 +9,7 @@ time of validation recall over 500 pairs at the paper's shapes (8x8x512 images, 
 the large speech encoder -> 32 x 512). Weights are random: speed does not depend on them (the
 negatives' candidate schedule is fixed), so no dataset or trained generator is needed.
 """
+import json
 import os
 import time
 
@@ -100,12 +101,13 @@ def main(argv):
          "device_count": jax.device_count()}
   for kind in ("regular", "negatives_edited"):
     out[kind] = time_step(FLAGS.config, kind, FLAGS.steps)
-    print(kind, out[kind], flush=True)
-  out["edited_over_regular"] = out["negatives_edited"]["step_time_s"] / out["regular"]["step_time_s"]
+    print(kind, json.dumps(out[kind]), flush=True)
+  out["edited_over_regular"] = (out["negatives_edited"]["step_time_s"]
+                                / out["regular"]["step_time_s"])
   out["recall_500_s" if FLAGS.recall_pairs == 500 else f"recall_{FLAGS.recall_pairs}_s"] = (
       time_recall(FLAGS.recall_pairs))
   jsonio.write_json(os.path.abspath(FLAGS.out), out)
-  print({k: v for k, v in out.items() if not isinstance(v, dict)}, flush=True)
+  print(json.dumps({k: v for k, v in out.items() if not isinstance(v, dict)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Image / spoken-caption data (learning_words/data).
   c.data = ml_collections.ConfigDict()
   c.data.source = "synthetic"      # 'synthetic' (built offline) or 'official' (manual_dir layout)
-  c.data.official_dir = ""         # official Audio CLEVRGAN root: name_list_*.txt, audio/, images/, text/
+  c.data.official_dir = ""         # official Audio CLEVRGAN root: name_list_*.txt, audio/,
+                                   # images/, text/
   c.data.official_variant = "synth"  # 'natural' or 'synth' captions
   c.data.image_size = 128          # stored image size for the official layout
   c.data.num_train = 5_000         # synthetic pairs per split (ids are split by range)
@@ -46,12 +47,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.batch_size = 32           # global batch, split over all devices and hosts
   c.data.worker_count = 0          # grain worker processes (featurisation)
 
-  # GAN (learning_words/world/train_gan.py): the frozen generator that draws positives and negatives.
+  # GAN (learning_words/world/train_gan.py): the frozen generator that draws positives and
+  # negatives.
   c.gan = ml_collections.ConfigDict()
   c.gan.sizes = (128, 128, 128, 64, 32)  # [z_dim, depth@4x4, @8x8, @16x16, @32x32] -> 32 px
   c.gan.d_sizes = (128, 128, 64, 32)     # discriminator / encoder depths at 4x4 .. R
   c.gan.batch_size = 32
-  c.gan.steps = 40_624                   # shipped 32 px generator: 37,024 H200 steps + 3,600 CPU fine-tune
+  c.gan.steps = 40_624                   # shipped 32 px generator: 37,024 H200 steps + 3,600 CPU
+                                         # fine-tune
   c.gan.lr = 1e-3                        # Adam, ProgGAN's
   c.gan.b1 = 0.0
   c.gan.b2 = 0.99
@@ -65,10 +68,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.gan.recon_weight = 100.0
   c.gan.kl_weight = 1.0                  # KL(q(z|x) || N(0, I)), per pixel like the L1
   # Colour feature matching: TV between the prior drawings' soft (hue, saturation) histogram and
-  # the renders' (world/colour_match.py), times this weight (0: off). The VAE-GAN alone left blue and
-  # cyan nearly undrawn by prior samples (its reconstructions draw them); fine-tuning it with this
-  # term (20, then 50, then 50 with saturation bands) brought the world report's colour TV from
-  # 0.217 to 0.066 (README, "The shipped generator").
+  # the renders' (world/colour_match.py), times this weight (0: off). The VAE-GAN alone left blue
+  # and cyan nearly undrawn by prior samples (its reconstructions draw them); fine-tuning it with
+  # this term (20, then 50, then 50 with saturation bands) brought the world report's colour TV
+  # from 0.217 to 0.066 (README, "The shipped generator").
   c.gan.colour_weight = 50.0
   c.gan.log_every = 50
   c.gan.sample_every = 500
@@ -115,7 +118,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.negatives.heat_threshold = 0.95
   c.negatives.heat_threshold_step = 0.0  # cluster mode: the reference lowers it 0.1 per retry
 
-  # Concept clusters and generator dissection (learning_words/learner/concepts.py), cluster mode only.
+  # Concept clusters and generator dissection (learning_words/learner/concepts.py), cluster mode
+  # only.
   c.concepts = ml_collections.ConfigDict()
   c.concepts.n_clusters = 250
   c.concepts.percentile = 99.0
@@ -125,7 +129,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.concepts.max_points = 10_000
   c.concepts.dissect_images = 1_000
   c.concepts.chunk = 128
-  c.concepts.every_epochs = 10     # re-cluster and re-dissect this often (not stated by the reference)
+  c.concepts.every_epochs = 10     # re-cluster and re-dissect this often (not stated by the
+                                   # reference)
 
   # Training (learning_words/learner/train.py): the reference's SGD recipe.
   c.train = ml_collections.ConfigDict()

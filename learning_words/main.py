@@ -35,17 +35,21 @@ def main(argv):
   try:
     wd.check(FLAGS.workdir)
     os.makedirs(FLAGS.workdir, exist_ok=True)
-    log = console.setup(wd.log_dir(FLAGS.workdir), FLAGS.mode, verbose)
+    log = console.setup(wd.path(FLAGS.workdir, "logs"), FLAGS.mode, verbose)
     distributed.maybe_initialize()
     console.say(f"[{FLAGS.mode}] workdir {FLAGS.workdir}; log {log}")
     pipeline.run(FLAGS.mode, FLAGS.config, FLAGS.workdir)
   except errors.UserError as e:
-    if log:  # the traceback, for the log file only (INFO stays off the terminal)
-      logging.info("stopped by %s", type(e).__name__, exc_info=True)
     if verbose:
       raise
+    if log:  # the traceback, for the log file only (INFO stays off the terminal)
+      logging.info("stopped by %s", type(e).__name__, exc_info=True)
     print(f"error: {e}" + (f" (details: {log})" if log else ""), file=sys.stderr)
     sys.exit(2)
+  except Exception:  # a bug: its traceback on the terminal (as Python prints it) and in the log
+    if log and not verbose:
+      logging.info("crashed", exc_info=True)
+    raise
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
   render -> train_gan -> train_segmenter -> build_data -> train -> eval -> report
 
-STAGES maps a name to (run, is_done): run(config, workdir) does the stage's work; is_done says
-that its output already exists, so `run_pipeline` skips it (render, train_gan, train_segmenter
-and build_data are cached; train resumes from its checkpoints, eval and report always run). Each
+STAGES maps a name to (run, existing): run(config, workdir) does the stage's work; existing gives
+its output when that already exists (the shipped generator counts), so `run_pipeline` skips it
+(render, train_gan, train_segmenter and build_data are cached; train resumes from its
+checkpoints, eval and report always run). Each
 stage's wall time goes to WORKDIR/pipeline_times.json for the report. TOOLS are modes that are not
 stages (shipping trained weights into the package).
 """
@@ -23,34 +24,34 @@ from learning_words.world import (build_data as build_data_lib, scenes, train_ga
 
 def render(config, workdir: str) -> str:
   """Renders the scene dataset (clevr_scenes) for the GAN and the segmenter; returns its folder."""
-  builder = clevr_scenes.make_builder(config, wd.data_dir(workdir), render=scenes.render_scenes)
+  builder = clevr_scenes.make_builder(config, wd.path(workdir, "data"),
+                                      render=scenes.render_scenes)
   builder.download_and_prepare()
   return builder.data_dir
 
 
 def train_gan(config, workdir: str) -> str:
   """Trains (or resumes) the generator on the renders; returns the EMA generator's folder."""
-  return gan_lib.train_gan(config, wd.gan_dir(workdir), wd.scenes_dir(config, workdir))
+  return gan_lib.train_gan(config, wd.path(workdir, "gan"), wd.scenes_dir(config, workdir))
 
 
 def train_segmenter(config, workdir: str) -> str:
   """Trains (or resumes) the attribute segmenter on the renders; returns its weights folder."""
-  return seg_lib.train_segmenter(config, wd.segmenter_dir(workdir),
+  return seg_lib.train_segmenter(config, wd.path(workdir, "segmenter"),
                                  wd.scenes_dir(config, workdir))
 
 
 def build_data(config, workdir: str) -> str:
   """Builds the image / spoken-caption dataset (and, for the synthetic world, its report)."""
-  if config.data.source == "official":
-    return official.prepare(config, wd.data_dir(workdir)).data_dir
-  wd.dataset_dir(config, workdir)  # checks config.data.source
+  if wd.data_source(config) == "official":
+    return official.prepare(config, wd.path(workdir, "data")).data_dir
   fingerprint = wd.weights_fingerprint(config, workdir)
   if fingerprint is None:
     raise errors.MissingError("build_data needs a generator and a segmenter: run "
                               "--mode=train_gan and --mode=train_segmenter first "
                               "(or --mode=pipeline)")
   return build_data_lib.build_synthetic(
-      config, wd.data_dir(workdir), wd.scenes_dir(config, workdir),
+      config, wd.path(workdir, "data"), wd.scenes_dir(config, workdir),
       wd.load_generator(config, workdir), wd.load_segmenter(config, workdir), fingerprint)
 
 
@@ -80,8 +81,8 @@ def train(config, workdir: str) -> dict:
   results = {}
   for c in run_configs(config):
     name = run_name(c)
-    console.say(f"[train] run {name} in {wd.run_dir(workdir, name)}")
-    results[name] = train_lib.train_loop(c, wd.run_dir(workdir, name), folder, g)
+    console.say(f"[train] run {name} in {wd.path(workdir, 'runs', name)}")
+    results[name] = train_lib.train_loop(c, wd.path(workdir, "runs", name), folder, g)
     console.say(f"[train] run {name}: validation score {results[name]['score']:.4f} "
                 f"(A_r5 {results[name]['A_r5']:.4f}, I_r5 {results[name]['I_r5']:.4f})")
   return results
@@ -95,7 +96,7 @@ def evaluate(config, workdir: str) -> dict:
   else:
     runs = wd.list_runs(workdir)
   if not runs:
-    raise errors.MissingError(f"no runs with checkpoints under {wd.runs_dir(workdir)}: "
+    raise errors.MissingError(f"no runs with checkpoints under {wd.path(workdir, 'runs')}: "
                               "run --mode=train first")
   return runner.evaluate_runs(config, workdir, runs)
 
@@ -106,31 +107,33 @@ def report(config, workdir: str) -> str:
 
 
 class Stage(NamedTuple):
-  run: Callable
-  is_done: Callable
+  run: Callable  # (config, workdir) -> its result
+  existing: Callable  # (config, workdir) -> its output if already there (then skipped), or None
 
 
-def _never(config, workdir) -> bool:
+def _built(folder: str) -> str | None:
+  return folder if os.path.isfile(os.path.join(folder, "dataset_info.json")) else None
+
+
+def _always_runs(config, workdir) -> None:
   del config, workdir
-  return False
 
 
 STAGES = {
-    "render": Stage(render, lambda c, w: os.path.isfile(
-        os.path.join(wd.scenes_dir(c, w), "dataset_info.json"))),
-    "train_gan": Stage(train_gan, lambda c, w: wd.generator_dir(c, w) is not None),
-    "train_segmenter": Stage(train_segmenter,
-                             lambda c, w: wd.segmenter_weights_dir(c, w) is not None),
-    "build_data": Stage(build_data, lambda c, w: wd.dataset_dir(c, w) is not None),
-    "train": Stage(train, _never),
-    "eval": Stage(evaluate, _never),
-    "report": Stage(report, _never),
+    "render": Stage(render, lambda c, w: _built(wd.scenes_dir(c, w))),
+    "train_gan": Stage(train_gan, wd.generator_dir),
+    "train_segmenter": Stage(train_segmenter, wd.segmenter_weights_dir),
+    "build_data": Stage(build_data, wd.dataset_dir),
+    "train": Stage(train, _always_runs),
+    "eval": Stage(evaluate, _always_runs),
+    "report": Stage(report, _always_runs),
 }
 
 TOOLS = {
-    "ship_gan": lambda c, w: gan_lib.ship_generator(c, wd.gan_dir(w), wd.world_report_json(w)),
-    "ship_segmenter": lambda c, w: seg_lib.ship_segmenter(c, wd.segmenter_dir(w),
-                                                          wd.times_path(w)),
+    "ship_gan": lambda c, w: gan_lib.ship_generator(c, wd.path(w, "gan"),
+                                                    wd.path(w, "data", "world_report.json")),
+    "ship_segmenter": lambda c, w: seg_lib.ship_segmenter(c, wd.path(w, "segmenter"),
+                                                          wd.path(w, "pipeline_times.json")),
 }
 MODES = ("pipeline", *STAGES, *TOOLS)
 
@@ -143,7 +146,7 @@ def run_stage(stage: str, config, workdir: str):
   seconds = time.time() - start
   shown = f": {result}" if isinstance(result, str) else ""
   console.say(f"[{stage}] done in {seconds:.1f} s{shown}")
-  path = wd.times_path(workdir)
+  path = wd.path(workdir, "pipeline_times.json")
   jsonio.write_json(path, {**jsonio.read_json(path), stage: round(seconds, 3)})
   return result
 
@@ -155,8 +158,9 @@ def run_pipeline(config, workdir: str) -> list[str]:
   start = time.time()
   names = list(STAGES)
   for i, stage in enumerate(names):
-    if STAGES[stage].is_done(config, workdir):
-      console.say(f"[{stage}] already done, skipped")
+    existing = STAGES[stage].existing(config, workdir)
+    if existing is not None:
+      console.say(f"[{stage}] already done, skipped: {existing}")
       continue
     if stage == "train_gan" and not config.gan.retrain:
       console.say(f"[train_gan] no shipped generator at {assets.shipped_dir('generator', config)} "
@@ -166,11 +170,12 @@ def run_pipeline(config, workdir: str) -> list[str]:
       return names[i:]
     run_stage(stage, config, workdir)
   console.say(f"[pipeline] done in {time.time() - start:.1f} s. Results on the "
-              f"{config.evals.split} split (every number: {wd.report_dir(workdir)}/results.json):")
+              f"{config.evals.split} split (every number: "
+              f"{wd.path(workdir, 'report')}/results.json):")
   for line in report_lib.results_tables(workdir):
     if line and not line.startswith("- "):
       console.say(line)
-  console.say(f"Report: {os.path.join(wd.report_dir(workdir), 'report.md')}")
+  console.say(f"Report: {os.path.join(wd.path(workdir, 'report'), 'report.md')}")
   return []
 
 

@@ -38,52 +38,29 @@ def check(workdir: str):
         "`gcsfuse BUCKET /mnt/lw`) and pass --workdir=/mnt/lw/RUN")
 
 
-def data_dir(workdir: str) -> str:
-  return os.path.join(workdir, "data")
+# The workdir's top-level entries (the layout above); everything else lies inside them.
+ENTRIES = ("data", "gan", "segmenter", "runs", "eval_cache", "report", "logs",
+           "pipeline_times.json")
 
 
-def gan_dir(workdir: str) -> str:
-  return os.path.join(workdir, "gan")
-
-
-def segmenter_dir(workdir: str) -> str:
-  return os.path.join(workdir, "segmenter")
-
-
-def runs_dir(workdir: str) -> str:
-  return os.path.join(workdir, "runs")
-
-
-def run_dir(workdir: str, run: str) -> str:
-  return os.path.join(runs_dir(workdir), run)
-
-
-def report_dir(workdir: str) -> str:
-  return os.path.join(workdir, "report")
-
-
-def log_dir(workdir: str) -> str:
-  return os.path.join(workdir, "logs")
-
-
-def times_path(workdir: str) -> str:
-  return os.path.join(workdir, "pipeline_times.json")
-
-
-def world_report_json(workdir: str) -> str:
-  return os.path.join(data_dir(workdir), "world_report.json")
+def path(workdir: str, entry: str, *parts: str) -> str:
+  """WORKDIR/entry/parts...: e.g. path(w, "runs", "regular") or path(w, "data",
+  "world_report.json")."""
+  if entry not in ENTRIES:
+    raise ValueError(f"{entry!r} is not a workdir entry: one of {ENTRIES}")
+  return os.path.join(workdir, entry, *parts)
 
 
 def cache_dir(workdir: str, dataset: str, seed: int) -> str:
   """WORKDIR/eval_cache/<dataset>_<seed>; <dataset> names the dataset folder (builder, config,
   version), so each test set has its own cache."""
   parts = os.path.normpath(dataset).split(os.sep)[-3:]
-  return os.path.join(workdir, "eval_cache", "_".join(parts + [str(seed)]))
+  return path(workdir, "eval_cache", "_".join(parts + [str(seed)]))
 
 
 def scenes_dir(config, workdir: str) -> str:
   """Folder of the rendered scene dataset for this config."""
-  return clevr_scenes.make_builder(config, data_dir(workdir)).data_dir
+  return clevr_scenes.make_builder(config, path(workdir, "data")).data_dir
 
 
 def _weights_dir(kind: str, retrain: bool, config, trained: str) -> str | None:
@@ -96,13 +73,13 @@ def _weights_dir(kind: str, retrain: bool, config, trained: str) -> str | None:
 def generator_dir(config, workdir: str) -> str | None:
   """The generator's weights the later stages use (None: neither shipped nor trained)."""
   return _weights_dir("generator", config.gan.retrain, config,
-                      os.path.join(gan_dir(workdir), "generator_ema"))
+                      path(workdir, "gan", "generator_ema"))
 
 
 def segmenter_weights_dir(config, workdir: str) -> str | None:
   """The segmenter's weights the later stages use (None: neither shipped nor trained)."""
   return _weights_dir("segmenter", config.segmenter.retrain, config,
-                      os.path.join(segmenter_dir(workdir), "weights"))
+                      path(workdir, "segmenter", "weights"))
 
 
 def weights_fingerprint(config, workdir: str) -> str | None:
@@ -114,18 +91,23 @@ def weights_fingerprint(config, workdir: str) -> str | None:
   return checkpoints.fingerprint_folders(g_dir, s_dir, extra=(config.world.parse_min_pixels,))
 
 
+def data_source(config) -> str:
+  """config.data.source, checked: 'synthetic' (built offline) or 'official'."""
+  if config.data.source not in ("synthetic", "official"):
+    raise errors.ConfigError(f"--config.data.source must be 'synthetic' or 'official', got "
+                             f"{config.data.source!r}")
+  return config.data.source
+
+
 def dataset_dir(config, workdir: str) -> str | None:
   """Folder of the image / spoken-caption dataset this config trains on (None if not built)."""
-  if config.data.source == "official":
-    folder = official.make_builder(config, data_dir(workdir)).data_dir
-  elif config.data.source == "synthetic":
+  if data_source(config) == "official":
+    folder = official.make_builder(config, path(workdir, "data")).data_dir
+  else:
     fingerprint = weights_fingerprint(config, workdir)
     if fingerprint is None:
       return None
-    folder = audio_clevrgan.make_builder(config, data_dir(workdir), fingerprint).data_dir
-  else:
-    raise errors.ConfigError(f"--config.data.source must be 'synthetic' or 'official', got "
-                             f"{config.data.source!r}")
+    folder = audio_clevrgan.make_builder(config, path(workdir, "data"), fingerprint).data_dir
   return folder if os.path.isfile(os.path.join(folder, "dataset_info.json")) else None
 
 
@@ -163,18 +145,18 @@ def load_segmenter(config, workdir: str, required: bool = True) -> Segmenter | N
 
 def list_runs(workdir: str) -> list[str]:
   """Names of the runs under WORKDIR/runs that have checkpoints."""
-  root = runs_dir(workdir)
+  root = path(workdir, "runs")
   if not os.path.isdir(root):
     return []
   return sorted(r for r in os.listdir(root) if os.path.isdir(os.path.join(root, r, "checkpoints")))
 
 
-def load_encoders(config, run_dir_: str, which: str):
+def load_encoders(config, run_folder: str, which: str):
   """(encoders.Encoders, step) of a run's best or latest checkpoint (its 'models' item)."""
   if which not in ("best", "latest"):
     raise errors.ConfigError(f"--config.evals.checkpoint must be 'best' or 'latest', got "
                              f"{which!r}")
-  folder = os.path.join(run_dir_, "checkpoints")
+  folder = os.path.join(run_folder, "checkpoints")
   if not os.path.isdir(folder):
     raise errors.MissingError(f"{folder}: no checkpoints; train the run first (--mode=train)")
   manager = checkpoints.make_manager(folder, int(config.train.keep_checkpoints),

@@ -9,7 +9,8 @@ from tests.conftest import ROOT
 def test_benchmark_json_on_tiny(tmp_path):
   out = tmp_path / "bench.json"
   r = subprocess.run([sys.executable, "-m", "learning_words.benchmark", "--config=configs/tiny.py",
-                      f"--out={out}", "--steps=1", "--recall_pairs=40", "--config.data.batch_size=8"],
+                      f"--out={out}", "--steps=1", "--recall_pairs=40",
+                      "--config.data.batch_size=8"],
                      cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   res = json.loads(out.read_text())

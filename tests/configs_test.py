@@ -1,7 +1,9 @@
 """Every preset builds (from any working directory), and the entry point accepts overrides,
-rejects bad modes / keys / workdirs in one clear line, and keeps library chatter off the terminal."""
+rejects bad modes / keys / workdirs in one clear line, and keeps library chatter off the
+terminal."""
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 
@@ -100,3 +102,17 @@ def test_pipeline_renders_then_stops_without_a_generator(tmp_path):
   assert len(logs) == 2
   with open(tmp_path / "logs" / logs[0]) as f:
     assert "Using custom data configuration" in f.read()
+
+
+def test_a_bad_audio_file_is_one_line_naming_it_and_the_flag_that_skips(official_layout, tmp_path):
+  root = str(tmp_path / "synth")
+  shutil.copytree(official_layout[0], root)
+  bad = os.path.join(root, "audio", "5.wav")
+  with open(bad, "wb") as f:
+    f.write(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+  r = _main("--config=configs/tiny.py", f"--workdir={tmp_path / 'work'}", "--mode=build_data",
+            "--config.data.source=official", f"--config.data.official_dir={root}")
+  assert r.returncode == 2
+  assert "Traceback" not in r.stderr
+  last = r.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: {bad}: ") and "--config.data.on_bad_audio=skip" in last

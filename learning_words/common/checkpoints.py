@@ -16,8 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-# Files of an Orbax folder that change from one save of the same weights to the next.
-_VOLATILE = ("_CHECKPOINT_METADATA",)
+FINGERPRINT = "FINGERPRINT"  # in a weights folder: the hash of its values
 
 
 def make_manager(directory: str, keep: int = 2, best_metric: str | None = None,
@@ -83,9 +82,12 @@ def restore_arrays(manager: ocp.CheckpointManager, step: int, name: str) -> dict
 
 
 def save_weights(path: str, module):
-  """Writes a module's nnx.state (weights, batch statistics) to the folder `path`."""
+  """Writes a module's nnx.state (weights, batch statistics) to the folder `path`, with the
+  hash of their values in path/FINGERPRINT (what names datasets built from them)."""
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.abspath(path), nnx.state(module), force=True)
+  with open(os.path.join(path, FINGERPRINT), "w") as f:
+    f.write(fingerprint_values(nnx.state(module)))
 
 
 def restore_weights(make, path: str):
@@ -97,16 +99,30 @@ def restore_weights(make, path: str):
   return module
 
 
+def fingerprint_values(*trees) -> str:
+  """Short hash of the values of pytrees of arrays (e.g. weights in hand)."""
+  h = hashlib.sha1()
+  for tree in trees:
+    for leaf in jax.tree.leaves(tree):
+      h.update(np.asarray(leaf).tobytes())
+  return h.hexdigest()[:8]
+
+
 def fingerprint_folders(*paths, extra=()) -> str:
-  """Short hash of the files in weight folders (and `extra` values): it names what was built
-  from those weights without loading them. Orbax's per-save metadata is left out."""
+  """Short hash of weight folders (and `extra` values), read without loading the weights: each
+  folder's FINGERPRINT (the hash of its values, written by save_weights), else the hash of its
+  files (Orbax names its data files anew at each save, so that fallback is only for folders
+  that are never rewritten, e.g. weights shipped before FINGERPRINT existed)."""
   h = hashlib.sha1()
   for path in paths:
+    mark = os.path.join(path, FINGERPRINT)
+    if os.path.isfile(mark):
+      with open(mark) as f:
+        h.update(f.read().encode())
+      continue
     for root, dirs, files in os.walk(path):
       dirs.sort()
       for name in sorted(files):
-        if name in _VOLATILE:
-          continue
         full = os.path.join(root, name)
         h.update(os.path.relpath(full, path).encode())
         with open(full, "rb") as f:

@@ -2,7 +2,8 @@
 terminal; everything else (absl / Orbax / TFDS INFO lines, Python warnings) in a log file.
 
 Terminal: warnings and errors logged from this package's own files, and errors from anywhere.
-Log file (WORKDIR/logs/<mode>_<time>_<host>_<pid>.log): every record at INFO and above, with its traceback.
+Log file (WORKDIR/logs/<mode>_<time>_<host>_<pid>.log): every record at INFO and above, with its
+traceback.
 verbose (--verbosity=1 or more): the terminal shows everything too, as absl prints it.
 """
 import logging as std_logging

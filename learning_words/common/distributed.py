@@ -18,7 +18,8 @@ def is_multiprocess(env=None) -> bool:
 
 
 def maybe_initialize(env=None) -> bool:
-  """Calls jax.distributed.initialize() (it reads SLURM's / the TPU's settings) when multi-process."""
+  """Calls jax.distributed.initialize() (it reads SLURM's / the TPU's settings) when
+  multi-process."""
   if not is_multiprocess(env):
     return False
   jax.distributed.initialize()

@@ -24,7 +24,8 @@ def make_grid(images: np.ndarray, cols: int, pad: int = 1, scale: int = 1) -> np
   grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
   for i in range(n):
     r, k = divmod(i, cols)
-    grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + k * (w + pad):pad + k * (w + pad) + w] = images[i]
+    grid[pad + r * (h + pad):pad + r * (h + pad) + h,
+         pad + k * (w + pad):pad + k * (w + pad) + w] = images[i]
   if scale > 1:
     grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
   return grid

@@ -3,6 +3,7 @@ leaves half a file)."""
 import json
 import math
 import os
+import socket
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def to_jsonable(x):
 def write_json(path: str, obj) -> str:
   """Writes obj (made JSON-able) to path, creating the folder; returns path."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.tmp"
+  tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"  # several processes may write it
   with open(tmp, "w") as f:
     json.dump(to_jsonable(obj), f, indent=1, default=str)
   os.replace(tmp, path)

@@ -5,10 +5,6 @@ generated image holds no parsed object are skipped (counted in WORKDIR/data/worl
 The config name carries a fingerprint of the generator and segmenter weights (of their folders:
 checkpoints.fingerprint_folders), so a new generator never reuses stale pairs.
 """
-import hashlib
-
-import jax
-import numpy as np
 import tensorflow_datasets as tfds
 
 from learning_words.data import records
@@ -49,15 +45,6 @@ class AudioClevrgan(records.Builder):
     for r in recs:
       yield r["id"], {"id": r["id"], "z_index": r["z_index"], "image": r["image"],
                       "waveform": records.encode_pcm16(r["waveform"]), "text": r["text"]}
-
-
-def fingerprint(*modules_state) -> str:
-  """Short hash of model weights in hand (the semantic test's cache key)."""
-  h = hashlib.sha1()
-  for state in modules_state:
-    for leaf in jax.tree.leaves(state):
-      h.update(np.asarray(leaf).tobytes())
-  return h.hexdigest()[:8]
 
 
 def make_builder(config, data_dir: str, weights_fingerprint: str,

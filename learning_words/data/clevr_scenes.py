@@ -1,4 +1,5 @@
-"""`clevr_scenes`: rendered CLEVR-like scenes with ground-truth attribute maps (GAN + segmenter data).
+"""`clevr_scenes`: rendered CLEVR-like scenes with ground-truth attribute maps (GAN + segmenter
+data).
 
 Each record: `id`, `image` uint8 [R,R,3], `object_id` and the four attribute maps uint8 [R,R]
 (1 + vocabulary index, 0 = background; see world/scenes.py) and `scene` (JSON description of the

@@ -59,7 +59,8 @@ def make_loader(source, *, batch_size: int, frames: int, train: bool, seed: int,
   if worker_count > 0 and not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags; outside app.run use defaults
   if batch_size % hosts:
-    raise errors.ConfigError(f"--config.data.batch_size={batch_size} is not divisible by {hosts} hosts")
+    raise errors.ConfigError(f"--config.data.batch_size={batch_size} is not divisible by "
+                             f"{hosts} hosts")
   sampler = grain.samplers.IndexSampler(
       num_records=len(source),
       shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True),

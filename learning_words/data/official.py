@@ -29,9 +29,11 @@ class OfficialConfig(tfds.core.BuilderConfig):
 
   def __init__(self, *, variant, image_size, on_bad_audio):
     if variant not in ("natural", "synth"):
-      raise errors.ConfigError(f"--config.data.official_variant must be 'natural' or 'synth', got {variant!r}")
+      raise errors.ConfigError("--config.data.official_variant must be 'natural' or 'synth', "
+                               f"got {variant!r}")
     if on_bad_audio not in ("error", "skip"):
-      raise errors.ConfigError(f"--config.data.on_bad_audio must be 'error' or 'skip', got {on_bad_audio!r}")
+      raise errors.ConfigError("--config.data.on_bad_audio must be 'error' or 'skip', "
+                               f"got {on_bad_audio!r}")
     super().__init__(name=f"{variant}_r{image_size}_{on_bad_audio}")
     self.variant = variant
     self.image_size = image_size

@@ -48,7 +48,7 @@ def score_pairs(models, images, aud, frames, cosine: bool):
 def positive_ranks(pos, neg) -> np.ndarray:
   """Rank (0 = first) of each positive among its negatives: pos [N], neg [N,K] -> int [N].
 
-  Ties count against the positive (a negative scoring equal ranks before it), as retrieval.ranks
+  Ties count against the positive (a negative scoring equal ranks before it), as recall.ranks
   does, so a model that scores everything alike is at chance or below, never perfect.
   """
   pos, neg = np.asarray(pos), np.asarray(neg)

@@ -126,11 +126,11 @@ def collect_results(workdir: str, runs) -> tuple[dict, dict]:
   reserved = [r for r in runs if r.startswith("_")]
   if reserved:
     raise ValueError(f"runs {reserved}: names starting with '_' are reserved in results.json")
-  evals = {run: read_evals(wd.run_dir(workdir, run)) for run in runs}
+  evals = {run: read_evals(wd.path(workdir, "runs", run)) for run in runs}
   results = {run: run_metrics(evals[run]) for run in runs}
   groups = {base: {"runs": members, **aggregate_group(results, members)}
             for base, members in group_seeds(runs).items()}
-  times = jsonio.read_json(wd.times_path(workdir))
+  times = jsonio.read_json(wd.path(workdir, "pipeline_times.json"))
   return {**results, "_groups": groups, "_pipeline_seconds": times}, evals
 
 
@@ -261,7 +261,7 @@ def words_figure(images, heat) -> np.ndarray:
 
 def curve_figures(workdir: str, runs) -> dict:
   """{tag: line plot of every run that logged it} for the CURVE_TAGS that some run logged."""
-  scalars = {run: writers.read_scalars(os.path.join(wd.run_dir(workdir, run), "tensorboard"))
+  scalars = {run: writers.read_scalars(wd.path(workdir, "runs", run, "tensorboard"))
              for run in runs}
   return {tag: figures.line_plot({run: s[tag] for run, s in scalars.items() if tag in s}, tag)
           for tag in CURVE_TAGS if any(tag in s for s in scalars.values())}
@@ -308,7 +308,8 @@ def run_figures(config, workdir: str, runs, folder: str | None) -> list:
            "the largest over all words in that image (dark: weak match).", "", "Captions:", ""]
   lines += [f"{i + 1}. {c}" for i, c in enumerate(captions)] + [""]
   for run in runs:
-    models, step = wd.load_encoders(config, wd.run_dir(workdir, run), config.evals.checkpoint)
+    models, step = wd.load_encoders(config, wd.path(workdir, "runs", run),
+                                    config.evals.checkpoint)
     models.eval()
     positives, negatives, masks = draw(models, g, z, spec, n_frames, key)
     images, heat = word_heat(models, g, z, jnp.asarray(word_spec), jnp.asarray(word_frames),
@@ -356,10 +357,10 @@ def write_report(config, workdir: str) -> str:
   returns the path of report.md."""
   runs = wd.list_runs(workdir)
   if not runs:
-    raise errors.MissingError(f"no runs with checkpoints under {wd.runs_dir(workdir)}: "
+    raise errors.MissingError(f"no runs with checkpoints under {wd.path(workdir, 'runs')}: "
                               "run --mode=train (and --mode=eval) first")
   results, evals = collect_results(workdir, runs)
-  folder = wd.report_dir(workdir)
+  folder = wd.path(workdir, "report")
   path = os.path.join(folder, "report.md")
   main = jax.process_index() == 0
   figure_lines = run_figures(config, workdir, runs, folder if main else None)

@@ -39,13 +39,13 @@ def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
   cache = wd.cache_dir(workdir, data_dir, int(config.evals.seed))
   results = {}
   for run in runs:
-    models, step = wd.load_encoders(config, wd.run_dir(workdir, run), which)
+    models, step = wd.load_encoders(config, wd.path(workdir, "runs", run), which)
     ctx = make_context(config, models, g, data, seg, cache)
     meta = {"run": run, "checkpoint": which, "step": step, "dataset": data_dir,
             "split": config.evals.split, "seed": int(config.evals.seed)}
     out = suite.evaluate(ctx, names)
     if jax.process_index() == 0:
-      folder = os.path.join(wd.run_dir(workdir, run), "eval")
+      folder = wd.path(workdir, "runs", run, "eval")
       for name, metrics in out.items():
         jsonio.write_json(os.path.join(folder, f"{name}.json"),
                           {"evaluator": name, **meta, **metrics})

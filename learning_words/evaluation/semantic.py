@@ -25,8 +25,7 @@ import numpy as np
 from flax import nnx
 from scipy import optimize
 
-from learning_words.common import batching, figures
-from learning_words.data import audio_clevrgan
+from learning_words.common import batching, checkpoints, figures
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.evaluation import context
 from learning_words.learner import matchmap, negatives
@@ -113,8 +112,8 @@ def _images(fn, arrays, batch: int, desc: str) -> np.ndarray:
 def settings(ctx: context.Context, z_index) -> dict:
   """Everything the negatives depend on (the cache key is its hash)."""
   s = ctx.cfg.semantic
-  return {"fingerprint": audio_clevrgan.fingerprint(nnx.state(ctx.g), nnx.state(ctx.seg),
-                                                    ctx.config.world.parse_min_pixels),
+  return {"fingerprint": checkpoints.fingerprint_values(nnx.state(ctx.g), nnx.state(ctx.seg),
+                                                         ctx.config.world.parse_min_pixels),
           "z_index": [int(i) for i in z_index], "layer": ctx.config.negatives.layer,
           "negatives": int(s.negatives), "max_tries": int(s.max_tries),
           "per_round": int(s.per_round), "p_range": [float(p) for p in s.p_range],

@@ -26,7 +26,8 @@ def ranks(sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def recalls(sim: np.ndarray, ks=KS) -> dict[str, float]:
-  """{'A_r{k}': speech->image recall@k, 'I_r{k}': image->speech recall@k}, as the reference names them."""
+  """{'A_r{k}': speech->image recall@k, 'I_r{k}': image->speech recall@k}, as the reference
+  names them."""
   i2s, s2i = ranks(np.asarray(sim))
   out = {}
   for k in ks:

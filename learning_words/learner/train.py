@@ -3,10 +3,10 @@
 One jitted step over the mesh (batch on 'data', models / optimizer / generator replicated): the
 frozen generator redraws the positives G(z_i) from their ids, the encoders embed images and
 spectrograms, the in-batch similarity matrix gives the random / hardest impostors, and for the
-edited kinds `drawing.draw` draws each positive's negative inside the step from the current matchmap (in
-cluster mode, ablating the units `clustering.compute_concepts` ranks for each sample's concept
-cluster; recomputed between steps every few epochs). The generator is never
-in the optimizer nor in the checkpoint; its outputs are under stop_gradient. Orbax keeps the latest
+edited kinds `drawing.draw` draws each positive's negative inside the step from the current
+matchmap (in cluster mode, ablating the units `clustering.compute_concepts` ranks for each
+sample's concept cluster; recomputed between steps every few epochs). The generator is never in
+the optimizer nor in the checkpoint; its outputs are under stop_gradient. Orbax keeps the latest
 checkpoints plus the best by (A_r5 + I_r5) / 2 on validation, with the input pipeline's state (and
 the concept arrays in cluster mode), so a killed run resumes to the same result.
 """
@@ -53,7 +53,8 @@ def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
     return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
                        optax.adam(make_lr(cfg, steps_per_epoch)))
   if cfg.optimizer != "sgd":
-    raise errors.ConfigError(f"--config.train.optimizer must be 'sgd' or 'adam', got {cfg.optimizer!r}")
+    raise errors.ConfigError("--config.train.optimizer must be 'sgd' or 'adam', "
+                             f"got {cfg.optimizer!r}")
   return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
                      optax.sgd(make_lr(cfg, steps_per_epoch), momentum=cfg.momentum))
 
@@ -68,12 +69,14 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
 
   def loss_fn(models):
     img, aud, frames = encoders.embed(models, positives, batch["spec"], batch["n_frames"])
-    sim = matchmap.similarity_matrix(img, aud, frames, chunk=img.shape[0], cosine=config.model.cosine)
+    sim = matchmap.similarity_matrix(img, aud, frames, chunk=img.shape[0],
+                                     cosine=config.model.cosine)
     s_edit, stats = None, {}
     if kind in EDITED_KINDS:
       mm = jax.lax.stop_gradient(matchmap.matchmap(img, aud, cosine=config.model.cosine))
       neg, _, stats = drawing.draw(g, z, x_layer, positives, jax.lax.stop_gradient(img),
-                           jax.lax.stop_gradient(aud), mm, frames, k_neg, config, concept_arrays)
+                                   jax.lax.stop_gradient(aud), mm, frames, k_neg, config,
+                                   concept_arrays)
       img_neg = models.image(neg)
       s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
     loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin)
@@ -125,12 +128,12 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   src = input_pipeline.open_source(data_dir, "train")
   mesh = mesh_lib.make_mesh(devices)
   if config.data.batch_size % mesh.size:
-    raise errors.ConfigError(f"--config.data.batch_size={config.data.batch_size} must be a multiple of the "
-                     f"{mesh.size} devices")
+    raise errors.ConfigError(f"--config.data.batch_size={config.data.batch_size} must be a "
+                             f"multiple of the {mesh.size} devices")
   steps_per_epoch = len(src) // config.data.batch_size
   if steps_per_epoch == 0:
     raise errors.ConfigError(f"{data_dir}: {len(src)} training pairs < --config.data.batch_size="
-                     f"{config.data.batch_size}")
+                             f"{config.data.batch_size}")
   total = cfg.epochs * steps_per_epoch
   state = TrainState(config, steps_per_epoch)
   if cfg.init_from:
@@ -158,8 +161,9 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   use_concepts = config.negatives.mode == "cluster" and config.loss.kind in EDITED_KINDS
   concept_host = concept_arrays = None
   if use_concepts:
-    concept_data = input_pipeline.load_eval_arrays(data_dir, "train", config.data.train_frames,
-                                    -(-int(config.concepts.max_points) // jax.process_count()))
+    concept_data = input_pipeline.load_eval_arrays(
+        data_dir, "train", config.data.train_frames,
+        -(-int(config.concepts.max_points) // jax.process_count()))
     every = max(1, int(config.concepts.every_epochs)) * steps_per_epoch
     concept_host = clustering.restore_saved(manager, start) if start % every else None
     if concept_host is None:
@@ -199,6 +203,8 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
       if concept_host is not None:
         items["concepts"] = concept_host._asdict()
       checkpoints.save(manager, done, items, metrics={"score": score})
+  if not metrics:  # nothing left to train (a finished run): report its last state
+    metrics = validate(state.models, g, z_table, val, config)
   manager.wait_until_finished()
   writer.close()
   return metrics

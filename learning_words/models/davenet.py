@@ -1,7 +1,7 @@
 """The reference's "Davenet" encoders: a VGG16 image encoder and the small / large speech encoders.
 
 Both map their input to a grid of `embed_dim` vectors, compared position by position in the
-matchmap (learning_words/matchmap.py):
+matchmap (learning_words/learner/matchmap.py):
   ImageEncoder  images [B,R,R,3] in [-1,1] -> [B,R/16,R/16,D]   (128 px -> 8x8)
   AudioEncoder  log-mel [B,T,40]           -> [B,T',D]          (T' = ceil(T / pooling_ratio))
 

@@ -17,7 +17,8 @@ from learning_words.models import segmenter as seg_lib
 from learning_words.world import captions, pairs, world_report
 
 
-def build_synthetic(config, data_dir: str, scenes_dir: str, g, seg, weights_fingerprint: str) -> str:
+def build_synthetic(config, data_dir: str, scenes_dir: str, g, seg,
+                    weights_fingerprint: str) -> str:
   """Builds the pairs (skipping an existing build) and writes the world report; returns the
   folder. weights_fingerprint: names the build after the generator and segmenter weights."""
   predict = lambda images: seg_lib.predict(seg, images)
@@ -28,7 +29,8 @@ def build_synthetic(config, data_dir: str, scenes_dir: str, g, seg, weights_fing
   start = time.time()
   builder.download_and_prepare()
   if builder.stats:  # built now (not reused): report what was skipped and how long it took
-    stats = {k: sum(s[k] for s in builder.stats.values()) for k in next(iter(builder.stats.values()))}
+    stats = {k: sum(s[k] for s in builder.stats.values())
+             for k in next(iter(builder.stats.values()))}
     logging.info("build_data: %s in %.1f s", stats, time.time() - start)
     write_world_report(config, data_dir, scenes_dir, g, seg, stats, time.time() - start)
   return builder.data_dir
@@ -74,7 +76,8 @@ def write_world_report(config, data_dir, scenes_dir, g, seg, stats: dict, second
   }
   texts = [captions.caption(p, np.random.default_rng([config.seed, i]), 0.0)
            for i, p in enumerate(parsed[:16])]
-  world_report.write_report(os.path.join(data_dir, "world_report"), report, images[:64], texts, grids)
+  world_report.write_report(os.path.join(data_dir, "world_report"), report, images[:64], texts,
+                            grids)
   logging.info("world report: parsed %.3f, TV %s, gates passed %s", fraction, tv,
                report["gates_passed"])
 

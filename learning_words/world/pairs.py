@@ -28,7 +28,8 @@ def read_images(seg_predict, images: np.ndarray, min_pixels: int) -> list[dict]:
 
 def make_pairs(g, seg_predict, ids, *, seed: int, speech_cfg, relation_prob: float,
                min_pixels: int, progress: bool = True) -> tuple[list[dict], dict]:
-  """Records (id, z_index, image, waveform float32, text) for `ids` and counts of what was skipped."""
+  """Records (id, z_index, image, waveform float32, text) for `ids` and counts of what was
+  skipped."""
   ids = np.asarray(ids)
   z = gen_lib.standard_z(int(ids.max()) + 1, g.sizes[0])[ids]
   images = draw_images(g, z)
@@ -43,4 +44,5 @@ def make_pairs(g, seg_predict, ids, *, seed: int, speech_cfg, relation_prob: flo
   waves = speech.speak_many(texts, voices, workers=speech_cfg.workers, progress=progress)
   records = [{"id": int(ids[k]), "z_index": int(ids[k]), "image": images[k], "waveform": w,
               "text": t, "scene": scenes[k]} for k, t, w in zip(keep, texts, waves)]
-  return records, {"generated": len(ids), "parsed": len(keep), "skipped_no_object": len(ids) - len(keep)}
+  return records, {"generated": len(ids), "parsed": len(keep),
+                   "skipped_no_object": len(ids) - len(keep)}

@@ -163,13 +163,15 @@ def train_chunk(s: GanState, images, idx, key, first_step, colour_target, cfg, r
 
 
 def chunk_end(step: int, every: int, total: int) -> int:
-  """Where the chunk starting at `step` ends: the next multiple of `every`, or the end of training."""
+  """Where the chunk starting at `step` ends: the next multiple of `every`, or the end of
+  training."""
   return min((step // every + 1) * every, total)
 
 
 def steps_per_call(cfg) -> int:
   """Steps per jitted call: up to the next R1 step on accelerators, one on CPU, where XLA runs
-  the convolutions inside a scan's loop far slower (measured at 32 px: 75 s against 0.9 s a step)."""
+  the convolutions inside a scan's loop far slower (measured at 32 px: 75 s against 0.9 s a
+  step)."""
   return 1 if jax.default_backend() == "cpu" else cfg.r1_every
 
 
@@ -195,7 +197,8 @@ def ship_generator(config, gan_dir: str, world_report_json: str) -> str:
                  "--mode=train_gan --config.gan.retrain=True",
       "steps": prog.get("step"), "train_seconds": prog.get("seconds"),
       "train_sessions": prog.get("sessions"), "note": prog.get("note"),
-      "world_report": {k: report.get(k) for k in ("parsed_fraction", "tv", "edits", "gates_passed")},
+      "world_report": {k: report.get(k)
+                       for k in ("parsed_fraction", "tv", "edits", "gates_passed")},
   })
 
 

@@ -1,11 +1,11 @@
 """`--mode=train_segmenter`: trains the per-pixel attribute segmenter on the ground-truth renders.
 
-Loss: the sum over heads (shape, colour, size, material) of the mean per-pixel softmax cross-entropy;
-Adam with a cosine-decayed learning rate. Batches are drawn by indices that depend only on
-(seed, step), so a resumed run sees exactly the batches the uninterrupted one would. After training,
-the val split is scored (pixel accuracy on object pixels and on all pixels, confusion matrices) and
-SEG_DIR/{eval.json, confusion.png, examples.png} are written; the weights folder SEG_DIR/weights is
-written last, so its presence means the stage finished.
+Loss: the sum over heads (shape, colour, size, material) of the mean per-pixel softmax
+cross-entropy; Adam with a cosine-decayed learning rate. Batches are drawn by indices that depend
+only on (seed, step), so a resumed run sees exactly the batches the uninterrupted one would. After
+training, the val split is scored (pixel accuracy on object pixels and on all pixels, confusion
+matrices) and SEG_DIR/{eval.json, confusion.png, examples.png} are written; the weights folder
+SEG_DIR/weights is written last, so its presence means the stage finished.
 """
 import functools
 import os
@@ -210,7 +210,8 @@ def train_segmenter(config, seg_dir: str, scenes_dir: str) -> str:
     figures.save_png(os.path.join(seg_dir, "confusion.png"), draw_confusions(results))
     few = slice(0, 8)
     figures.save_png(os.path.join(seg_dir, "examples.png"), draw_examples(
-        val["image"][few], {a: val[a][few] for a in ATTRIBUTES}, {a: pred[a][few] for a in ATTRIBUTES}))
+        val["image"][few], {a: val[a][few] for a in ATTRIBUTES},
+        {a: pred[a][few] for a in ATTRIBUTES}))
   logging.info("train_segmenter: val object accuracy %s",
                {a: round(results[a]["object_accuracy"], 4) for a in ATTRIBUTES})
   out = os.path.join(seg_dir, "weights")

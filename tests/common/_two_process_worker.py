@@ -1,6 +1,7 @@
 """Two tiny train steps on a fixed synthetic global batch, in one process or as one of several.
 
-As a script it is one process of a local multi-process run (tests/common/distributed_test.py starts two, with the repository root on PYTHONPATH):
+As a script it is one process of a local multi-process run (tests/common/distributed_test.py
+starts two, with the repository root on PYTHONPATH):
 
   PYTHONPATH=ROOT python tests/common/_two_process_worker.py OUT.npz PORT PROCESS_ID NUM_PROCESSES
 

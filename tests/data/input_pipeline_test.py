@@ -1,4 +1,5 @@
-"""grain pipeline over the official-layout fixture: featurisation, cropping, resume, global arrays."""
+"""grain pipeline over the official-layout fixture: featurisation, cropping, resume, global
+arrays."""
 import os
 
 import jax

@@ -1,9 +1,9 @@
 """Cluster-guided negatives in training (official-layout fixture, tiny random generator):
 compute_concepts is deterministic with a well-formed padded ranking, its feature pass is the step's
-(encoders.embed + concepts.peak_products), the cluster choice matches a numpy oracle and never picks a
-padded cluster, the drawn negatives follow the ranking, the cluster-mode step runs, traced once
-across different concept arrays, and the loop recomputes on schedule and resumes from the saved
-concept arrays."""
+(encoders.embed + concepts.peak_products), the cluster choice matches a numpy oracle and never
+picks a padded cluster, the drawn negatives follow the ranking, the cluster-mode step runs, traced
+once across different concept arrays, and the loop recomputes on schedule and resumes from the
+saved concept arrays."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +13,7 @@ from flax import nnx
 from configs import tiny
 from learning_words.common import mesh as mesh_lib
 from learning_words.data import input_pipeline
-from learning_words.learner import clustering as clustering_stage, concepts, drawing, matchmap
+from learning_words.learner import clustering, concepts, drawing, matchmap
 from learning_words.learner import train
 from learning_words.models import encoders, generator as gen_lib
 
@@ -38,7 +38,8 @@ def setup(data_dir):
   c = _config()
   g = gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(7))
   state = train.TrainState(c, steps_per_epoch=3)
-  pairs = input_pipeline.load_eval_arrays(data_dir, "train", c.data.train_frames, c.concepts.max_points)
+  pairs = input_pipeline.load_eval_arrays(data_dir, "train", c.data.train_frames,
+                                          c.concepts.max_points)
   z_table = jnp.asarray(gen_lib.standard_z(64, c.gan.sizes[0]))
   return c, state, g, z_table, pairs
 
@@ -46,18 +47,18 @@ def setup(data_dir):
 def test_compute_concepts_is_deterministic_with_a_padded_ranking(setup):
   c, state, g, z_table, pairs = setup
   before = [np.asarray(x) for x in jax.tree.leaves(nnx.state(state.models, nnx.BatchStat))]
-  first = clustering_stage.compute_concepts(state.models, g, z_table, pairs, c)
-  second = clustering_stage.compute_concepts(state.models, g, z_table, pairs, c)
+  first = clustering.compute_concepts(state.models, g, z_table, pairs, c)
+  second = clustering.compute_concepts(state.models, g, z_table, pairs, c)
   for a, b in zip(first, second):
     np.testing.assert_array_equal(a, b)
-  k = clustering_stage.padded_clusters(c)
+  k = clustering.padded_clusters(c)
   units = gen_lib.layer_shapes(c.gan.sizes)[c.negatives.layer][2]
   assert k == 2  # min(n_clusters 2, embed_dim 8 // min_size 4)
   assert first.centroids.shape == (k, c.model.embed_dim)
   assert first.ranking.shape == (k, units) and first.ranking.dtype == np.int32
   for row in first.ranking:
     np.testing.assert_array_equal(np.sort(row), np.arange(units))
-  kept = clustering_stage.n_kept(first)
+  kept = clustering.n_kept(first)
   assert 1 <= kept <= k
   for row in first.centroids[:kept]:  # normalised indicators of >= min_size dimensions
     assert np.count_nonzero(row) >= c.concepts.min_size
@@ -74,10 +75,10 @@ def test_pair_points_are_the_steps_peak_products(setup):
   z, spec, n = z_table[pairs["z_index"][:2]], pairs["spec"][:2], pairs["n_frames"][:2]
   state.models.eval()
   try:
-    got = clustering_stage.pair_points(state.models, g, z, spec, n, layer=c.negatives.layer,
+    got = clustering.pair_points(state.models, g, z, spec, n, layer=c.negatives.layer,
                                        cosine=False)
-    img, aud, frames = encoders.embed(state.models, encoders.draw_positives(g, z, c.negatives.layer)[0],
-                                   spec, n)
+    img, aud, frames = encoders.embed(
+        state.models, encoders.draw_positives(g, z, c.negatives.layer)[0], spec, n)
   finally:
     state.models.train()
   np.testing.assert_allclose(got, concepts.peak_products(img, aud, frames), rtol=1e-5, atol=1e-6)
@@ -86,14 +87,14 @@ def test_pair_points_are_the_steps_peak_products(setup):
 def _arrays(rng, k=5, d=6, c=7, valid=3):
   centroids = np.zeros((k, d), np.float32)
   centroids[:valid] = rng.normal(size=(valid, d))
-  return clustering_stage.ConceptArrays(
+  return clustering.ConceptArrays(
       centroids, rng.normal(size=d).astype(np.float32),
       rng.uniform(0.5, 2.0, size=d).astype(np.float32),
       np.stack([rng.permutation(c) for _ in range(k)]).astype(np.int32))
 
 
 def test_choose_clusters_matches_oracle_and_skips_padding():
-  choose = jax.jit(clustering_stage.choose_clusters, static_argnums=3)
+  choose = jax.jit(clustering.choose_clusters, static_argnums=3)
   rng = np.random.default_rng(0)
   arrays = _arrays(rng)
   product = rng.normal(size=(64, 6)).astype(np.float32)
@@ -104,7 +105,7 @@ def test_choose_clusters_matches_oracle_and_skips_padding():
     assert got[0, b] == int(np.argmax(scores))
   assert np.all(got < 3)
   # No positive score anywhere: sample_clusters draws uniformly over all 5 rows; ours over the 3.
-  negative = clustering_stage.ConceptArrays(-np.abs(arrays.centroids), np.zeros(6, np.float32),
+  negative = clustering.ConceptArrays(-np.abs(arrays.centroids), np.zeros(6, np.float32),
                                             np.ones(6, np.float32), arrays.ranking)
   drawn = np.asarray(choose(jax.random.key(1), np.abs(product), negative,
                                                       200))[1:]
@@ -112,7 +113,7 @@ def test_choose_clusters_matches_oracle_and_skips_padding():
   assert counts[3:].sum() == 0
   np.testing.assert_allclose(counts[:3] / counts.sum(), 1 / 3, atol=0.02)
   # No valid cluster: every draw is some row (all rows are the fallback ranking in training).
-  empty = clustering_stage.ConceptArrays(np.zeros((5, 6), np.float32), *arrays[1:])
+  empty = clustering.ConceptArrays(np.zeros((5, 6), np.float32), *arrays[1:])
   none = np.asarray(choose(jax.random.key(2), product, empty, 4))
   assert none.min() >= 0 and none.max() < 5
 
@@ -124,9 +125,9 @@ def test_cluster_step_runs_and_traces_once(setup, data_dir):
                                                train=True, seed=0)))
   mesh = mesh_lib.make_mesh(jax.devices()[:2])
   state = train.TrainState(c, steps_per_epoch=3)
-  first = clustering_stage.compute_concepts(state.models, g, z_table, pairs, c)
+  first = clustering.compute_concepts(state.models, g, z_table, pairs, c)
   rng = np.random.default_rng(3)
-  other = clustering_stage.ConceptArrays(  # different values, same shapes
+  other = clustering.ConceptArrays(  # different values, same shapes
       np.roll(first.centroids, 1, axis=0), first.mean + 1.0, first.std * 2.0,
       np.stack([rng.permutation(first.ranking.shape[1]) for _ in first.ranking]).astype(np.int32))
   mesh_lib.replicate(state, mesh)
@@ -141,7 +142,7 @@ def test_cluster_step_runs_and_traces_once(setup, data_dir):
   global_batch = input_pipeline.make_global(batch, mesh)
   for i, arrays in enumerate((first, other)):
     logs = step(state, g, z_table, global_batch, jax.random.key(i),
-                clustering_stage.replicate(arrays, mesh))
+                clustering.replicate(arrays, mesh))
     logs = {k: float(v) for k, v in logs.items()}
     assert all(np.isfinite(v) for v in logs.values()), logs
     assert {"loss", "neg/accepted_rate", "neg/mean_strength", "neg/mask_area"} <= set(logs)
@@ -157,7 +158,7 @@ def test_draw_uses_the_ranking(setup):
   negatives (4 of the 8 units at the first candidate: the other half)."""
   c, _, g, z_table, pairs = setup
   state = train.TrainState(c, steps_per_epoch=3)  # its batch statistics move: not the shared one
-  arrays = clustering_stage.compute_concepts(state.models, g, z_table, pairs, c)
+  arrays = clustering.compute_concepts(state.models, g, z_table, pairs, c)
   flipped = arrays._replace(ranking=arrays.ranking[:, ::-1].copy())
 
   @nnx.jit
@@ -195,9 +196,9 @@ def test_train_loop_recomputes_on_schedule_and_resumes_from_saved_concepts(data_
   assert calls == [0, 3]
   assert metrics and all(np.isfinite(v) for v in metrics.values())
   manager = train.make_checkpoint_manager(str(tmp_path / "run" / "checkpoints"), 2)
-  saved = clustering_stage.restore_saved(manager, 4)
-  assert saved.ranking.shape == (clustering_stage.padded_clusters(c), 8)
-  assert clustering_stage.n_kept(saved) >= 1
+  saved = clustering.restore_saved(manager, 4)
+  assert saved.ranking.shape == (clustering.padded_clusters(c), 8)
+  assert clustering.n_kept(saved) >= 1
   calls.clear()
   run(5)  # resumed between recomputations: the saved arrays, no recomputation
   assert calls == []

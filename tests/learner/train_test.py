@@ -48,6 +48,7 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(kind, data_dir, tmp_pa
   run("killed", max_steps=4)
   resumed = run("killed")
   assert resumed == full
+  assert run("full") == full  # a finished run trains no more and reports its last validation
   for a, b in zip(_params(str(tmp_path / "full"), c, data_dir),
                   _params(str(tmp_path / "killed"), c, data_dir)):
     np.testing.assert_array_equal(a, b)
@@ -93,7 +94,8 @@ def test_optimizers_first_update_by_hand():
   c.optimizer = "sgd"  # torch-style: weight decay added to the gradient, then momentum (0 at first)
   tx = train.make_optimizer(c, steps_per_epoch=10)
   upd, _ = tx.update(grads, tx.init(params), params)
-  np.testing.assert_allclose(upd["w"], -0.1 * (np.array([0.5, 0.25]) + 0.01 * np.array([1.0, -2.0])),
+  np.testing.assert_allclose(upd["w"],
+                             -0.1 * (np.array([0.5, 0.25]) + 0.01 * np.array([1.0, -2.0])),
                              rtol=1e-6)
   c.optimizer = "adam"  # Adam's first step is lr * sign(gradient) (bias-corrected m / sqrt(v))
   tx = train.make_optimizer(c, steps_per_epoch=10)

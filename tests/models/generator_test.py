@@ -36,7 +36,8 @@ def test_intervention_identity_and_zeroing():
   a = np.zeros((3, 8, 8, 8), np.float32)
   a[:, 2:5, 1:4, :5] = 1
   before = np.asarray(g.features(z, ["layer4"])["layer4"])
-  after = np.asarray(g.features(z, ["layer4"], {"layer4": (jnp.asarray(a), jnp.zeros(8))})["layer4"])
+  after = np.asarray(
+      g.features(z, ["layer4"], {"layer4": (jnp.asarray(a), jnp.zeros(8))})["layer4"])
   assert (after[a == 1] == 0).all()
   np.testing.assert_array_equal(after[a == 0], before[a == 0])
   assert np.abs(before[a == 1]).sum() > 0  # the test zeroed something real

@@ -69,7 +69,8 @@ def test_parse_recovers_every_described_object(rendered):
 def make_pair(color_b):
   """Two small rubber spheres one behind the other, touching on screen; the front one's colour
   is color_b (an index)."""
-  p = {"valid": np.ones((1, 2), bool), "shape": np.array([[1, 1]]), "color": np.array([[1, color_b]]),
+  p = {"valid": np.ones((1, 2), bool), "shape": np.array([[1, 1]]),
+       "color": np.array([[1, color_b]]),
        "size": np.zeros((1, 2), int), "material": np.zeros((1, 2), int),
        "x": np.array([[0.0, 0.12]], np.float32), "depth": np.array([[0.5, 0.25]], np.float32),
        "angle": np.zeros((1, 2), np.float32)}
@@ -81,7 +82,8 @@ def test_touching_objects_apart_unless_they_share_every_attribute():
   # Different colours: two objects, exactly as described.
   p, maps, want = make_pair(color_b=2)
   ids = maps["object_id"][0]
-  assert ((ids[:, :-1] == 1) & (ids[:, 1:] == 2)).any() or ((ids[:, :-1] == 2) & (ids[:, 1:] == 1)).any()
+  assert (((ids[:, :-1] == 1) & (ids[:, 1:] == 2)).any()
+          or ((ids[:, :-1] == 2) & (ids[:, 1:] == 1)).any())
   got = parse({a: maps[a][0] for a in ATTRS})  # [R,R] maps: one scene
   assert len(got) == 1 and got[0] == want
   # Same four attributes: the maps cannot tell them apart, so they come out as ONE object with
@@ -108,7 +110,8 @@ def test_min_pixels_drops_specks_and_absorbs_stray_labels():
   (scene,) = parse(maps)
   assert [(attributes_of(o), o["pixels"]) for o in scene["objects"]] == [
       (("cube", "red", "large", "rubber"), 16)]  # speck dropped, stray pixels kept in the cube
-  assert scene["objects"][0]["x"] == pytest.approx(4 / 12) and scene["objects"][0]["y"] == pytest.approx(4 / 12)
+  assert (scene["objects"][0]["x"] == pytest.approx(4 / 12)
+          and scene["objects"][0]["y"] == pytest.approx(4 / 12))
   (loose,) = parse(maps, min_pixels=1)
   assert sorted((attributes_of(o), o["pixels"]) for o in loose["objects"]) == [
       (("cube", "red", "large", "rubber"), 14), (("cube", "red", "small", "rubber"), 2),

@@ -11,7 +11,7 @@ from flax import nnx
 from configs import tiny
 from learning_words.common import checkpoints
 from learning_words.models import generator as gen_lib
-from learning_words.world import colour_match, train_gan as gan_train
+from learning_words.world import colour_match, train_gan
 
 
 def _tiny_gan_config(recon_weight):
@@ -26,10 +26,10 @@ def _tiny_gan_config(recon_weight):
 def test_gan_step_reduces_its_loss_and_checkpoints_round_trip(recon_weight, tmp_path):
   cfg = _tiny_gan_config(recon_weight)
   cfg.colour_weight = recon_weight
-  s = gan_train.GanState(cfg, seed=0)
+  s = train_gan.GanState(cfg, seed=0)
   # Real images: one fixed coloured pattern, so D quickly separates it from the random G.
   real = jnp.broadcast_to(jnp.linspace(-1, 1, 8)[None, :, None, None], (8, 8, 8, 3))
-  step = nnx.jit(lambda s, x, k: gan_train.train_step(
+  step = nnx.jit(lambda s, x, k: train_gan.train_step(
       s, x, k, cfg, False, colour_match.colour_histogram(x)))
   first = step(s, real, jax.random.key(0))
   for i in range(1, 30):
@@ -40,8 +40,9 @@ def test_gan_step_reduces_its_loss_and_checkpoints_round_trip(recon_weight, tmp_
   mgr = checkpoints.make_manager(str(tmp_path / "ckpt"))
   checkpoints.save(mgr, 30, {"state": s})
   mgr.wait_until_finished()
-  fresh = gan_train.GanState(cfg, seed=1)
-  assert checkpoints.restore(checkpoints.make_manager(str(tmp_path / "ckpt")), {"state": fresh}) == 30
+  fresh = train_gan.GanState(cfg, seed=1)
+  assert checkpoints.restore(checkpoints.make_manager(str(tmp_path / "ckpt")),
+                             {"state": fresh}) == 30
   for a, b in zip(jax.tree.leaves(nnx.state(s)), jax.tree.leaves(nnx.state(fresh))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   checkpoints.save_weights(str(tmp_path / "g"), s.g_ema)
@@ -58,19 +59,19 @@ def test_gan_chunk_equals_single_steps():
   images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
   idx = np.random.default_rng(1).integers(0, 20, (4, 8)).astype(np.int32)
   key = jax.random.key(3)
-  a, b = gan_train.GanState(cfg, seed=0), gan_train.GanState(cfg, seed=0)
+  a, b = train_gan.GanState(cfg, seed=0), train_gan.GanState(cfg, seed=0)
   # uint8 -> [-1, 1] inside jit in both paths: an ulp of difference in the input flips the sign of
   # near-zero gradients, and Adam with b1 = 0 turns each flip into a 2 * lr parameter difference.
   target = jax.jit(lambda im: colour_match.colour_histogram(im.astype(jnp.float32) / 127.5 - 1.0))(
       jnp.asarray(images))
   # The target train_gan passes: the histogram of the first 2,048 renders (here all 20).
-  np.testing.assert_allclose(gan_train.renders_colour_histogram(jnp.asarray(images)), target,
+  np.testing.assert_allclose(train_gan.renders_colour_histogram(jnp.asarray(images)), target,
                              rtol=1e-6)
-  step = nnx.jit(lambda s, x, k, r1: gan_train.train_step(
+  step = nnx.jit(lambda s, x, k, r1: train_gan.train_step(
       s, x.astype(jnp.float32) / 127.5 - 1.0, k, cfg, r1, target), static_argnums=3)
   for i in range(4):
     want = step(a, jnp.asarray(images[idx[i]]), jax.random.fold_in(key, 6 + i), i == 0)
-  got = nnx.jit(lambda s, im, ix: gan_train.train_chunk(s, im, ix, key, 6, target, cfg, True))(
+  got = nnx.jit(lambda s, im, ix: train_gan.train_chunk(s, im, ix, key, 6, target, cfg, True))(
       b, jnp.asarray(images), jnp.asarray(idx))
   assert set(got) == set(want) and "r1" not in want
   for k in want:
@@ -79,15 +80,15 @@ def test_gan_chunk_equals_single_steps():
   # parameter by ~lr = 3e-3, so a missed or repeated step would show).
   for x, y in zip(jax.tree.leaves(nnx.state(a)), jax.tree.leaves(nnx.state(b))):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-4)
-  assert [gan_train.chunk_end(t, 16, 40) for t in (0, 5, 16, 32, 39)] == [16, 16, 32, 40, 40]
+  assert [train_gan.chunk_end(t, 16, 40) for t in (0, 5, 16, 32, 39)] == [16, 16, 32, 40, 40]
 
 
 def test_progress_sums_train_time_over_sessions(tmp_path):
   # Each train_gan call is one session; its entry is rewritten at each checkpoint (the last
   # write holds its wall time), and a second call in the same process adds a new entry.
-  gan_train.write_progress(str(tmp_path), 100, "1000.000", 10.0)
-  gan_train.write_progress(str(tmp_path), 200, "1000.000", 25.0)
-  gan_train.write_progress(str(tmp_path), 300, "1030.500", 5.5)
+  train_gan.write_progress(str(tmp_path), 100, "1000.000", 10.0)
+  train_gan.write_progress(str(tmp_path), 200, "1000.000", 25.0)
+  train_gan.write_progress(str(tmp_path), 300, "1030.500", 5.5)
   with open(tmp_path / "progress.json") as f:
     prog = json.load(f)
   assert prog == {"step": 300, "seconds": 30.5, "sessions": {"1000.000": 25.0, "1030.500": 5.5}}

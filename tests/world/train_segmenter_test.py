@@ -1,4 +1,5 @@
-"""models/segmenter.py + segmenter_train.py: train step, predictions, checkpoints, scoring, stage."""
+"""models/segmenter.py + world/train_segmenter.py: train step, predictions, checkpoints, scoring,
+stage."""
 import json
 import os
 import shutil
@@ -59,7 +60,8 @@ def test_checkpoint_and_weights_round_trip_exactly(batch, tmp_path):
   manager.wait_until_finished()
   fresh = make_state(seed=1)
   assert not all(np.array_equal(a, b) for a, b in zip(leaves(s), leaves(fresh)))
-  assert checkpoints.restore(checkpoints.make_manager(str(tmp_path / "ckpt")), {"state": fresh}) == 3
+  assert checkpoints.restore(checkpoints.make_manager(str(tmp_path / "ckpt")),
+                             {"state": fresh}) == 3
   for a, b in zip(leaves(s), leaves(fresh)):  # params, batch stats, Adam moments and count
     np.testing.assert_array_equal(a, b)
   # The restored state carries on exactly as the original.
@@ -128,10 +130,10 @@ def test_stage_trains_scores_and_resumes_exactly(tmp_path):
   workdir = str(tmp_path / "work")
   pipeline.render(config, workdir)
   assert "train_segmenter" in pipeline.STAGES
-  assert not pipeline.STAGES["train_segmenter"].is_done(config, workdir)
+  assert pipeline.STAGES["train_segmenter"].existing(config, workdir) is None
   out = pipeline.train_segmenter(config, workdir)
   assert out == os.path.join(workdir, "segmenter", "weights")
-  assert pipeline.STAGES["train_segmenter"].is_done(config, workdir)
+  assert pipeline.STAGES["train_segmenter"].existing(config, workdir) == out
   seg_dir = os.path.join(workdir, "segmenter")
   with open(os.path.join(seg_dir, "eval.json")) as f:
     report = json.load(f)

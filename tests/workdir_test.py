@@ -1,0 +1,46 @@
+"""workdir.py: the layout's paths, the refusal of URL workdirs, and what finds the stages' output."""
+import os
+
+import pytest
+
+from configs import tiny
+from learning_words import workdir as wd
+from learning_words.common import errors
+
+
+def test_paths_follow_the_documented_layout(tmp_path):
+  w = str(tmp_path)
+  assert wd.path(w, "runs", "regular", "eval") == os.path.join(w, "runs", "regular", "eval")
+  assert wd.path(w, "pipeline_times.json") == os.path.join(w, "pipeline_times.json")
+  with pytest.raises(ValueError, match="not a workdir entry"):
+    wd.path(w, "checkpoints")
+  cache = wd.cache_dir(w, os.path.join("x", "data", "audio_clevrgan", "cfg", "1.0.0"), 3)
+  assert cache == os.path.join(w, "eval_cache", "audio_clevrgan_cfg_1.0.0_3")
+
+
+@pytest.mark.parametrize("url", ["gs://bucket/lw", "s3://b/x", "memory://lw", "file:///tmp/lw"])
+def test_url_workdirs_are_refused_naming_the_flag(url):
+  with pytest.raises(errors.ConfigError, match=f"--workdir={url}: .*mounted"):
+    wd.check(url)
+
+
+def test_local_workdirs_are_accepted(tmp_path):
+  for w in (str(tmp_path), "workdir", "./runs/a:b", "/mnt/lw"):
+    wd.check(w)
+
+
+def test_runs_and_datasets_are_found_only_when_there(tmp_path):
+  w = str(tmp_path)
+  c = tiny.get_config()
+  assert wd.list_runs(w) == [] and wd.dataset_dir(c, w) is None
+  for run, has in (("b", True), ("a", True), ("c", False)):
+    os.makedirs(wd.path(w, "runs", run, "checkpoints" if has else "tensorboard"))
+  assert wd.list_runs(w) == ["a", "b"]
+  with pytest.raises(errors.MissingError, match="--mode=build_data"):
+    wd.require_dataset(c, w)
+  with pytest.raises(errors.MissingError, match="--mode=train_gan"):
+    wd.load_generator(c, w)  # tiny: 16 px, no shipped generator
+  assert wd.load_segmenter(c, w, required=False) is None
+  c.data.source = "web"
+  with pytest.raises(errors.ConfigError, match="--config.data.source"):
+    wd.dataset_dir(c, w)
