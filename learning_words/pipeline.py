@@ -175,7 +175,7 @@ def run_pipeline(config, workdir: str) -> list[str]:
   for line in report_lib.results_tables(workdir):
     if line and not line.startswith("- "):
       console.say(line)
-  console.say(f"Report: {os.path.join(wd.path(workdir, 'report'), 'report.md')}")
+  console.say(f"Report: {wd.path(workdir, 'report', 'report.md')}")
   return []
 
 
