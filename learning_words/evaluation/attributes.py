@@ -9,8 +9,18 @@ score is the fraction of (with, without) pairs in which the image with the word 
 (ties count 0.5; the Mann-Whitney statistic, computed by sorting), averaged over the voices. Per
 category (colour, material, size, shape) the mean over its words, and the mean of the categories.
 Chance is 0.5. A word with no image on one side has no score (null) and is left out of the means.
+
+Each recording enters the speech encoder at its own length, as in the reference: a word lasts
+33-55 frames, and padding it with silence (zero is the loudest value of our log-mel features)
+made every word rank the images alike. Recordings of equal length share a jitted call; their
+features are then padded to a common length, which MISA's frame mask leaves out. Two diagnostics
+say how much a model's similarities depend on what is said: the mean Spearman correlation between
+two words' rankings of the test images (1: every word ranks the images alike), and the share of
+the similarity's variance that the image alone explains (1: the word does not matter).
 """
+import jax.numpy as jnp
 import numpy as np
+from scipy import stats
 
 from learning_words.common import batching, figures
 from learning_words.data import audio
@@ -66,16 +76,57 @@ def summarise(word_scores: dict) -> dict:
   return {"categories": cats, "mean": float(np.mean(finite)) if finite else float("nan")}
 
 
-def speak_words(voices, frames: int, workers: int = 1):
-  """Spectrograms of every word spoken in every voice, word-major: ([W*V, frames, 40], n_frames
-  [W*V]), with the voices at eSpeak NG's default rate and pitch (the same recordings every run)."""
+def speak_words(voices, workers: int = 1) -> list:
+  """Log-mel spectrograms [T_i, 40] of every word spoken in every voice, word-major (W * V of
+  them), each at its own length; the voices at eSpeak NG's default rate and pitch (the same
+  recordings every run)."""
   base = speech.DEFAULT_VOICE
   voice_list = [speech.Voice(v, base.rate, base.pitch) for v in voices]
   texts = [w for w in WORDS for _ in voice_list]
   waves = speech.speak_many(texts, voice_list * len(WORDS), workers=workers, progress=False)
-  specs = [audio.pad_or_crop(audio.log_mel_spectrogram(w, name=t), frames)
-           for w, t in zip(waves, texts)]
-  return np.stack([s for s, _ in specs]), np.array([n for _, n in specs], np.int32)
+  return [audio.log_mel_spectrogram(w, name=t) for w, t in zip(waves, texts)]
+
+
+def embed_words(models, specs, batch: int):
+  """(features [N,T',D], valid frames [N]) of N recordings [T_i, 40], each encoded at its own
+  length: one jitted call per length (batches of `batch` rows, padded), then the features padded
+  with zeros to the longest T' (frames beyond a recording's own are masked by MISA)."""
+  lengths = np.array([s.shape[0] for s in specs])
+  parts = {}
+  for length in np.unique(lengths):
+    rows = np.nonzero(lengths == length)[0]
+    spec = np.stack([specs[i] for i in rows]).astype(np.float32)
+    parts[int(length)] = (rows, *batching.map_batches(
+        lambda s, f: encoders.embed_audio(models, s, f),
+        (spec, np.full(len(rows), length, np.int32)), batch))
+  t_max = max(aud.shape[1] for _, aud, _ in parts.values())
+  feats = jnp.zeros((len(specs), t_max, next(iter(parts.values()))[1].shape[2]), jnp.float32)
+  frames = jnp.zeros(len(specs), jnp.int32)
+  for rows, aud, f in parts.values():
+    feats = feats.at[rows, :aud.shape[1]].set(aud)
+    frames = frames.at[rows].set(f)
+  return feats, frames
+
+
+def ranking_agreement(sim) -> float:
+  """Mean Spearman correlation between the columns of sim [P, W] (each word's ranking of the P
+  images), over the W (W - 1) / 2 pairs of words; NaN for fewer than 2 words or images."""
+  sim = np.asarray(sim, np.float64)
+  if sim.shape[0] < 2 or sim.shape[1] < 2:
+    return float("nan")
+  with np.errstate(invalid="ignore", divide="ignore"):  # a constant column: NaN, left out
+    rho = np.corrcoef(stats.rankdata(sim, axis=0), rowvar=False)  # Pearson of the ranks
+  pairs = rho[np.triu_indices(sim.shape[1], 1)]
+  return float(np.nanmean(pairs)) if np.isfinite(pairs).any() else float("nan")
+
+
+def image_share(sim) -> float:
+  """Share of sim [P, W]'s variance explained by the image alone: the between-image sum of
+  squares (W * sum over images of (image mean - grand mean)^2) over the total sum of squares."""
+  sim = np.asarray(sim, np.float64)
+  total = np.sum((sim - sim.mean()) ** 2)
+  between = sim.shape[1] * np.sum((sim.mean(axis=1) - sim.mean()) ** 2)
+  return float(between / total) if total > 0 else float("nan")
 
 
 def run(ctx: context.Context) -> dict:
@@ -97,10 +148,8 @@ def run(ctx: context.Context) -> dict:
       lambda zi: encoders.embed_generated_images(ctx.models, ctx.g, ctx.z_table[zi], layer=layer),
       (z_index,), batch, desc="attributes: image features")
   voices = tuple(cfg.voices)
-  spec, n_frames = speak_words(voices, int(ctx.config.data.eval_frames),
-                               int(ctx.config.speech.workers))
-  aud, frames = batching.map_batches(lambda s, f: encoders.embed_audio(ctx.models, s, f),
-                                   (spec, n_frames), batch)
+  aud, frames = embed_words(ctx.models, speak_words(voices, int(ctx.config.speech.workers)),
+                            batch)
   sim = np.asarray(recall.similarity(img, aud, frames, chunk=min(64, img.shape[0]),
                                      cosine=bool(ctx.config.model.cosine)))  # [P, W*V]
   sim = sim.reshape(len(z_index), len(WORDS), len(voices))
@@ -113,5 +162,7 @@ def run(ctx: context.Context) -> dict:
     words[w] = {"category": CATEGORY[w], "score": float(np.mean(per_voice)),
                 "per_voice": per_voice, "n_with": len(with_), "n_without": len(without)}
   summary = summarise({w: r["score"] for w, r in words.items()})
+  per_word = sim.mean(axis=2)  # [P, 15]: each word's similarity, averaged over the voices
   return {"n_images": len(z_index), "voices": list(voices), "chance": 0.5, **summary,
-          "words": words}
+          "word_ranking_spearman": ranking_agreement(per_word),
+          "image_variance_share": image_share(per_word), "words": words}

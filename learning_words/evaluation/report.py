@@ -43,7 +43,7 @@ from learning_words.common import errors, figures, jsonio, writers
 from learning_words.data import input_pipeline
 from learning_words.evaluation import attributes, suite
 from learning_words.learner import drawing, matchmap
-from learning_words.models import davenet, encoders
+from learning_words.models import encoders
 from learning_words.models import generator as gen_lib
 
 EXAMPLES = 4  # test pairs in each run's figures
@@ -212,11 +212,10 @@ def heat_maps(img, aud, n_frames, cosine: bool = False):
 
 
 @functools.partial(nnx.jit, static_argnames=("layer", "cosine"))
-def word_heat(models, g, z, spec, n_frames, layer: str, cosine: bool):
-  """(images G(z[N]) [N,R,R,3], heat maps [N,W,h,w] of the W spoken words spec [W,T,40])."""
+def word_heat(models, g, z, aud, frames, layer: str, cosine: bool):
+  """(images G(z[N]) [N,R,R,3], heat maps [N,W,h,w] of W spoken words' features aud [W,T',D]
+  with valid frames [W] (attributes.embed_words: each word encoded at its own length))."""
   images = encoders.draw_positives(g, z, layer)[0]
-  aud = models.audio(spec)
-  frames = davenet.pooled_frames(n_frames, aud.shape[1], models.audio.pooling_ratio)
   return images, heat_maps(models.image(images), aud, frames, cosine)
 
 
@@ -297,7 +296,7 @@ def run_figures(config, workdir: str, runs, folder: str | None) -> list:
   z = jnp.asarray(gen_lib.standard_z(1 + int(data["z_index"].max()), g.sizes[0]))[data["z_index"]]
   spec, n_frames = jnp.asarray(data["spec"]), jnp.asarray(data["n_frames"])
   voice = tuple(config.evals.attributes.voices)[:1]
-  word_spec, word_frames = attributes.speak_words(voice, int(config.data.eval_frames))
+  word_specs = attributes.speak_words(voice)
   key = jax.random.key(int(config.evals.seed))
   draw = nnx.jit(functools.partial(drawing.draw_examples, config=random_units(config)))
   layer, cosine = config.negatives.layer, bool(config.model.cosine)
@@ -312,8 +311,8 @@ def run_figures(config, workdir: str, runs, folder: str | None) -> list:
                                     config.evals.checkpoint)
     models.eval()
     positives, negatives, masks = draw(models, g, z, spec, n_frames, key)
-    images, heat = word_heat(models, g, z, jnp.asarray(word_spec), jnp.asarray(word_frames),
-                             layer=layer, cosine=cosine)
+    word_aud, word_frames = attributes.embed_words(models, word_specs, int(config.evals.batch_size))
+    images, heat = word_heat(models, g, z, word_aud, word_frames, layer=layer, cosine=cosine)
     lines += [f"### {run} ({config.evals.checkpoint} checkpoint, step {step})", "",
               f"![{run}: positive, negative, mask](figures/{run}_negatives.png)", "",
               f"![{run}: attribute words](figures/{run}_words.png)", ""]
