@@ -21,6 +21,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.world.num_val = 1_000
   c.world.relation_prob = 0.5      # chance a caption adds a left/right/front/behind relation
   c.world.parse_min_pixels = 3     # smaller label regions are not objects (world/parse.py)
+  # Where the pairs' images and captions come from (the ladder, world/pairs.py): 'renders' (L0,
+  # ground-truth captions; train with data.positives='stored'), 'inverted' (L1: G of each
+  # render's inverted latent, its ground-truth caption), 'inverted_parsed' (L2: the same images,
+  # parsed captions) or 'prior' (L3: G(z_i), parsed captions, the reference's Audio CLEVRGAN).
+  c.world.pairs = "prior"
+  # The inverted worlds' latents (world/invert.py): best of `starts` prior draws, then Adam.
+  c.world.invert_steps = 200
+  c.world.invert_starts = 16
+  c.world.invert_lr = 0.05
+  c.world.invert_batch = 250
+  c.world.invert_fg_weight = 10.0  # object pixels weigh 1 + this in the pixel loss
   c.world.report_images = 1_000    # generated images the world report parses (ids past every split)
   c.world.report_edits = 200       # of which this many get edit diagnostics per layer
 
@@ -46,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.eval_frames = 2048        # spectrogram frames in evaluation
   c.data.batch_size = 32           # global batch, split over all devices and hosts
   c.data.worker_count = 0          # grain worker processes (featurisation)
+  # Positive images in training and evaluation: 'generator' (G(z) redrawn from the pair's latent,
+  # as the reference) or 'stored' (the record's image: the renders of L0; no edited negatives).
+  c.data.positives = "generator"
 
   # GAN (learning_words/world/train_gan.py): the frozen generator that draws positives and
   # negatives.
@@ -103,6 +117,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict()
   c.loss.kind = "regular"          # regular | negatives_hard | negatives_edited | negatives_both
   c.loss.margin = 1.0
+  c.loss.base = "triplet"          # 'triplet' (the reference's margin ranking) or 'softmax'
+  c.loss.temperature = 0.07        # softmax base: logits = similarity / temperature
 
   # Drawing negatives inside the step (learning_words/learner/negatives.py).
   c.negatives = ml_collections.ConfigDict()
@@ -142,6 +158,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.momentum = 0.9
   c.train.weight_decay = 5e-7
   c.train.lr_decay_epochs = 30     # lr / 10 every this many epochs
+  c.train.warmup_epochs = 0.0      # linear warm-up from 0 (the reference: none)
   c.train.val_pairs = 500
   c.train.log_every = 50
   c.train.image_every = 500

@@ -1,10 +1,11 @@
 """The method's stages in order, each cached in the workdir, and the modes that run them.
 
-  render -> train_gan -> train_segmenter -> build_data -> train -> eval -> report
+  render -> train_gan -> train_segmenter -> invert -> build_data -> train -> eval -> report
 
 STAGES maps a name to (run, existing): run(config, workdir) does the stage's work; existing gives
 its output when that already exists (the shipped generator counts), so `run_pipeline` skips it
-(render, train_gan, train_segmenter and build_data are cached; train resumes from its
+(render, train_gan, train_segmenter, invert and build_data are cached; invert only runs for
+the inverted worlds of the ladder; train resumes from its
 checkpoints, eval and report always run). Each
 stage's wall time goes to WORKDIR/pipeline_times.json for the report. TOOLS are modes that are not
 stages (shipping trained weights into the package).
@@ -18,8 +19,8 @@ from learning_words.common import assets, console, errors, jsonio
 from learning_words.data import clevr_scenes, official
 from learning_words.evaluation import report as report_lib, runner
 from learning_words.learner import train as train_lib
-from learning_words.world import (build_data as build_data_lib, scenes, train_gan as gan_lib,
-                                  train_segmenter as seg_lib)
+from learning_words.world import (build_data as build_data_lib, invert as invert_lib, scenes,
+                                  train_gan as gan_lib, train_segmenter as seg_lib)
 
 
 def render(config, workdir: str) -> str:
@@ -41,6 +42,21 @@ def train_segmenter(config, workdir: str) -> str:
                                  wd.scenes_dir(config, workdir))
 
 
+def invert(config, workdir: str) -> str:
+  """Finds the latents of the renders the inverted worlds draw (world/invert.py)."""
+  folder = wd.latents_dir(config, workdir)
+  if folder is None:
+    raise errors.MissingError("invert needs a generator: run --mode=train_gan first")
+  return invert_lib.invert_renders(config, folder, wd.load_generator(config, workdir))
+
+
+def _latents_done(config, workdir) -> str | None:
+  if config.world.pairs not in wd.INVERTED or wd.data_source(config) == "official":
+    return f"not needed by --config.world.pairs={config.world.pairs}"
+  folder = wd.latents_dir(config, workdir)
+  return folder if folder and os.path.isfile(os.path.join(folder, "latents.npy")) else None
+
+
 def build_data(config, workdir: str) -> str:
   """Builds the image / spoken-caption dataset (and, for the synthetic world, its report)."""
   if wd.data_source(config) == "official":
@@ -52,7 +68,8 @@ def build_data(config, workdir: str) -> str:
                               "(or --mode=pipeline)")
   return build_data_lib.build_synthetic(
       config, wd.path(workdir, "data"), wd.scenes_dir(config, workdir),
-      wd.load_generator(config, workdir), wd.load_segmenter(config, workdir), fingerprint)
+      wd.load_generator(config, workdir), wd.load_segmenter(config, workdir), fingerprint,
+      wd.load_latents(config, workdir))
 
 
 def run_configs(config) -> list:
@@ -78,11 +95,13 @@ def train(config, workdir: str) -> dict:
   the last validation recall per run."""
   folder = wd.require_dataset(config, workdir)
   g = wd.load_generator(config, workdir)
+  latents = wd.load_latents(config, workdir)
   results = {}
   for c in run_configs(config):
     name = run_name(c)
     console.say(f"[train] run {name} in {wd.path(workdir, 'runs', name)}")
-    results[name] = train_lib.train_loop(c, wd.path(workdir, "runs", name), folder, g)
+    results[name] = train_lib.train_loop(c, wd.path(workdir, "runs", name), folder, g,
+                                         latents=latents)
     console.say(f"[train] run {name}: validation score {results[name]['score']:.4f} "
                 f"(A_r5 {results[name]['A_r5']:.4f}, I_r5 {results[name]['I_r5']:.4f})")
   return results
@@ -123,6 +142,7 @@ STAGES = {
     "render": Stage(render, lambda c, w: _built(wd.scenes_dir(c, w))),
     "train_gan": Stage(train_gan, wd.generator_dir),
     "train_segmenter": Stage(train_segmenter, wd.segmenter_weights_dir),
+    "invert": Stage(invert, _latents_done),
     "build_data": Stage(build_data, wd.dataset_dir),
     "train": Stage(train, _always_runs),
     "eval": Stage(evaluate, _always_runs),

@@ -18,6 +18,7 @@ generator and segmenter are the shipped ones (learning_words/assets) unless `gan
 import os
 import re
 
+import numpy as np
 from flax import nnx
 
 from learning_words.common import assets, checkpoints, errors
@@ -82,13 +83,45 @@ def segmenter_weights_dir(config, workdir: str) -> str | None:
                       path(workdir, "segmenter", "weights"))
 
 
+INVERTED = ("inverted", "inverted_parsed")  # the worlds drawn from inverted latents
+
+
+def latents_dir(config, workdir: str) -> str | None:
+  """WORKDIR/data/latents/<generator fingerprint>_<pairs>: the latents the invert stage found
+  for the renders of every pair id of the inverted worlds (None: no generator)."""
+  g_dir = generator_dir(config, workdir)
+  if g_dir is None:
+    return None
+  d = config.data
+  name = (f"{checkpoints.fingerprint_folders(g_dir)}_r{config.world.resolution}_s{config.seed}"
+          f"_n{d.num_train + d.num_val + d.num_test}")
+  return path(workdir, "data", "latents", name)
+
+
+def load_latents(config, workdir: str):
+  """The inverted latents [n, Z] the configured world draws its pairs from (None: the world
+  does not use them); missing ones raise, naming the stage to run."""
+  if config.world.pairs not in INVERTED:
+    return None
+  folder = latents_dir(config, workdir)
+  f = os.path.join(folder or "", "latents.npy")
+  if folder is None or not os.path.isfile(f):
+    raise errors.MissingError(f"--config.world.pairs={config.world.pairs} needs the renders' "
+                              "latents: run --mode=invert first (or --mode=pipeline)")
+  return np.load(f)
+
+
 def weights_fingerprint(config, workdir: str) -> str | None:
   """What names the synthetic dataset: the generator and segmenter weights (None: either
-  missing) and the parser's setting that turned the segmenter's maps into captions."""
+  missing), the parser's setting that turned the segmenter's maps into captions, and the
+  inverted worlds' latents."""
   g_dir, s_dir = generator_dir(config, workdir), segmenter_weights_dir(config, workdir)
   if g_dir is None or s_dir is None:
     return None
-  return checkpoints.fingerprint_folders(g_dir, s_dir, extra=(config.world.parse_min_pixels,))
+  folders = [g_dir, s_dir]
+  if config.world.pairs in INVERTED:
+    folders.append(latents_dir(config, workdir))
+  return checkpoints.fingerprint_folders(*folders, extra=(config.world.parse_min_pixels,))
 
 
 def data_source(config) -> str:

@@ -1,5 +1,6 @@
 """The tiny pipeline end to end: render -> train_gan -> train_segmenter -> build_data -> train (two
-loss kinds) -> eval -> report."""
+loss kinds) -> eval -> report; then, in the same workdir, the ladder's L0 (renders, stored
+positives) and L2 (inverted latents, edited negatives drawn from them) by their overrides."""
 import json
 import os
 
@@ -9,6 +10,7 @@ from configs import tiny
 from learning_words import pipeline, workdir as wd
 from learning_words.data import audio, input_pipeline
 from learning_words.data import records
+from learning_words.world import pairs as build_pairs
 
 
 def test_tiny_pipeline_runs_every_stage(tmp_path):
@@ -40,10 +42,40 @@ def test_tiny_pipeline_runs_every_stage(tmp_path):
       assert r["text"].decode().endswith(".")
   assert total == built["parsed"]
   times = json.load(open(os.path.join(str(tmp_path), "pipeline_times.json")))
-  assert set(times) == set(pipeline.STAGES)
+  assert set(times) == set(pipeline.STAGES) - {"invert"}  # only the inverted worlds invert
   results = json.load(open(os.path.join(str(tmp_path), "report", "results.json")))
   for run in c.train.kinds:  # same budget: both runs end at the same step
     assert os.path.isdir(os.path.join(str(tmp_path), "runs", run, "checkpoints", "6"))
     ev = json.load(open(os.path.join(str(tmp_path), "runs", run, "eval", "retrieval.json")))
     assert results[run]["retrieval"]["A_r10"] == ev["A_r10"]
   assert os.path.isfile(os.path.join(str(tmp_path), "report", "report.md"))
+  _ladder_rungs(c, str(tmp_path))
+
+
+def _ladder_rungs(c, workdir):
+  """L0 and L2 in the workdir of a finished tiny pipeline (its generator and segmenter)."""
+  l0 = c.copy_and_resolve_references()
+  l0.world.pairs, l0.data.positives = "renders", "stored"
+  l0.train.kinds, l0.train.name = (), "L0"
+  assert pipeline.run_pipeline(l0, workdir) == []
+  folder = wd.dataset_dir(l0, workdir)
+  assert "_renders_" in folder
+  src = input_pipeline.open_source(folder, "test")
+  ev = json.load(open(os.path.join(workdir, "runs", "L0", "eval", "eval.json")))["results"]
+  assert ev["attributes"]["labels"] == "truth" and 0 <= ev["attributes"]["mean"] <= 1
+  assert "skipped" in ev["edited_recall"] and np.isfinite(ev["retrieval"]["A_r10"])
+  assert all(int(src[k]["z_index"]) == -1 for k in range(len(src)))
+  l2 = c.copy_and_resolve_references()
+  l2.world.pairs, l2.world.invert_steps, l2.world.invert_batch = "inverted_parsed", 3, 16
+  l2.train.kinds, l2.train.name, l2.loss.kind = (), "L2", "negatives_edited"
+  l2.evals.names = ("retrieval", "edited_recall")
+  assert pipeline.run_pipeline(l2, workdir) == []
+  latents = wd.load_latents(l2, workdir)
+  assert latents.shape == (24 + 8 + 8, c.gan.sizes[0])
+  src = input_pipeline.open_source(wd.dataset_dir(l2, workdir), "train")
+  g = wd.load_generator(l2, workdir)
+  rec = src[0]  # the stored image is the generator's drawing of the pair's latent row
+  np.testing.assert_array_equal(
+      rec["image"], build_pairs.draw_images(g, latents[int(rec["z_index"])][None])[0])
+  ev = json.load(open(os.path.join(workdir, "runs", "L2", "eval", "eval.json")))["results"]
+  assert 0 <= ev["edited_recall"]["r1"] <= 1

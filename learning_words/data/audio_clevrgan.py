@@ -1,21 +1,32 @@
 """`audio_clevrgan`: the synthetic Audio CLEVRGAN, in the official dataset's record format.
 
 Splits are id ranges: train [0, n_train), val [n_train, n_train + n_val), test after that. Ids whose
-generated image holds no parsed object are skipped (counted in WORKDIR/data/world_report.json).
-The config name carries a fingerprint of the generator and segmenter weights (of their folders:
-checkpoints.fingerprint_folders), so a new generator never reuses stale pairs.
+image holds no object are skipped (counted in WORKDIR/data/world_report.json). The config name
+carries the world (`world.pairs`, world/pairs.py; the reference's prior samples keep the plain
+name) and a fingerprint of the weights that drew and read the pairs (checkpoints.fingerprint_folders),
+so a new generator never reuses stale pairs. The ground-truth-captioned worlds also store each
+pair's scene description (`scene`, JSON), which the word test then uses as labels.
 """
+import json
+
 import tensorflow_datasets as tfds
 
 from learning_words.data import records
 
 
+TRUTH_PAIRS = ("renders", "inverted")  # captions from the ground truth: scenes are stored
+
+
 class AudioClevrganConfig(tfds.core.BuilderConfig):
   """Sizes of the splits, the seed, and the fingerprint of the models that drew and read them."""
 
-  def __init__(self, *, resolution, num_train, num_val, num_test, seed, fingerprint):
-    super().__init__(name=f"r{resolution}_n{num_train}_{num_val}_{num_test}_s{seed}_{fingerprint}")
+  def __init__(self, *, resolution, num_train, num_val, num_test, seed, fingerprint,
+               pairs="prior"):
+    world = "" if pairs == "prior" else f"_{pairs}"
+    super().__init__(
+        name=f"r{resolution}_n{num_train}_{num_val}_{num_test}_s{seed}{world}_{fingerprint}")
     self.resolution = resolution
+    self.with_scene = pairs in TRUTH_PAIRS
     self.splits = {"train": (0, num_train), "val": (num_train, num_val),
                    "test": (num_train + num_val, num_test)}
     self.seed = seed
@@ -32,8 +43,9 @@ class AudioClevrgan(records.Builder):
     self.stats = {}
 
   def _info(self) -> tfds.core.DatasetInfo:
+    cfg = self.builder_config
     return tfds.core.DatasetInfo(
-        builder=self, features=records.make_caption_features(self.builder_config.resolution))
+        builder=self, features=records.make_caption_features(cfg.resolution, cfg.with_scene))
 
   def _split_generators(self, dl_manager):
     return {split: self._generate_examples(split, start, num)
@@ -43,8 +55,11 @@ class AudioClevrgan(records.Builder):
     recs, stats = self.make_split(start, num)
     self.stats[split] = stats
     for r in recs:
-      yield r["id"], {"id": r["id"], "z_index": r["z_index"], "image": r["image"],
-                      "waveform": records.encode_pcm16(r["waveform"]), "text": r["text"]}
+      out = {"id": r["id"], "z_index": r["z_index"], "image": r["image"],
+             "waveform": records.encode_pcm16(r["waveform"]), "text": r["text"]}
+      if self.builder_config.with_scene:
+        out["scene"] = json.dumps(r["scene"])
+      yield r["id"], out
 
 
 def make_builder(config, data_dir: str, weights_fingerprint: str,
@@ -54,5 +69,6 @@ def make_builder(config, data_dir: str, weights_fingerprint: str,
   return AudioClevrgan(
       config=AudioClevrganConfig(
           resolution=config.world.resolution, num_train=d.num_train, num_val=d.num_val,
-          num_test=d.num_test, seed=config.seed, fingerprint=weights_fingerprint),
+          num_test=d.num_test, seed=config.seed, fingerprint=weights_fingerprint,
+          pairs=config.world.pairs),
       make_split=make_split, data_dir=data_dir, file_format="array_record")

@@ -6,6 +6,7 @@ reads its own shard (`ShardByJaxProcess`), and `make_global` assembles the per-h
 arrays sharded over the mesh's `data` axis. The iterator's `get_state()` / `set_state()` resume
 exactly (saved with the Orbax checkpoint by the train loop).
 """
+import json
 import os
 
 import grain
@@ -89,3 +90,14 @@ def load_eval_arrays(data_dir: str, split: str, frames: int, limit: int) -> dict
     if sum(len(r["id"]) for r in rows) >= limit:
       break
   return {k: np.concatenate([r[k] for r in rows])[:limit] for k in BATCH_KEYS}
+
+
+def load_scenes(data_dir: str, split: str, ids) -> list[dict] | None:
+  """The ground-truth scene descriptions of the pairs `ids` of a split, where the dataset stores
+  them (the ground-truth-captioned worlds), else None."""
+  src = open_source(data_dir, split)
+  if "scene" not in tfds.builder_from_directory(data_dir).info.features:
+    return None
+  by_id = {int(r["id"]): r["scene"] for r in src.__getitems__(list(range(len(src))))}
+  decode = lambda s: json.loads(s.decode() if isinstance(s, bytes) else str(s))
+  return [decode(by_id[int(i)]) for i in ids]

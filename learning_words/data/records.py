@@ -30,9 +30,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     logging.info("built %s in %s", self.name, self.data_dir)
 
 
-def make_caption_features(image_size: int) -> tfds.features.FeaturesDict:
-  """Features of one image / spoken-caption record (Tensor/Text only: no TensorFlow needed)."""
+def make_caption_features(image_size: int, scene: bool = False) -> tfds.features.FeaturesDict:
+  """Features of one image / spoken-caption record (Tensor/Text only: no TensorFlow needed);
+  `scene`: with the image's ground-truth scene description (JSON text)."""
+  extra = {"scene": tfds.features.Text()} if scene else {}
   return tfds.features.FeaturesDict({
+      **extra,
       "id": np.int64,
       "z_index": np.int64,
       "image": tfds.features.Tensor(shape=(image_size, image_size, 3), dtype=np.uint8),

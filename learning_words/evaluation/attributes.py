@@ -2,8 +2,9 @@
 
 Each of the 15 attribute words of the world (8 colours, 2 materials, 2 sizes, 3 shapes) is spoken
 by the TTS with a fixed set of voices (evals.attributes.voices, default rate and pitch). The test
-images G(z_id) are read by the attribute segmenter (parse.parse of its maps); an image has a word
-iff one of its parsed objects has that value. Per word, up to `images` test images with it and
+images G(z_id) (or the stored images) are read by the attribute segmenter (parse.parse of its
+maps), or labelled by their ground truth where the world stores it (`labels`: 'truth'); an image
+has a word iff one of its objects has that value. Per word, up to `images` test images with it and
 `images` without (a seeded random choice) are scored by MISA against each recording; the word's
 score is the fraction of (with, without) pairs in which the image with the word scores higher
 (ties count 0.5; the Mann-Whitney statistic, computed by sorting), averaged over the voices. Per
@@ -131,22 +132,33 @@ def image_share(sim) -> float:
 
 def run(ctx: context.Context) -> dict:
   """Table 1 scores of the model on the first `evals.attributes.pool` test images."""
-  if ctx.seg is None:
-    raise FileNotFoundError("attributes needs the attribute segmenter (WORKDIR/segmenter/weights)")
   cfg = ctx.cfg.attributes
   batch = int(ctx.cfg.batch_size)
   layer = ctx.config.negatives.layer
   z_index = ctx.data["z_index"][:int(cfg.pool)]
   if not len(z_index):
     raise ValueError("attributes: no test images")
-  images = figures.to_uint8(batching.map_batches(
-      lambda zi: encoders.generate(ctx.g, ctx.z_table[zi]), (z_index,), batch,
-      desc="attributes: images"))
-  has = presence(parse.parse(seg_lib.predict(ctx.seg, images),
-                             ctx.config.world.parse_min_pixels))
-  img = batching.map_batches(
-      lambda zi: encoders.embed_generated_images(ctx.models, ctx.g, ctx.z_table[zi], layer=layer),
-      (z_index,), batch, desc="attributes: image features")
+  if ctx.scenes is not None:  # the world's ground truth
+    labels, has = "truth", presence(ctx.scenes[:len(z_index)])
+  else:
+    if ctx.seg is None:
+      raise FileNotFoundError("attributes needs the attribute segmenter "
+                              "(WORKDIR/segmenter/weights)")
+    images = ctx.data["image"][:len(z_index)] if ctx.stored else figures.to_uint8(
+        batching.map_batches(lambda zi: encoders.generate(ctx.g, ctx.z_table[zi]), (z_index,),
+                             batch, desc="attributes: images"))
+    labels = "segmenter"
+    has = presence(parse.parse(seg_lib.predict(ctx.seg, images),
+                               ctx.config.world.parse_min_pixels))
+  if ctx.stored:
+    img = batching.map_batches(lambda im: encoders.embed_stored_images(ctx.models, im),
+                               (ctx.data["image"][:len(z_index)],), batch,
+                               desc="attributes: image features")
+  else:
+    img = batching.map_batches(
+        lambda zi: encoders.embed_generated_images(ctx.models, ctx.g, ctx.z_table[zi],
+                                                   layer=layer),
+        (z_index,), batch, desc="attributes: image features")
   voices = tuple(cfg.voices)
   aud, frames = embed_words(ctx.models, speak_words(voices, int(ctx.config.speech.workers)),
                             batch)
@@ -163,6 +175,7 @@ def run(ctx: context.Context) -> dict:
                 "per_voice": per_voice, "n_with": len(with_), "n_without": len(without)}
   summary = summarise({w: r["score"] for w, r in words.items()})
   per_word = sim.mean(axis=2)  # [P, 15]: each word's similarity, averaged over the voices
-  return {"n_images": len(z_index), "voices": list(voices), "chance": 0.5, **summary,
+  return {"n_images": len(z_index), "labels": labels, "voices": list(voices), "chance": 0.5,
+          **summary,
           "word_ranking_spearman": ranking_agreement(per_word),
           "image_variance_share": image_share(per_word), "words": words}

@@ -18,7 +18,9 @@ class Context:
   generator; data: held-out pairs as from input_pipeline.load_eval_arrays (id, z_index, image,
   spec [N,T,40], n_frames); z_table [n_z, z_dim]: rows of the fixed z matrix covering
   data['z_index']; seg: the attribute segmenter or None (then `semantic` and `attributes` are
-  skipped); cache_dir: where generated test material is kept (WORKDIR/eval_cache/...)."""
+  skipped); cache_dir: where generated test material is kept (WORKDIR/eval_cache/...); scenes:
+the held-out pairs' ground-truth scene descriptions where the world stores them (else None: the
+word test reads the images with the segmenter)."""
   config: object
   models: object
   g: object
@@ -27,9 +29,16 @@ class Context:
   seg: object = None
   cache_dir: str = ""
 
+  scenes: list | None = None
+
   @property
   def cfg(self):
     return self.config.evals
+
+  @property
+  def stored(self) -> bool:
+    """Whether the positives are the records' images (data.positives='stored'), not G(z)."""
+    return self.config.data.positives == "stored"
 
   def take(self, n: int) -> dict:
     """The first n held-out pairs."""

@@ -211,12 +211,11 @@ def heat_maps(img, aud, n_frames, cosine: bool = False):
   return jnp.max(jnp.where(valid[None, :, None, None, :], mm, -jnp.inf), axis=-1)
 
 
-@functools.partial(nnx.jit, static_argnames=("layer", "cosine"))
-def word_heat(models, g, z, aud, frames, layer: str, cosine: bool):
-  """(images G(z[N]) [N,R,R,3], heat maps [N,W,h,w] of W spoken words' features aud [W,T',D]
-  with valid frames [W] (attributes.embed_words: each word encoded at its own length))."""
-  images = encoders.draw_positives(g, z, layer)[0]
-  return images, heat_maps(models.image(images), aud, frames, cosine)
+@functools.partial(nnx.jit, static_argnames=("cosine",))
+def word_heat(models, images, aud, frames, cosine: bool):
+  """heat maps [N,W,h,w] of images [N,R,R,3] in [-1, 1] against W spoken words' features aud
+  [W,T',D] with valid frames [W] (attributes.embed_words: each word encoded at its own length)."""
+  return heat_maps(models.image(images), aud, frames, cosine)
 
 
 def normalise_per_image(heat) -> np.ndarray:
@@ -293,13 +292,18 @@ def run_figures(config, workdir: str, runs, folder: str | None) -> list:
   split = config.evals.split
   data = input_pipeline.load_eval_arrays(data_dir, split, config.data.eval_frames, EXAMPLES)
   captions = read_captions(data_dir, split, data["id"])
-  z = jnp.asarray(gen_lib.standard_z(1 + int(data["z_index"].max()), g.sizes[0]))[data["z_index"]]
+  stored = config.data.positives == "stored"
+  z = jnp.asarray(gen_lib.latent_table(wd.load_latents(config, workdir),
+                                       1 + int(data["z_index"].max()), g.sizes[0]))[
+                                           np.maximum(data["z_index"], 0)]
+  pictures = (encoders.to_float(jnp.asarray(data["image"])) if stored
+              else encoders.draw_positives(g, z, config.negatives.layer)[0])
   spec, n_frames = jnp.asarray(data["spec"]), jnp.asarray(data["n_frames"])
   voice = tuple(config.evals.attributes.voices)[:1]
   word_specs = attributes.speak_words(voice)
   key = jax.random.key(int(config.evals.seed))
   draw = nnx.jit(functools.partial(drawing.draw_examples, config=random_units(config)))
-  layer, cosine = config.negatives.layer, bool(config.model.cosine)
+  cosine = bool(config.model.cosine)
   lines = ["## Drawn negatives and attribute words", "",
            f"The first {len(z)} pairs of the {split} split. Negatives: random units "
            f"(p from {config.negatives.p}), the same draws for every run. Words: eSpeak NG voice "
@@ -310,17 +314,19 @@ def run_figures(config, workdir: str, runs, folder: str | None) -> list:
     models, step = wd.load_encoders(config, wd.path(workdir, "runs", run),
                                     config.evals.checkpoint)
     models.eval()
-    positives, negatives, masks = draw(models, g, z, spec, n_frames, key)
     word_aud, word_frames = attributes.embed_words(models, word_specs, int(config.evals.batch_size))
-    images, heat = word_heat(models, g, z, word_aud, word_frames, layer=layer, cosine=cosine)
-    lines += [f"### {run} ({config.evals.checkpoint} checkpoint, step {step})", "",
-              f"![{run}: positive, negative, mask](figures/{run}_negatives.png)", "",
-              f"![{run}: attribute words](figures/{run}_words.png)", ""]
-    if folder is not None:
+    heat = word_heat(models, pictures, word_aud, word_frames, cosine=cosine)
+    lines += [f"### {run} ({config.evals.checkpoint} checkpoint, step {step})", ""]
+    if not stored:  # stored positives have no latent to draw negatives from
+      lines += [f"![{run}: positive, negative, mask](figures/{run}_negatives.png)", ""]
+    lines += [f"![{run}: attribute words](figures/{run}_words.png)", ""]
+    if folder is not None and not stored:
+      positives, negatives, masks = draw(models, g, z, spec, n_frames, key)
       figures.save_png(os.path.join(folder, "figures", f"{run}_negatives.png"),
                        negatives_figure(positives, negatives, masks))
+    if folder is not None:
       figures.save_png(os.path.join(folder, "figures", f"{run}_words.png"),
-                       words_figure(images, normalise_per_image(heat)))
+                       words_figure(pictures, normalise_per_image(heat)))
   return lines
 
 

@@ -11,7 +11,8 @@ def run(ctx: context.Context) -> dict:
   if n == 0:
     raise ValueError("retrieval: no held-out pairs")
   img, aud, frames = encoders.embed_pairs(ctx.models, ctx.g, ctx.z_table, ctx.take(n),
-                                          int(ctx.cfg.batch_size), ctx.config.negatives.layer)
+                                          int(ctx.cfg.batch_size), ctx.config.negatives.layer,
+                                          ctx.stored)
   out = {"n_pairs": n, **recall.retrieval_metrics(img, aud, frames, bool(ctx.config.model.cosine))}
   out.update({f"chance_r{k}": min(k, n) / n for k in recall.KS})
   return out

@@ -18,13 +18,16 @@ from learning_words.evaluation import context, suite
 from learning_words.models import generator as gen_lib
 
 
-def make_context(config, models, g, data: dict, seg, cache_dir: str) -> context.Context:
-  """The evaluators' inputs: held-out pairs, the z rows they use, and the models (switched to
-  eval mode)."""
-  z_table = jnp.asarray(gen_lib.standard_z(1 + int(data["z_index"].max()), g.sizes[0]))
+def make_context(config, models, g, data: dict, seg, cache_dir: str, latents=None,
+                 scenes=None) -> context.Context:
+  """The evaluators' inputs: held-out pairs, the latent rows they use (the world's inverted
+  latents, else the fixed z matrix), their ground-truth scenes if stored, and the models
+  (switched to eval mode)."""
+  z_table = jnp.asarray(gen_lib.latent_table(latents, 1 + int(data["z_index"].max()),
+                                             g.sizes[0]))
   models.eval()
   return context.Context(config=config, models=models, g=g, data=data, z_table=z_table, seg=seg,
-                         cache_dir=cache_dir)
+                         cache_dir=cache_dir, scenes=scenes)
 
 
 def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
@@ -37,10 +40,12 @@ def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
   data = input_pipeline.load_eval_arrays(data_dir, config.evals.split, config.data.eval_frames,
                                          suite.pairs_needed(config, names))
   cache = wd.cache_dir(workdir, data_dir, int(config.evals.seed))
+  latents = wd.load_latents(config, workdir)
+  scenes = input_pipeline.load_scenes(data_dir, config.evals.split, data["id"])
   results = {}
   for run in runs:
     models, step = wd.load_encoders(config, wd.path(workdir, "runs", run), which)
-    ctx = make_context(config, models, g, data, seg, cache)
+    ctx = make_context(config, models, g, data, seg, cache, latents, scenes)
     meta = {"run": run, "checkpoint": which, "step": step, "dataset": data_dir,
             "split": config.evals.split, "seed": int(config.evals.seed)}
     out = suite.evaluate(ctx, names)

@@ -8,7 +8,8 @@
 Each evaluator is `run(ctx: context.Context) -> dict` (JSON-able), deterministic for
 `config.evals.seed`: it receives the encoders, the generator and the data, never a trainer.
 `semantic` and `attributes` need the attribute segmenter; without one (e.g. an official dataset
-evaluated in a workdir that never trained one) they are recorded as skipped.
+evaluated in a workdir that never trained one) they are recorded as skipped, as are
+`edited_recall` and `semantic` on stored positives (no latent to edit).
 """
 import time
 
@@ -20,6 +21,7 @@ from learning_words.evaluation import attributes, context, edited_recall, retrie
 EVALUATORS = {"retrieval": retrieval.run, "edited_recall": edited_recall.run,
               "semantic": semantic.run, "attributes": attributes.run}
 NEEDS_SEGMENTER = ("semantic", "attributes")
+NEEDS_LATENTS = ("edited_recall", "semantic")  # they redraw the positive from its latent
 
 
 def check_names(names) -> tuple[str, ...]:
@@ -46,6 +48,10 @@ def evaluate(ctx: context.Context, names=None) -> dict:
     if name in NEEDS_SEGMENTER and ctx.seg is None:
       out[name] = {"skipped": "no attribute segmenter (WORKDIR/segmenter/weights): run "
                               "--mode=train_segmenter first"}
+      continue
+    if name in NEEDS_LATENTS and ctx.stored:
+      out[name] = {"skipped": "the positives are stored images (data.positives=stored): no latent "
+                              "to draw edited negatives from"}
       continue
     start = time.time()
     out[name] = {**EVALUATORS[name](ctx), "seconds": round(time.time() - start, 2)}

@@ -18,11 +18,21 @@ The per-sample max of the hard-image and edited hinges equals the reference's hi
 of the two margins, max(0, m + max(a, b) - p) = max(max(0, m + a - p), max(0, m + b - p)).
 Gradients flow through the chosen impostors only, as in the reference, which picks the hardest
 ones on a detached matrix and then recomputes their similarity with gradients.
+
+Base objective (`loss.base`): 'triplet' is the reference's, above. 'softmax' replaces the two
+random-impostor hinges by the in-batch softmax over every impostor, both ways (InfoNCE on S / T,
+averaged over the two directions), and each added term by its smooth counterpart on the same scale,
+-log sigmoid((s_pos - s_neg) / T) (a softplus in place of the hinge: the positive against the one
+negative): hard_image, hard_caption and edited as above; negatives_both takes the larger of the
+hard-image and edited terms per sample, as the triplet kind does, without the clamps (the softmax
+terms are unbounded only as the hinges are). So every kind adds its terms to the same base, and
+`regular` stays the edited kinds' baseline.
 """
 import jax
 import jax.numpy as jnp
 
 LOSS_KINDS = ("regular", "negatives_hard", "negatives_edited", "negatives_both")
+BASES = ("triplet", "softmax")
 CLAMP_MAX = 5.0  # the reference's clamp on each of the two losses in `negatives_both`
 
 
@@ -56,11 +66,33 @@ def hardest_hinges(sim, margin):
   return hinge(jnp.max(off, axis=0), pos, margin), hinge(jnp.max(off, axis=1), pos, margin)
 
 
-def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0):
+def info_nce(sim, temperature):
+  """Mean over both directions of the cross-entropy of the true pair among the batch: rows
+  (image -> captions) and columns (caption -> images) of sim / temperature."""
+  logits = sim / temperature
+  labels = jnp.arange(sim.shape[0])
+  rows = -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=1), labels[:, None], 1)[:, 0]
+  cols = -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=0), labels[None, :], 0)[0]
+  return 0.5 * (rows.mean() + cols.mean())
+
+
+def pair_logistic(s_neg, s_pos, temperature):
+  """-log sigmoid((s_pos - s_neg) / T) elementwise: the softmax of the positive against one
+  negative (the smooth hinge of the softmax base)."""
+  return jax.nn.softplus((s_neg - s_pos) / temperature)
+
+
+def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0, base: str = "triplet",
+                 temperature: float = 0.07):
   """(loss, {term: batch mean}) for loss `kind` on the similarity matrix sim [B,B].
 
   key draws the random impostors (see `draw_impostors`); s_edit [B] is needed by the edited kinds.
+  base: 'triplet' (margin) or 'softmax' (temperature), see the module docstring.
   """
+  if base not in BASES:
+    raise ValueError(f"unknown loss base {base!r}; allowed: {', '.join(BASES)}")
+  if base == "softmax":
+    return _softmax_loss(kind, sim, s_edit, temperature)
   if kind not in LOSS_KINDS:
     raise ValueError(f"unknown loss kind {kind!r}; allowed: {', '.join(LOSS_KINDS)}")
   if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
@@ -93,3 +125,30 @@ def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0):
   terms["regular"] = jnp.clip(regular, 0.0, CLAMP_MAX)
   terms["combined"] = jnp.clip(jnp.mean(hard_caption + hard_or_edited), 0.0, CLAMP_MAX)
   return terms["regular"] + terms["combined"], terms
+
+
+def _softmax_loss(kind, sim, s_edit, temperature):
+  """compute_loss on the softmax base (the module docstring)."""
+  if kind not in LOSS_KINDS:
+    raise ValueError(f"unknown loss kind {kind!r}; allowed: {', '.join(LOSS_KINDS)}")
+  if kind in ("negatives_edited", "negatives_both") and s_edit is None:
+    raise ValueError(f"loss {kind!r} needs s_edit, the edited negatives' similarities")
+  terms = {"softmax": info_nce(sim, temperature)}
+  loss = terms["softmax"]
+  pos = jnp.diagonal(sim)
+  off = jnp.where(jnp.eye(sim.shape[0], dtype=bool), -jnp.inf, sim)
+  hard_image = pair_logistic(jnp.max(off, axis=0), pos, temperature)
+  hard_caption = pair_logistic(jnp.max(off, axis=1), pos, temperature)
+  if kind == "negatives_hard":
+    terms.update(hard_image=hard_image.mean(), hard_caption=hard_caption.mean())
+    return loss + terms["hard_image"] + terms["hard_caption"], terms
+  if kind == "regular":
+    return loss, terms
+  edited = pair_logistic(s_edit, pos, temperature)
+  terms["edited"] = edited.mean()
+  if kind == "negatives_edited":
+    return loss + terms["edited"], terms
+  hard_or_edited = jnp.maximum(hard_image, edited)
+  terms.update(hard_caption=hard_caption.mean(), hard_or_edited=hard_or_edited.mean(),
+               edited_harder=jnp.mean((edited > hard_image).astype(sim.dtype)))
+  return loss + jnp.mean(hard_caption + hard_or_edited), terms

@@ -42,9 +42,14 @@ class TrainState(nnx.Module):
 
 
 def make_lr(cfg, steps_per_epoch: int) -> optax.Schedule:
-  """lr, divided by 10 every `lr_decay_epochs` epochs (the reference's step decay)."""
-  return optax.exponential_decay(cfg.lr, max(1, cfg.lr_decay_epochs * steps_per_epoch), 0.1,
-                                 staircase=True)
+  """lr, divided by 10 every `lr_decay_epochs` epochs (the reference's step decay), after a linear
+  warm-up from 0 over `warmup_epochs` (0: none, the reference)."""
+  decay = optax.exponential_decay(cfg.lr, max(1, cfg.lr_decay_epochs * steps_per_epoch), 0.1,
+                                  staircase=True)
+  warmup = int(round(float(cfg.warmup_epochs) * steps_per_epoch))
+  if warmup <= 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warmup), decay], [warmup])
 
 
 def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -64,8 +69,11 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
   concept_arrays: clustering.ConceptArrays, needed in cluster mode only."""
   kind = config.loss.kind
   k_neg, k_loss = jax.random.split(key)
-  z = z_table[batch["z_index"]]
-  positives, x_layer = encoders.draw_positives(g, z, config.negatives.layer)
+  if stored_positives(config):
+    positives = encoders.to_float(batch["image"])
+  else:
+    z = z_table[batch["z_index"]]
+    positives, x_layer = encoders.draw_positives(g, z, config.negatives.layer)
 
   def loss_fn(models):
     img, aud, frames = encoders.embed(models, positives, batch["spec"], batch["n_frames"])
@@ -79,7 +87,8 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
                                    concept_arrays)
       img_neg = models.image(neg)
       s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
-    loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin)
+    loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin,
+                                      config.loss.base, config.loss.temperature)
     return loss, {**terms, **{f"neg/{k}": v for k, v in stats.items()}}
 
   (loss, logs), grads = nnx.value_and_grad(loss_fn, has_aux=True)(state.models)
@@ -87,11 +96,24 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
   return {"loss": loss, **logs}
 
 
+def stored_positives(config) -> bool:
+  """Whether the positives are the records' images (data.positives), checked against the loss:
+  edited negatives need the latent that drew the positive."""
+  if config.data.positives not in ("generator", "stored"):
+    raise errors.ConfigError("--config.data.positives must be 'generator' or 'stored', got "
+                             f"{config.data.positives!r}")
+  stored = config.data.positives == "stored"
+  if stored and config.loss.kind in EDITED_KINDS:
+    raise errors.ConfigError(f"--config.loss.kind={config.loss.kind} draws its negatives from the "
+                             "positive's latent: it needs --config.data.positives=generator")
+  return stored
+
+
 def validate(models, g, z_table, val: dict, config) -> dict:
   """Recall@{1,5,10} both ways on the validation pairs, and the score (recall.retrieval_metrics)."""
   models.eval()
   img, aud, frames = encoders.embed_pairs(models, g, z_table, val, config.data.batch_size,
-                                          config.negatives.layer)
+                                          config.negatives.layer, stored_positives(config))
   models.train()
   return recall.retrieval_metrics(img, aud, frames, cosine=bool(config.model.cosine))
 
@@ -121,10 +143,12 @@ def init_from_run(state: TrainState, run_dir: str):
 
 
 def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_steps=None,
-               devices=None) -> dict:
+               devices=None, latents=None) -> dict:
   """Trains `config.train.epochs` epochs (or stops after `max_steps`, as a crash would); returns
-  the last validation metrics. `devices`: the mesh's devices (default: all)."""
+  the last validation metrics. `devices`: the mesh's devices (default: all); latents: the world's
+  latent table (inverted worlds; default: the fixed z matrix)."""
   cfg = config.train
+  stored_positives(config)  # a bad combination fails before any work
   src = input_pipeline.open_source(data_dir, "train")
   mesh = mesh_lib.make_mesh(devices)
   if config.data.batch_size % mesh.size:
@@ -147,8 +171,8 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   mesh_lib.replicate(state, mesh)
   mesh_lib.replicate(g, mesh)
   val = input_pipeline.load_eval_arrays(data_dir, "val", config.data.eval_frames, cfg.val_pairs)
-  n_z = 1 + max(int(val["z_index"].max()), max_z_index(src))
-  z_table = jax.device_put(jnp.asarray(gen_lib.standard_z(n_z, g.sizes[0])),
+  n_z = 0 if latents is not None else 1 + max(int(val["z_index"].max()), max_z_index(src))
+  z_table = jax.device_put(jnp.asarray(gen_lib.latent_table(latents, n_z, g.sizes[0])),
                            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   step_fn = nnx.jit(functools.partial(train_step, config=config))
   examples_fn = nnx.jit(functools.partial(drawing.draw_examples, config=config))  # compiled once

@@ -12,6 +12,7 @@ from flax import nnx
 
 from learning_words.common import batching
 from learning_words.models import davenet
+from learning_words.models.segmenter import to_float
 
 
 class Encoders(nnx.Module):
@@ -61,9 +62,25 @@ def embed_audio(models, spec, n_frames):
   return aud, davenet.pooled_frames(n_frames, aud.shape[1], models.audio.pooling_ratio)
 
 
-def embed_pairs(models, g, z_table, pairs: dict, batch: int, layer: str):
-  """(img [N,h,w,D], aud [N,T',D], frames [N]) of host pairs {z_index, spec, n_frames} [N], in
-  jitted batches of `batch` (the models' mode is the caller's)."""
+@nnx.jit
+def embed_stored(models, images, spec, n_frames):
+  """embed() of the pairs (stored uint8 images [B,R,R,3], spec): compiled once per shape."""
+  return embed(models, to_float(images), spec, n_frames)
+
+
+@nnx.jit
+def embed_stored_images(models, images):
+  """Image features [B,h,w,D] of stored uint8 images [B,R,R,3]."""
+  return models.image(to_float(images))
+
+
+def embed_pairs(models, g, z_table, pairs: dict, batch: int, layer: str, stored: bool = False):
+  """(img [N,h,w,D], aud [N,T',D], frames [N]) of host pairs {z_index, spec, n_frames} [N]
+  (stored: their {image} instead of G(z)), in jitted batches of `batch` (the models' mode is the
+  caller's)."""
+  if stored:
+    return batching.map_batches(lambda im, spec, n: embed_stored(models, im, spec, n),
+                                (pairs["image"], pairs["spec"], pairs["n_frames"]), batch)
   return batching.map_batches(
       lambda zi, spec, n_frames: embed_generated(models, g, z_table[zi], spec, n_frames,
                                                  layer=layer),

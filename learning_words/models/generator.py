@@ -48,6 +48,14 @@ def standard_z(n: int, z_dim: int, seed: int = 1) -> np.ndarray:
   return np.random.RandomState(seed).standard_normal(n * z_dim).reshape(n, z_dim).astype(np.float32)
 
 
+def latent_table(latents, n_z: int, z_dim: int) -> np.ndarray:
+  """The latent table the pairs' z_index rows index: a world's inverted latents [n, Z] when
+  given, else the reference's fixed z matrix (n_z rows, at least one)."""
+  if latents is not None:
+    return np.asarray(latents, np.float32)
+  return standard_z(max(n_z, 1), z_dim)
+
+
 class GenLayer(nnx.Module):
   """pixel norm -> (optional 2x up) -> equalised conv -> leaky ReLU."""
 

@@ -1,8 +1,10 @@
 """`--mode=build_data` for the synthetic world: the Audio CLEVRGAN pairs and the world report.
 
-Draws G(z_i) for the configured id ranges, reads them with the segmenter, captions and speaks them
-(pairs.make_pairs), writes the `audio_clevrgan` dataset, then the world report (world_report.py):
-parsed fraction, attribute distributions against the renders', and edit diagnostics per layer.
+Makes the pairs of the configured world (`world.pairs`, pairs.make_pairs: for the reference's
+prior samples, G(z_i) read by the segmenter, captioned and spoken), writes the `audio_clevrgan`
+dataset, then for the prior samples the world report (world_report.py): parsed fraction,
+attribute distributions against the renders', and edit diagnostics per layer; the other worlds
+write their build counts to WORKDIR/data/build_<world>.json.
 """
 import json
 import os
@@ -11,6 +13,7 @@ import time
 import numpy as np
 from absl import logging
 
+from learning_words.common import jsonio
 from learning_words.data import audio_clevrgan, clevr_scenes
 from learning_words.models import generator as gen_lib
 from learning_words.models import segmenter as seg_lib
@@ -18,21 +21,30 @@ from learning_words.world import captions, pairs, world_report
 
 
 def build_synthetic(config, data_dir: str, scenes_dir: str, g, seg,
-                    weights_fingerprint: str) -> str:
-  """Builds the pairs (skipping an existing build) and writes the world report; returns the
-  folder. weights_fingerprint: names the build after the generator and segmenter weights."""
+                    weights_fingerprint: str, latents=None) -> str:
+  """Builds the pairs of the world `config.world.pairs` (skipping an existing build) and, for the
+  prior samples, writes the world report; returns the folder. weights_fingerprint: names the
+  build after the weights (and latents) that drew and read the pairs; latents: the inverted
+  latents of the inverted worlds (row = pair id)."""
   predict = lambda images: seg_lib.predict(seg, images)
+  kind = pairs.check_pairs(config.world.pairs)
   make_split = lambda start, num: pairs.make_pairs(
       g, predict, np.arange(start, start + num), seed=config.seed, speech_cfg=config.speech,
-      relation_prob=config.world.relation_prob, min_pixels=config.world.parse_min_pixels)
+      relation_prob=config.world.relation_prob, min_pixels=config.world.parse_min_pixels,
+      kind=kind, world_cfg=config.world, latents=latents)
   builder = audio_clevrgan.make_builder(config, data_dir, weights_fingerprint, make_split)
   start = time.time()
   builder.download_and_prepare()
   if builder.stats:  # built now (not reused): report what was skipped and how long it took
     stats = {k: sum(s[k] for s in builder.stats.values())
              for k in next(iter(builder.stats.values()))}
-    logging.info("build_data: %s in %.1f s", stats, time.time() - start)
-    write_world_report(config, data_dir, scenes_dir, g, seg, stats, time.time() - start)
+    logging.info("build_data (%s): %s in %.1f s", kind, stats, time.time() - start)
+    if kind == "prior":
+      write_world_report(config, data_dir, scenes_dir, g, seg, stats, time.time() - start)
+    else:
+      jsonio.write_json(os.path.join(data_dir, f"build_{kind}.json"),
+                        {"pairs": kind, "rung": pairs.RUNG[kind], "build": stats,
+                         "per_split": builder.stats, "seconds": round(time.time() - start, 1)})
   return builder.data_dir
 
 

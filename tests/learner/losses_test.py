@@ -129,3 +129,52 @@ def test_gradients_are_finite_and_errors():
     losses.compute_loss("triplet", sim, jax.random.key(0))
   with pytest.raises(ValueError, match="s_edit"):
     losses.compute_loss("negatives_edited", sim, jax.random.key(0))
+
+
+def loop_softmax_loss(kind, sim, s_edit, t):
+  """The softmax base and its terms, one anchor at a time with math.log / math.exp."""
+  import math
+  n = len(sim)
+  logsumexp = lambda xs: math.log(sum(math.exp(x) for x in xs))
+  rows = [logsumexp([sim[i][k] / t for k in range(n)]) - sim[i][i] / t for i in range(n)]
+  cols = [logsumexp([sim[j][i] / t for j in range(n)]) - sim[i][i] / t for i in range(n)]
+  base = 0.5 * (sum(rows) / n + sum(cols) / n)
+  smooth = lambda neg, pos: math.log(1.0 + math.exp((neg - pos) / t))
+  hard_i = [smooth(max(sim[j][i] for j in range(n) if j != i), sim[i][i]) for i in range(n)]
+  hard_c = [smooth(max(sim[i][k] for k in range(n) if k != i), sim[i][i]) for i in range(n)]
+  edited = [smooth(s_edit[i], sim[i][i]) for i in range(n)]
+  mean = lambda xs: sum(xs) / n
+  if kind == "regular":
+    return base
+  if kind == "negatives_hard":
+    return base + mean(hard_i) + mean(hard_c)
+  if kind == "negatives_edited":
+    return base + mean(edited)
+  return base + mean([c + max(h, e) for c, h, e in zip(hard_c, hard_i, edited)])
+
+
+@pytest.mark.parametrize("kind", losses.LOSS_KINDS)
+@pytest.mark.parametrize("temperature", [0.07, 1.0])
+def test_softmax_base_matches_loop(inputs, kind, temperature):
+  sim, s_edit = inputs
+  sim = sim * 0.3  # cosine-like range, so 1 / 0.07 logits stay well inside float32
+  s_edit = s_edit * 0.3
+  loss, terms = losses.compute_loss(kind, jnp.asarray(sim), jax.random.key(0), jnp.asarray(s_edit),
+                                    base="softmax", temperature=temperature)
+  want = loop_softmax_loss(kind, sim.astype(np.float64).tolist(), s_edit.astype(np.float64).tolist(),
+                           temperature)
+  np.testing.assert_allclose(float(loss), want, rtol=1e-4)
+  assert "softmax" in terms and "imp_image" not in terms
+
+
+def test_softmax_base_prefers_a_clear_diagonal_and_refuses_unknown_bases():
+  eye = jnp.eye(4)
+  low, _ = losses.compute_loss("regular", 5 * eye, jax.random.key(0), base="softmax",
+                               temperature=1.0)
+  high, _ = losses.compute_loss("regular", -5 * eye, jax.random.key(0), base="softmax",
+                                temperature=1.0)
+  # Hand-computed: a diagonal 5 above three zeros gives -log(e^5 / (e^5 + 3)).
+  np.testing.assert_allclose(float(low), -np.log(np.exp(5) / (np.exp(5) + 3)), rtol=1e-5)
+  assert float(high) > float(low)
+  with pytest.raises(ValueError, match="base"):
+    losses.compute_loss("regular", eye, jax.random.key(0), base="hinge")

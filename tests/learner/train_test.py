@@ -104,3 +104,26 @@ def test_optimizers_first_update_by_hand():
   c.optimizer = "rmsprop"
   with pytest.raises(ValueError, match="optimizer"):
     train.make_optimizer(c, steps_per_epoch=10)
+
+
+def test_warmup_then_step_decay_by_hand():
+  c = tiny.get_config().train
+  c.lr, c.lr_decay_epochs, c.warmup_epochs = 0.2, 3, 0.5  # 10 steps per epoch: 5 warm-up steps
+  lr = train.make_lr(c, steps_per_epoch=10)
+  got = [float(lr(s)) for s in (0, 1, 4, 5, 29, 30, 60)]
+  # Linear from 0 to 0.2 over 5 steps, then the decay schedule counted from the warm-up's end
+  # (optax.join_schedules): / 10 after 30 more steps.
+  np.testing.assert_allclose(got, [0.0, 0.04, 0.16, 0.2, 0.2, 0.2, 0.02], rtol=1e-6)
+  c.warmup_epochs = 0
+  assert float(train.make_lr(c, 10)(0)) == pytest.approx(0.2)
+
+
+def test_stored_positives_refuse_edited_losses():
+  c = tiny.get_config()
+  c.data.positives = "stored"
+  c.loss.kind = "negatives_edited"
+  with pytest.raises(ValueError, match="positives=generator"):
+    train.stored_positives(c)
+  c.data.positives = "drawn"
+  with pytest.raises(ValueError, match="data.positives"):
+    train.stored_positives(c)
