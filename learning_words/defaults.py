@@ -112,6 +112,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.audio_widths = (128, 256, 512)           # conv over mels, 1x11, then the 1x17 convs
   c.model.embed_dim = 512
   c.model.cosine = False           # matchmap by dot product (the reference's default)
+  # Keep the speech encoder's frames past each recording's end at zero (and out of its
+  # BatchNorm statistics): a padded caption is then encoded as at its own length, like the word
+  # test's recordings (davenet.AudioEncoder). The reference feeds the padding through (False).
+  c.model.mask_padding = False
 
   # Loss (learning_words/learner/losses.py).
   c.loss = ml_collections.ConfigDict()

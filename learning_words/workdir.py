@@ -1,8 +1,10 @@
 """Every path of a workdir, and the loaders of what the stages leave there.
 
   WORKDIR/
-    data/                 TFDS datasets: clevr_scenes (renders), audio_clevrgan (synthetic pairs)
-                          or audio_clevrgan_official; world_report.{md,json} and its figures
+    data/                 TFDS datasets: clevr_scenes (renders), audio_clevrgan (synthetic pairs,
+                          one per world of the ladder) or audio_clevrgan_official;
+                          world_report.{md,json} and its figures; build_<world>.json;
+                          latents/<name>/ (the inverted worlds' latents, --mode=invert)
     gan/                  checkpoints/, tensorboard/, samples/, progress.json, generator_ema/
     segmenter/            checkpoints/, tensorboard/, eval.json, figures, weights/
     runs/<run>/           checkpoints/ (models, opt, data, concepts), tensorboard/, eval/

@@ -17,7 +17,11 @@ made every word rank the images alike. Recordings of equal length share a jitted
 features are then padded to a common length, which MISA's frame mask leaves out. Two diagnostics
 say how much a model's similarities depend on what is said: the mean Spearman correlation between
 two words' rankings of the test images (1: every word ranks the images alike), and the share of
-the similarity's variance that the image alone explains (1: the word does not matter).
+the similarity's variance that the image alone explains (1: the word does not matter). A third
+holds the object count fixed (`mean_within_count`, over all the test images, voices averaged):
+images with a word hold more objects than images without it, and a model that scores short
+recordings against sparse images (captions' length follows their object count) lands below 0.5
+on the plain test without any word being grounded.
 """
 import jax.numpy as jnp
 import numpy as np
@@ -130,6 +134,27 @@ def image_share(sim) -> float:
   return float(between / total) if total > 0 else float("nan")
 
 
+def within_count(sim, has, counts) -> float:
+  """The word test with the object count held fixed: per word, the ordered-pair fraction of
+  images with it over images without it among images of equal object count, pooled over the
+  counts by their number of pairs; the mean over the words that have pairs. sim, has [P, W];
+  counts [P]. An image with a word tends to hold more objects, so a model that ranks images by
+  how many objects they hold scores away from 0.5 on the plain test without grounding a word."""
+  sim, has, counts = np.asarray(sim), np.asarray(has, bool), np.asarray(counts)
+  scores = []
+  for w in range(sim.shape[1]):
+    total = weight = 0.0
+    for k in np.unique(counts):
+      m = counts == k
+      p, q = sim[m & has[:, w], w], sim[m & ~has[:, w], w]
+      if p.size and q.size:
+        total += ordered_pair_fraction(p, q) * p.size * q.size
+        weight += p.size * q.size
+    if weight:
+      scores.append(total / weight)
+  return float(np.mean(scores)) if scores else float("nan")
+
+
 def run(ctx: context.Context) -> dict:
   """Table 1 scores of the model on the first `evals.attributes.pool` test images."""
   cfg = ctx.cfg.attributes
@@ -139,7 +164,7 @@ def run(ctx: context.Context) -> dict:
   if not len(z_index):
     raise ValueError("attributes: no test images")
   if ctx.scenes is not None:  # the world's ground truth
-    labels, has = "truth", presence(ctx.scenes[:len(z_index)])
+    labels, scenes = "truth", ctx.scenes[:len(z_index)]
   else:
     if ctx.seg is None:
       raise FileNotFoundError("attributes needs the attribute segmenter "
@@ -148,8 +173,8 @@ def run(ctx: context.Context) -> dict:
         batching.map_batches(lambda zi: encoders.generate(ctx.g, ctx.z_table[zi]), (z_index,),
                              batch, desc="attributes: images"))
     labels = "segmenter"
-    has = presence(parse.parse(seg_lib.predict(ctx.seg, images),
-                               ctx.config.world.parse_min_pixels))
+    scenes = parse.parse(seg_lib.predict(ctx.seg, images), ctx.config.world.parse_min_pixels)
+  has = presence(scenes)
   if ctx.stored:
     img = batching.map_batches(lambda im: encoders.embed_stored_images(ctx.models, im),
                                (ctx.data["image"][:len(z_index)],), batch,
@@ -178,4 +203,6 @@ def run(ctx: context.Context) -> dict:
   return {"n_images": len(z_index), "labels": labels, "voices": list(voices), "chance": 0.5,
           **summary,
           "word_ranking_spearman": ranking_agreement(per_word),
-          "image_variance_share": image_share(per_word), "words": words}
+          "image_variance_share": image_share(per_word),
+          "mean_within_count": within_count(per_word, has, [len(s["objects"]) for s in scenes]),
+          "words": words}

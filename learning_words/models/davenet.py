@@ -95,6 +95,11 @@ def make_torch_default_conv(cin: int, cout: int, kernel, *, rngs: nnx.Rngs) -> n
                   kernel_init=jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"))
 
 
+def valid_mask(n_frames, t: int):
+  """[B, t] float: 1 for frames before each recording's end (n_frames [B]), else 0."""
+  return (jnp.arange(t)[None, :] < jnp.asarray(n_frames)[:, None]).astype(jnp.float32)
+
+
 def pool_time(x):
   """Max pool 3 / stride 2 / pad 1 over time: [B,T,C] -> [B,ceil(T/2),C]."""
   return nnx.max_pool(x, (3,), strides=(2,), padding=((1, 1),))
@@ -146,8 +151,9 @@ class AudioEncoder(nnx.Module):
   """
 
   def __init__(self, kind: str = "large", widths=(128, 256, 512), embed_dim: int = 512, *,
-               rngs: nnx.Rngs):
+               rngs: nnx.Rngs, mask_padding: bool = False):
     self.pooling_ratio = audio_pooling_ratio(kind)
+    self.mask_padding = bool(mask_padding)
     self.kind = kind
     self.embed_dim = embed_dim
     n_pools = AUDIO_POOLS[kind]
@@ -165,14 +171,29 @@ class AudioEncoder(nnx.Module):
     self.stages = nnx.List([make_torch_default_conv(ci, co, (17,), rngs=rngs)
                             for ci, co in zip(cins, couts)])
 
-  def __call__(self, spec, use_running_average: bool | None = None):
-    """spec [B,T,40] -> [B,T',D]; use_running_average overrides the module's train / eval mode."""
+  def __call__(self, spec, n_frames=None, use_running_average: bool | None = None):
+    """spec [B,T,40] -> [B,T',D]; use_running_average overrides the module's train / eval mode.
+
+    With `mask_padding` and n_frames [B] (true input lengths), the frames past each recording's
+    end are kept at zero after every layer and left out of the BatchNorm statistics: the valid
+    output frames are then exactly those of the recording encoded at its own length (the convs'
+    zero padding), whatever it was padded to. Without it (the reference), padded frames enter
+    the convolutions and the statistics as spectrogram values.
+    """
     if spec.shape[-1] != N_MELS:
       raise ValueError(f"expected [B, T, {N_MELS}] log-mel features, got {spec.shape}")
+    n = jnp.asarray(n_frames) if self.mask_padding and n_frames is not None else None
+    keep = lambda x, n: x if n is None else x * valid_mask(n, x.shape[1])[..., None]
     # One BatchNorm channel over all B*T*40 values, as BatchNorm2d(1) on the 1x40xT input.
-    x = self.norm(spec[..., None], use_running_average=use_running_average)[..., 0]
-    x = jax.nn.relu(self.mel(x))
-    x = jax.nn.relu(self.local(x))
+    x = spec[..., None]
+    mask = None if n is None else jnp.broadcast_to(
+        valid_mask(n, x.shape[1])[:, :, None, None] > 0, x.shape)
+    x = keep(self.norm(x, use_running_average=use_running_average, mask=mask)[..., 0], n)
+    x = keep(jax.nn.relu(self.mel(x)), n)
+    x = keep(jax.nn.relu(self.local(x)), n)
     for conv in self.stages:
-      x = jax.nn.relu(conv(pool_time(x)))
+      if n is not None:
+        n = -(-n // 2)  # ceil: the frames a stride-2 pool keeps of a recording of n frames
+      # Masked again before the conv: the pool's window at frame n reaches the last valid frame.
+      x = keep(jax.nn.relu(conv(keep(pool_time(x), n))), n)
     return x

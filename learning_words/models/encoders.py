@@ -21,13 +21,14 @@ class Encoders(nnx.Module):
   def __init__(self, cfg, *, rngs: nnx.Rngs):
     self.image = davenet.ImageEncoder(cfg.image_widths, cfg.embed_dim, rngs=rngs,
                                       pools=cfg.image_pools)
-    self.audio = davenet.AudioEncoder(cfg.audio_kind, cfg.audio_widths, cfg.embed_dim, rngs=rngs)
+    self.audio = davenet.AudioEncoder(cfg.audio_kind, cfg.audio_widths, cfg.embed_dim, rngs=rngs,
+                                      mask_padding=cfg.get("mask_padding", False))
 
 
 def embed(models: Encoders, images, spec, n_frames):
   """images [B,R,R,3] in [-1,1], spec [B,T,40] -> (img [B,h,w,D], aud [B,T',D], frames [B])."""
   img = models.image(images)
-  aud = models.audio(spec)
+  aud = models.audio(spec, n_frames)
   return img, aud, davenet.pooled_frames(n_frames, aud.shape[1], models.audio.pooling_ratio)
 
 
@@ -58,7 +59,7 @@ def embed_generated_images(models, g, z, layer: str):
 @nnx.jit
 def embed_audio(models, spec, n_frames):
   """spec [B,T,40], n_frames [B] -> (audio features [B,T',D], valid output frames [B])."""
-  aud = models.audio(spec)
+  aud = models.audio(spec, n_frames)
   return aud, davenet.pooled_frames(n_frames, aud.shape[1], models.audio.pooling_ratio)
 
 

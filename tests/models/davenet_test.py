@@ -175,3 +175,39 @@ def test_batchnorm_train_and_eval_modes():
   enc.train()
   enc(x)
   assert float(enc.norm.mean[0]) != 0.0  # back in training mode: the statistics move again
+
+
+def test_masked_padding_encodes_each_recording_as_at_its_own_length():
+  """Oracle: each recording run alone at its own length (no padding at all), in eval mode."""
+  enc = davenet.AudioEncoder("small", (8, 8, 8), 8, rngs=nnx.Rngs(0), mask_padding=True)
+  enc.eval()
+  rng = np.random.default_rng(0)
+  lengths = [37, 50, 64]
+  spec = np.zeros((3, 96, davenet.N_MELS), np.float32)  # padded with the loudest value (0 dB)
+  for i, n in enumerate(lengths):
+    spec[i, :n] = rng.uniform(-80, 0, (n, davenet.N_MELS))
+  batch = np.asarray(enc(jnp.asarray(spec), jnp.asarray(lengths)))
+  for i, n in enumerate(lengths):
+    alone = np.asarray(enc(jnp.asarray(spec[i:i + 1, :n])))[0]
+    np.testing.assert_allclose(batch[i, :alone.shape[0]], alone, rtol=1e-5, atol=1e-5)
+    assert np.all(batch[i, alone.shape[0]:] == 0)
+  # Without the mask (the reference) the padding leaks into the last valid frames.
+  enc.mask_padding = False
+  leaky = np.asarray(enc(jnp.asarray(spec), jnp.asarray(lengths)))
+  alone = np.asarray(enc(jnp.asarray(spec[:1, :lengths[0]])))[0]
+  assert not np.allclose(leaky[0, :alone.shape[0]], alone, atol=1e-5)
+
+
+def test_masked_batchnorm_statistics_ignore_the_padding():
+  enc = davenet.AudioEncoder("small", (8, 8, 8), 8, rngs=nnx.Rngs(0), mask_padding=True)
+  rng = np.random.default_rng(1)
+  spec = rng.uniform(-80, 0, (2, 40, davenet.N_MELS)).astype(np.float32)
+  lengths = np.array([25, 40])
+  padded = spec.copy()
+  padded[0, 25:] = 0.0
+  enc(jnp.asarray(padded), jnp.asarray(lengths))  # train mode: updates the running statistics
+  valid = np.concatenate([spec[0, :25].ravel(), spec[1].ravel()])
+  # momentum 0.9 from mean 0 / var 1: one update moves them 10% toward the batch's (torch's
+  # unbiased variance aside: flax uses the biased one).
+  np.testing.assert_allclose(float(enc.norm.mean.value[0]), 0.1 * valid.mean(), rtol=1e-4)
+  np.testing.assert_allclose(float(enc.norm.var.value[0]), 0.9 + 0.1 * valid.var(), rtol=1e-4)
