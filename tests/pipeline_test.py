@@ -56,8 +56,10 @@ def _ladder_rungs(c, workdir):
   """L0 and L2 in the workdir of a finished tiny pipeline (its generator and segmenter)."""
   l0 = c.copy_and_resolve_references()
   l0.world.pairs, l0.data.positives = "renders", "stored"
-  l0.train.kinds, l0.train.name = (), "L0"
-  assert pipeline.run_pipeline(l0, workdir) == []
+  l0.train.kinds, l0.train.name, l0.train.epochs = (), "L0", 1
+  l0.evals.names = ("retrieval", "edited_recall", "attributes")
+  for stage in ("build_data", "train", "eval"):  # the renders, GAN and segmenter are there
+    pipeline.run_stage(stage, l0, workdir)
   folder = wd.dataset_dir(l0, workdir)
   assert "_renders_" in folder
   src = input_pipeline.open_source(folder, "test")
@@ -68,8 +70,10 @@ def _ladder_rungs(c, workdir):
   l2 = c.copy_and_resolve_references()
   l2.world.pairs, l2.world.invert_steps, l2.world.invert_batch = "inverted_parsed", 3, 16
   l2.train.kinds, l2.train.name, l2.loss.kind = (), "L2", "negatives_edited"
-  l2.evals.names = ("retrieval", "edited_recall")
-  assert pipeline.run_pipeline(l2, workdir) == []
+  l2.train.epochs, l2.evals.names = 1, ("edited_recall",)
+  assert pipeline.STAGES["invert"].existing(l2, workdir) is None
+  for stage in ("invert", "build_data", "train", "eval"):
+    pipeline.run_stage(stage, l2, workdir)
   latents = wd.load_latents(l2, workdir)
   assert latents.shape == (24 + 8 + 8, c.gan.sizes[0])
   src = input_pipeline.open_source(wd.dataset_dir(l2, workdir), "train")
@@ -79,3 +83,4 @@ def _ladder_rungs(c, workdir):
       rec["image"], build_pairs.draw_images(g, latents[int(rec["z_index"])][None])[0])
   ev = json.load(open(os.path.join(workdir, "runs", "L2", "eval", "eval.json")))["results"]
   assert 0 <= ev["edited_recall"]["r1"] <= 1
+  assert pipeline.STAGES["invert"].existing(l2, workdir) == wd.latents_dir(l2, workdir)
