@@ -1,6 +1,6 @@
 """The tiny pipeline end to end: render -> train_gan -> train_segmenter -> build_data -> train (two
 loss kinds) -> eval -> report; then, in the same workdir, the ladder's L0 (renders, stored
-positives) and L2 (inverted latents, edited negatives drawn from them) by their overrides."""
+positives) and L2 (inverted latents, edited negatives trained from them) by their overrides."""
 import json
 import os
 
@@ -70,9 +70,9 @@ def _ladder_rungs(c, workdir):
   l2 = c.copy_and_resolve_references()
   l2.world.pairs, l2.world.invert_steps, l2.world.invert_batch = "inverted_parsed", 3, 16
   l2.train.kinds, l2.train.name, l2.loss.kind = (), "L2", "negatives_edited"
-  l2.train.epochs, l2.evals.names = 1, ("edited_recall",)
+  l2.train.epochs = 1
   assert pipeline.STAGES["invert"].existing(l2, workdir) is None
-  for stage in ("invert", "build_data", "train", "eval"):
+  for stage in ("invert", "build_data", "train"):
     pipeline.run_stage(stage, l2, workdir)
   latents = wd.load_latents(l2, workdir)
   assert latents.shape == (24 + 8 + 8, c.gan.sizes[0])
@@ -81,6 +81,5 @@ def _ladder_rungs(c, workdir):
   rec = src[0]  # the stored image is the generator's drawing of the pair's latent row
   np.testing.assert_array_equal(
       rec["image"], build_pairs.draw_images(g, latents[int(rec["z_index"])][None])[0])
-  ev = json.load(open(os.path.join(workdir, "runs", "L2", "eval", "eval.json")))["results"]
-  assert 0 <= ev["edited_recall"]["r1"] <= 1
+  assert os.path.isdir(os.path.join(workdir, "runs", "L2", "checkpoints", "3"))
   assert pipeline.STAGES["invert"].existing(l2, workdir) == wd.latents_dir(l2, workdir)
