@@ -110,6 +110,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.image_pools = 4          # 128 px -> 8x8 feature map
   c.model.audio_kind = "large"
   c.model.audio_widths = (128, 256, 512)           # conv over mels, 1x11, then the 1x17 convs
+  c.model.audio_kernel = 17        # time width of the convs after each pool (the reference's 17)
   c.model.embed_dim = 512
   c.model.cosine = False           # matchmap by dot product (the reference's default)
   # Keep the speech encoder's frames past each recording's end at zero (and out of its
@@ -173,7 +174,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Evaluation (learning_words/evaluation/, --mode=eval): each evaluator configured by its name.
   c.evals = ml_collections.ConfigDict()
   c.evals.names = ("retrieval", "edited_recall", "semantic", "attributes")
-  c.evals.checkpoint = "best"      # 'best' (by validation (A_r5 + I_r5) / 2) or 'latest'
+  c.evals.checkpoint = "best"      # 'best' (by validation (A_r5 + I_r5) / 2), 'latest' or a step
   c.evals.split = "test"           # held-out pairs; evaluators take the first ones of the split
   c.evals.seed = 0                 # drawn negatives, generated test material, image choices
   c.evals.batch_size = 16          # captions per jitted call

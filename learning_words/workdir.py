@@ -187,16 +187,24 @@ def list_runs(workdir: str) -> list[str]:
 
 
 def load_encoders(config, run_folder: str, which: str):
-  """(encoders.Encoders, step) of a run's best or latest checkpoint (its 'models' item)."""
-  if which not in ("best", "latest"):
-    raise errors.ConfigError(f"--config.evals.checkpoint must be 'best' or 'latest', got "
-                             f"{which!r}")
+  """(encoders.Encoders, step) of a run's best or latest checkpoint, or of the kept checkpoint
+  at a given step (`which` a step number, e.g. '624'), from its 'models' item."""
+  which = str(which)
+  if which not in ("best", "latest") and not which.isdigit():
+    raise errors.ConfigError(f"--config.evals.checkpoint must be 'best', 'latest' or a step "
+                             f"number, got {which!r}")
   folder = os.path.join(run_folder, "checkpoints")
   if not os.path.isdir(folder):
     raise errors.MissingError(f"{folder}: no checkpoints; train the run first (--mode=train)")
   manager = checkpoints.make_manager(folder, int(config.train.keep_checkpoints),
                                      best_metric="score")
-  step = manager.best_step() if which == "best" else manager.latest_step()
+  if which.isdigit():
+    step = int(which)
+    if step not in manager.all_steps():
+      raise errors.MissingError(f"{folder}: no checkpoint at step {step}; kept steps: "
+                                f"{sorted(manager.all_steps())}")
+  else:
+    step = manager.best_step() if which == "best" else manager.latest_step()
   if step is None:
     raise errors.MissingError(f"{folder}: no {which} checkpoint")
   models = nnx.eval_shape(lambda: encoders.Encoders(config.model, rngs=nnx.Rngs(0)))

@@ -95,6 +95,17 @@ def make_torch_default_conv(cin: int, cout: int, kernel, *, rngs: nnx.Rngs) -> n
                   kernel_init=jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"))
 
 
+def receptive_field(kind: str, kernel: int = 17) -> int:
+  """Input frames one output frame of the speech encoder depends on: the 1x11 conv, then per
+  pool (window 3, stride 2) a conv of `kernel` frames, each widening it by (k - 1) x stride."""
+  field, stride = 11, 1
+  for _ in range(AUDIO_POOLS[kind]):
+    field += 2 * stride
+    stride *= 2
+    field += (int(kernel) - 1) * stride
+  return field
+
+
 def valid_mask(n_frames, t: int):
   """[B, t] float: 1 for frames before each recording's end (n_frames [B]), else 0."""
   return (jnp.arange(t)[None, :] < jnp.asarray(n_frames)[:, None]).astype(jnp.float32)
@@ -148,10 +159,13 @@ class AudioEncoder(nnx.Module):
   convs before the last (which gives embed_dim); when fewer w_mid than those convs are given, the
   last one repeats. The reference's are (128, 256, 512) (= (128, 256, 512, 512), or with all five
   of large's written out).
+  kernel: the time width of the convs after each pool (the reference's 17). It sets how much of
+  a caption one output frame sees: 249 input frames for small at 17 (about 5 spoken words of our
+  TTS), 81 at 5 (one or two), see `receptive_field`.
   """
 
   def __init__(self, kind: str = "large", widths=(128, 256, 512), embed_dim: int = 512, *,
-               rngs: nnx.Rngs, mask_padding: bool = False):
+               rngs: nnx.Rngs, mask_padding: bool = False, kernel: int = 17):
     self.pooling_ratio = audio_pooling_ratio(kind)
     self.mask_padding = bool(mask_padding)
     self.kind = kind
@@ -168,7 +182,7 @@ class AudioEncoder(nnx.Module):
     self.mel = make_torch_default_conv(N_MELS, w_mel, (1,), rngs=rngs)
     self.local = make_torch_default_conv(w_mel, w_local, (11,), rngs=rngs)
     cins, couts = [w_local] + mids, mids + [embed_dim]
-    self.stages = nnx.List([make_torch_default_conv(ci, co, (17,), rngs=rngs)
+    self.stages = nnx.List([make_torch_default_conv(ci, co, (int(kernel),), rngs=rngs)
                             for ci, co in zip(cins, couts)])
 
   def __call__(self, spec, n_frames=None, use_running_average: bool | None = None):

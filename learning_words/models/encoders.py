@@ -22,7 +22,8 @@ class Encoders(nnx.Module):
     self.image = davenet.ImageEncoder(cfg.image_widths, cfg.embed_dim, rngs=rngs,
                                       pools=cfg.image_pools)
     self.audio = davenet.AudioEncoder(cfg.audio_kind, cfg.audio_widths, cfg.embed_dim, rngs=rngs,
-                                      mask_padding=cfg.get("mask_padding", False))
+                                      mask_padding=cfg.get("mask_padding", False),
+                                      kernel=cfg.get("audio_kernel", 17))
 
 
 def embed(models: Encoders, images, spec, n_frames):

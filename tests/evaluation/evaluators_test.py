@@ -13,7 +13,7 @@ from flax import nnx
 
 from configs import tiny
 from learning_words import pipeline, workdir as wd
-from learning_words.common import checkpoints
+from learning_words.common import checkpoints, errors
 from learning_words.evaluation import attributes, context as common, runner, semantic, suite
 from learning_words.learner import recall, train
 from learning_words.models import segmenter as seg_lib
@@ -297,6 +297,12 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
     assert 0.0 <= latest["results"]["retrieval"][key] <= 1.0
   assert 0.0 <= latest["results"]["edited_recall"]["r5"] <= 1.0
   assert json.load(open(os.path.join(folder, "retrieval.json")))["step"] == 2
+  # A kept step by its number: the step's own weights (step 1's image embedding is constant).
+  rig = os.path.join(workdir, "runs", "rig")
+  models, step = wd.load_encoders(c, rig, "1")
+  assert step == 1 and np.all(np.asarray(models.image.embed.kernel[...]) == 0)
+  with pytest.raises(errors.MissingError, match=r"no checkpoint at step 3; kept steps: \[1, 2\]"):
+    wd.load_encoders(c, rig, "3")
 
   # Deterministic for the seed: without the cache, the same negatives and the same numbers.
   first = _without_seconds(json.load(open(os.path.join(folder, "eval.json"))))

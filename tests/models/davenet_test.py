@@ -211,3 +211,22 @@ def test_masked_batchnorm_statistics_ignore_the_padding():
   # unbiased variance aside: flax uses the biased one).
   np.testing.assert_allclose(float(enc.norm.mean.value[0]), 0.1 * valid.mean(), rtol=1e-4)
   np.testing.assert_allclose(float(enc.norm.var.value[0]), 0.9 + 0.1 * valid.var(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", [5, 17])
+def test_receptive_field_by_gradient(kernel):
+  """Oracle: the input frames an output frame's gradient reaches (eval mode, so BatchNorm does not
+  mix frames), counted against the hand-computed field 11 + sum over 3 pools of 2 * 2**i and
+  (kernel - 1) * 2**(i + 1)."""
+  by_hand = 11 + sum(2 * 2 ** i + (kernel - 1) * 2 ** (i + 1) for i in range(3))
+  assert davenet.receptive_field("small", kernel) == by_hand
+  enc = davenet.AudioEncoder("small", (8, 8, 8), 8, rngs=nnx.Rngs(0), kernel=kernel)
+  enc.eval()
+  assert enc.stages[0].kernel.shape[0] == kernel
+  t = 8 * 64
+  spec = jnp.asarray(np.random.default_rng(0).uniform(-80, 0, (1, t, davenet.N_MELS)), jnp.float32)
+  grad = jax.grad(lambda s: jnp.sum(enc(s)[0, 32]))(spec)  # the output frame at the middle
+  reached = np.nonzero(np.any(np.asarray(grad[0]) != 0, axis=-1))[0]
+  # ReLUs can zero a few edge frames' gradients; the span never exceeds the field.
+  assert reached.max() - reached.min() + 1 <= by_hand
+  assert reached.max() - reached.min() + 1 >= by_hand - 8
