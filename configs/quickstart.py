@@ -4,7 +4,11 @@
   python -m learning_words.main --config=configs/quickstart.py --workdir=workdir --mode=pipeline
 
 Deviates from the reference for CPU budget: 32 px scenes (the reference's GAN draws 128 px), and
-shorter training crops (captions of the synthetic world last ~2-5 s, i.e. < 512 frames).
+shorter training crops (captions of the synthetic world last ~2-5 s, i.e. < 512 frames); and for
+its learning budget: Adam, the in-batch softmax base on cosine matchmaps, the speech encoder's
+padding masked and its convs 5 frames wide (below). `--config.loss.base=triplet
+--config.model.cosine=False --config.model.mask_padding=False --config.model.audio_kernel=17`
+gives the reference's learner back.
 """
 from learning_words import defaults
 
@@ -32,7 +36,7 @@ def get_config():
   c.negatives.units = 18          # 140 / 512 and 40 / 512 of layer6's 64 units
   c.negatives.units_step = 5
   c.concepts.n_clusters = 64      # the reference's 250 of 512 dims, scaled to embed_dim 128
-  # The pipeline trains both runs with the same seed and budget; 4 epochs (624 steps each) keep
+  # The pipeline trains both runs with the same seed and budget; 4 epochs (620 steps each) keep
   # the whole quickstart, setup to report, within 30 minutes on a 2-core CPU.
   c.train.kinds = ("regular", "negatives_edited")
   c.train.epochs = 4
@@ -41,4 +45,12 @@ def get_config():
   # 1e-3 / 3e-3 stayed at chance, 1e-2 collapsed the embeddings, Adam 1e-4 reached ~2x chance.
   c.train.optimizer = "adam"
   c.train.lr = 1e-4
+  # The learner chosen on validation (README, "The ladder"): the reference's triplet stayed at
+  # 2x chance in 4 epochs (0.020); the in-batch softmax on cosine matchmaps with the padding
+  # masked reached 0.124, and with 5-frame speech convs (one output frame hears 81 input frames,
+  # a word or two, not 249) 0.075 with the best word test (0.655 with the object count held).
+  c.loss.base = "softmax"
+  c.model.cosine = True
+  c.model.mask_padding = True
+  c.model.audio_kernel = 5
   return c
