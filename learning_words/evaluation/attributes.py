@@ -134,14 +134,14 @@ def image_share(sim) -> float:
   return float(between / total) if total > 0 else float("nan")
 
 
-def within_count(sim, has, counts) -> float:
-  """The word test with the object count held fixed: per word, the ordered-pair fraction of
-  images with it over images without it among images of equal object count, pooled over the
-  counts by their number of pairs; the mean over the words that have pairs. sim, has [P, W];
+def within_count_words(sim, has, counts) -> np.ndarray:
+  """The word test with the object count held fixed, per word [W]: the ordered-pair fraction of
+  images with the word over images without it among images of equal object count, pooled over
+  the counts by their number of pairs (NaN for a word with no such pair). sim, has [P, W];
   counts [P]. An image with a word tends to hold more objects, so a model that ranks images by
   how many objects they hold scores away from 0.5 on the plain test without grounding a word."""
   sim, has, counts = np.asarray(sim), np.asarray(has, bool), np.asarray(counts)
-  scores = []
+  scores = np.full(sim.shape[1], np.nan)
   for w in range(sim.shape[1]):
     total = weight = 0.0
     for k in np.unique(counts):
@@ -151,8 +151,14 @@ def within_count(sim, has, counts) -> float:
         total += ordered_pair_fraction(p, q) * p.size * q.size
         weight += p.size * q.size
     if weight:
-      scores.append(total / weight)
-  return float(np.mean(scores)) if scores else float("nan")
+      scores[w] = total / weight
+  return scores
+
+
+def within_count(sim, has, counts) -> float:
+  """The mean of within_count_words over the words that have pairs (NaN if none has)."""
+  scores = within_count_words(sim, has, counts)
+  return float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")
 
 
 def run(ctx: context.Context) -> dict:
@@ -200,9 +206,15 @@ def run(ctx: context.Context) -> dict:
                 "per_voice": per_voice, "n_with": len(with_), "n_without": len(without)}
   summary = summarise({w: r["score"] for w, r in words.items()})
   per_word = sim.mean(axis=2)  # [P, 15]: each word's similarity, averaged over the voices
+  counts = [len(s["objects"]) for s in scenes]
+  held = within_count_words(per_word, has, counts)
+  for w_i, w in enumerate(WORDS):
+    words[w]["within_count"] = float(held[w_i])
+  held_summary = summarise(dict(zip(WORDS, held)))
   return {"n_images": len(z_index), "labels": labels, "voices": list(voices), "chance": 0.5,
           **summary,
           "word_ranking_spearman": ranking_agreement(per_word),
           "image_variance_share": image_share(per_word),
-          "mean_within_count": within_count(per_word, has, [len(s["objects"]) for s in scenes]),
+          "mean_within_count": within_count(per_word, has, counts),
+          "categories_within_count": held_summary["categories"],
           "words": words}

@@ -51,7 +51,7 @@ CURVE_TAGS = ("loss", "val/score", "val/A_r5", "val/I_r5", "neg/accepted_rate")
 HEADLINE = {"retrieval": ("A_r1", "A_r5", "A_r10", "I_r1", "I_r5", "I_r10"),
             "edited_recall": ("r1", "r5"), "semantic": ("r1", "r3"),
             "attributes": ("categories/color", "categories/material", "categories/size",
-                           "categories/shape", "mean")}
+                           "categories/shape", "mean", "mean_within_count")}
 META = ("evaluator", "run", "checkpoint", "step", "dataset", "split", "seed")
 SEED_NAME = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
 

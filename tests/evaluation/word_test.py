@@ -88,3 +88,11 @@ def test_within_count_holds_the_object_count_fixed():
   h = np.array([1, 0, 1, 0, 1, 1, 0], bool)[:, None]
   assert attributes.within_count(col[:, None], h, counts) == pytest.approx(0.25)
   assert np.isnan(attributes.within_count(col[:, None], np.ones((7, 1), bool), counts))
+  # Per word: the hand-computed column and the count-only column side by side; a word in every
+  # image has no pair (NaN) and stays out of the mean.
+  both = np.stack([col, sim[:, 1], col], axis=1)
+  has3 = np.concatenate([h, has[:, 1:], np.ones((7, 1), bool)], axis=1)
+  per = attributes.within_count_words(both, has3, counts)
+  np.testing.assert_allclose(per[:2], [0.25, 0.5])
+  assert np.isnan(per[2])
+  assert attributes.within_count(both, has3, counts) == pytest.approx(0.375)
