@@ -284,6 +284,9 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
   assert scored and all(s == 0.5 for s in scored)  # some colours are in some images only
   assert np.isnan(att["categories"]["shape"]) and np.isnan(att["categories"]["size"])
   assert att["categories"]["color"] == att["mean"] == 0.5  # the only category with a score
+  # Held at equal object counts the ties remain: 0.5 wherever a category has such pairs.
+  held = [v for v in att["categories_within_count"].values() if np.isfinite(v)]
+  assert held and all(v == 0.5 for v in held) and att["mean_within_count"] == 0.5
 
   # The latest checkpoint: another step, the same cached semantic negatives.
   cache = sem["cache"]
