@@ -11,6 +11,7 @@ def get_config():
   c.world.max_objects = 3
   c.world.num_train = 64
   c.world.num_val = 16
+  c.world.invert_encoder_steps, c.world.invert_encoder_batch = 4, 8  # the encoder path, cheaply
   c.speech.workers = 1
   c.data.image_size = 16
   c.data.train_frames = 128

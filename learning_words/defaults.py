@@ -26,8 +26,15 @@ def get_config() -> ml_collections.ConfigDict:
   # render's inverted latent, its ground-truth caption), 'inverted_parsed' (L2: the same images,
   # parsed captions) or 'prior' (L3: G(z_i), parsed captions, the reference's Audio CLEVRGAN).
   c.world.pairs = "prior"
-  # The inverted worlds' latents (world/invert.py): best of `starts` prior draws, then Adam.
-  c.world.invert_steps = 200
+  # The inverted worlds' latents (world/invert.py): an encoder trained against the frozen
+  # generator on the GAN's renders, then `invert_steps` Adam steps per render from its codes
+  # (encoder_steps 0: from the best of `invert_starts` prior draws).
+  c.world.invert_encoder_steps = 1500
+  c.world.invert_encoder_batch = 32
+  c.world.invert_encoder_lr = 1e-3
+  c.world.invert_encoder_renders = 6000
+  c.world.invert_latent_weight = 0.3  # weight of the prior draws' code cosine beside the redraw
+  c.world.invert_steps = 0
   c.world.invert_starts = 16
   c.world.invert_lr = 0.05
   c.world.invert_batch = 250
