@@ -4,7 +4,9 @@
       [--config.data.batch_size=8] [--steps=10]
 
 For `regular` and `negatives_edited`: the compiled train step's median wall time after warm-up,
-samples/s, FLOPs per step from XLA's cost analysis and the achieved FLOP/s; their ratio; and the
+samples/s, FLOPs per step (XLA's cost analysis counts one device's share: it is scaled by the
+device count; and the analytic count of learner/flops.py, the only one on GPUs, where XLA's
+leaves out cuDNN convolutions) and the achieved FLOP/s of each; their ratio; and the
 time of validation recall over 500 pairs at the paper's shapes (8x8x512 images, 2048 frames through
 the large speech encoder -> 32 x 512). Weights are random: speed does not depend on them (the
 negatives' candidate schedule is fixed), so no dataset or trained generator is needed.
@@ -21,7 +23,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from learning_words.common import jsonio, mesh as mesh_lib
-from learning_words.learner import matchmap, recall, train
+from learning_words.learner import flops as flops_lib, matchmap, recall, train
 from learning_words.models import generator as gen_lib
 
 config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).", lock_config=True)
@@ -66,7 +68,8 @@ def time_step(config, kind: str, steps: int) -> dict:
   compile_s = time.time() - t0
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get("flops", float("nan")))
+  flops = float(cost.get("flops", float("nan"))) * mesh.devices.size  # per device -> the step's
+  analytic = flops_lib.train_step(config, kind)["total"]
   times = []
   for i in range(steps + 2):
     t0 = time.time()
@@ -75,7 +78,9 @@ def time_step(config, kind: str, steps: int) -> dict:
     times.append(time.time() - t0)
   step_s = float(np.median(times[2:]))
   return {"step_time_s": step_s, "samples_per_s": config.data.batch_size / step_s,
-          "flops_per_step": flops, "flops_per_s": flops / step_s, "compile_s": compile_s,
+          "flops_per_step": flops, "flops_per_s": flops / step_s,
+          "analytic_flops_per_step": analytic, "analytic_flops_per_s": analytic / step_s,
+          "compile_s": compile_s,
           "batch_size": config.data.batch_size}
 
 
