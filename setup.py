@@ -28,6 +28,9 @@ setup(
         "tensorboardX",  # TensorBoard event files without TensorFlow (CLU's writers import it)
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "librosa"],
+        # PyTorch only for the benchmark's peer (and converting the reference's files); a CPU
+        # machine is best served by the CPU wheel (pip's --index-url https://download.pytorch.org/whl/cpu).
+        "torch": ["torch"],
+        "test": ["pytest", "pytest-xdist", "librosa", "torch"],
     },
 )

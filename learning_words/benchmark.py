@@ -1,7 +1,7 @@
 """Step throughput, FLOPs and recall time of a config, written as JSON.
 
   python -m learning_words.benchmark --config=configs/quickstart.py --out=bench.json \
-      [--config.data.batch_size=8] [--steps=10]
+      [--config.data.batch_size=8] [--steps=10] [--peer=torch]
 
 For `regular` and `negatives_edited`: the compiled train step's median wall time after warm-up,
 samples/s, FLOPs per step (XLA's cost analysis counts one device's share: it is scaled by the
@@ -10,6 +10,8 @@ leaves out cuDNN convolutions) and the achieved FLOP/s of each; their ratio; and
 time of validation recall over 500 pairs at the paper's shapes (8x8x512 images, 2048 frames through
 the large speech encoder -> 32 x 512). Weights are random: speed does not depend on them (the
 negatives' candidate schedule is fixed), so no dataset or trained generator is needed.
+With --peer=torch, the same regular step in PyTorch (torch_peer.py, built from the same initial
+weights, same batch) is timed after ours: `peer_regular_step_s` and `ours_over_peer`.
 """
 import json
 import os
@@ -22,6 +24,7 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
+from learning_words import torch_peer
 from learning_words.common import jsonio, mesh as mesh_lib
 from learning_words.learner import flops as flops_lib, matchmap, recall, train
 from learning_words.models import generator as gen_lib
@@ -30,6 +33,8 @@ config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py)."
 flags.DEFINE_string("out", None, "JSON file to write.")
 flags.DEFINE_integer("steps", 10, "Timed steps per loss kind (after 2 warm-up steps).")
 flags.DEFINE_integer("recall_pairs", 500, "Pairs in the recall timing (the reference's 500).")
+flags.DEFINE_enum("peer", "", ["", "torch"], "Also time the regular step written in PyTorch "
+                  "(learning_words/torch_peer.py; needs the [torch] extra).")
 flags.mark_flags_as_required(["config", "out"])
 FLAGS = flags.FLAGS
 
@@ -84,6 +89,27 @@ def time_step(config, kind: str, steps: int) -> dict:
           "batch_size": config.data.batch_size}
 
 
+def time_peer(config, steps: int) -> dict:
+  """Median wall time of the torch peer's regular step (after 2 warm-up steps) on a batch of the
+  config's shapes, from the same initial weights as time_step's."""
+  config = config.copy_and_resolve_references()
+  state = train.TrainState(config, steps_per_epoch=100)
+  g = gen_lib.Generator(config.gan.sizes, rngs=nnx.Rngs(1))
+  peer = torch_peer.Peer(config, state.models, g)
+  b, t = config.data.batch_size, config.data.train_frames
+  torch = torch_peer.torch
+  z = torch.from_numpy(gen_lib.standard_z(b, g.sizes[0]).astype(np.float32))
+  spec = torch.from_numpy(np.random.default_rng(0).normal(size=(b, t, 40)).astype(np.float32))
+  n_frames = torch.full((b,), t, dtype=torch.long)
+  times = []
+  for _ in range(steps + 2):
+    t0 = time.time()
+    peer.step(z, spec, n_frames)
+    times.append(time.time() - t0)
+  return {"step_time_s": float(np.median(times[2:])), "torch": torch.__version__,
+          "threads": torch.get_num_threads()}
+
+
 def time_recall(n: int = 500, h: int = 8, t: int = 32, d: int = 512, repeats: int = 3) -> float:
   """Seconds for recall@k over n pairs at the paper's embedding shapes (similarity + ranks)."""
   rng = np.random.default_rng(0)
@@ -109,6 +135,10 @@ def main(argv):
     print(kind, json.dumps(out[kind]), flush=True)
   out["edited_over_regular"] = (out["negatives_edited"]["step_time_s"]
                                 / out["regular"]["step_time_s"])
+  if FLAGS.peer:
+    out["peer"] = time_peer(FLAGS.config, FLAGS.steps)
+    out["peer_regular_step_s"] = out["peer"]["step_time_s"]
+    out["ours_over_peer"] = out["regular"]["step_time_s"] / out["peer_regular_step_s"]
   out["recall_500_s" if FLAGS.recall_pairs == 500 else f"recall_{FLAGS.recall_pairs}_s"] = (
       time_recall(FLAGS.recall_pairs))
   jsonio.write_json(os.path.abspath(FLAGS.out), out)

@@ -47,7 +47,8 @@ def invert(config, workdir: str) -> str:
   folder = wd.latents_dir(config, workdir)
   if folder is None:
     raise errors.MissingError("invert needs a generator: run --mode=train_gan first")
-  return invert_lib.invert_renders(config, folder, wd.load_generator(config, workdir))
+  return invert_lib.invert_renders(config, folder, wd.load_generator(config, workdir),
+                                   wd.inverter_dir(config, workdir))
 
 
 def _latents_done(config, workdir) -> str | None:
@@ -154,6 +155,8 @@ TOOLS = {
                                                     wd.path(w, "data", "world_report.json")),
     "ship_segmenter": lambda c, w: seg_lib.ship_segmenter(c, wd.path(w, "segmenter"),
                                                           wd.path(w, "pipeline_times.json")),
+    "ship_inverter": lambda c, w: invert_lib.ship_inverter(c, wd.inverter_dir(c, w)[1],
+                                                           wd.generator_dir(c, w)),
 }
 MODES = ("pipeline", *STAGES, *TOOLS)
 

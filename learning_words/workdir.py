@@ -88,6 +88,21 @@ def segmenter_weights_dir(config, workdir: str) -> str | None:
 INVERTED = ("inverted", "inverted_parsed")  # the worlds drawn from inverted latents
 
 
+def inverter_dir(config, workdir: str) -> tuple[str | None, str]:
+  """(weights folder of the inverter for the generator in use, or None when there is none yet;
+  where a newly trained one goes). The shipped inverter counts only when it was trained against
+  this very generator (its provenance names the generator's fingerprint); a trained one lives in
+  WORKDIR/data/inverter/<generator fingerprint>."""
+  g_dir = generator_dir(config, workdir)
+  g_print = checkpoints.fingerprint_folders(g_dir) if g_dir else "none"
+  trained = path(workdir, "data", "inverter", g_print)
+  shipped = assets.shipped_dir("inverter", config)
+  if os.path.isdir(shipped) and assets.read_provenance("inverter", config).get(
+      "generator_fingerprint") == g_print:
+    return shipped, trained
+  return (trained if os.path.isdir(trained) else None), trained
+
+
 def latents_dir(config, workdir: str) -> str | None:
   """WORKDIR/data/latents/<generator fingerprint>_<pairs>: the latents the invert stage found
   for the renders of every pair id of the inverted worlds (None: no generator)."""

@@ -1,4 +1,5 @@
-"""The benchmark writes the promised JSON keys with sane values (tiny config, 1 timed step)."""
+"""The benchmark writes the promised JSON keys with sane values (tiny config, 1 timed step, the
+torch peer included)."""
 import json
 import subprocess
 import sys
@@ -10,14 +11,18 @@ def test_benchmark_json_on_tiny(tmp_path):
   out = tmp_path / "bench.json"
   r = subprocess.run([sys.executable, "-m", "learning_words.benchmark", "--config=configs/tiny.py",
                       f"--out={out}", "--steps=1", "--recall_pairs=40",
-                      "--config.data.batch_size=8"],
+                      "--config.data.batch_size=8", "--peer=torch"],
                      cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   res = json.loads(out.read_text())
   for kind in ("regular", "negatives_edited"):
-    for key in ("step_time_s", "samples_per_s", "flops_per_step", "flops_per_s"):
+    for key in ("step_time_s", "samples_per_s", "flops_per_step", "flops_per_s",
+                "analytic_flops_per_step", "analytic_flops_per_s"):
       assert res[kind][key] > 0
     assert abs(res[kind]["samples_per_s"] * res[kind]["step_time_s"] - 8) < 1e-6
   # Drawing negatives adds generator passes and an image-encoder pass: strictly more work.
   assert res["negatives_edited"]["flops_per_step"] > res["regular"]["flops_per_step"]
   assert res["edited_over_regular"] > 0 and res["recall_40_s"] > 0
+  assert res["peer_regular_step_s"] > 0
+  assert abs(res["ours_over_peer"] * res["peer_regular_step_s"]
+             - res["regular"]["step_time_s"]) < 1e-9

@@ -27,6 +27,7 @@ LAYERS = [
     ("learning_words/learner/", 3),
     ("learning_words/workdir.py", 4),
     ("learning_words/evaluation/", 5),
+    ("learning_words/torch_peer.py", 5),
     ("learning_words/pipeline.py", 6),
     ("learning_words/benchmark.py", 6),
     ("learning_words/main.py", 7),

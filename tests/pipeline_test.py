@@ -10,7 +10,7 @@ from configs import tiny
 from learning_words import pipeline, workdir as wd
 from learning_words.data import audio, input_pipeline
 from learning_words.data import records
-from learning_words.world import pairs as build_pairs
+from learning_words.world import invert as invert_lib, pairs as build_pairs
 
 
 def test_tiny_pipeline_runs_every_stage(tmp_path):
@@ -83,3 +83,12 @@ def _ladder_rungs(c, workdir):
       rec["image"], build_pairs.draw_images(g, latents[int(rec["z_index"])][None])[0])
   assert os.path.isdir(os.path.join(workdir, "runs", "L2", "checkpoints", "3"))
   assert pipeline.STAGES["invert"].existing(l2, workdir) == wd.latents_dir(l2, workdir)
+  # The inverter trained by the stage was kept for this generator; a second inversion restores it
+  # (no training) and finds the same latents.
+  existing, trained = wd.inverter_dir(l2, workdir)
+  assert existing == trained and os.path.isdir(trained)
+  again = os.path.join(workdir, "latents_again")
+  invert_lib.invert_renders(l2, again, g, (existing, trained))
+  np.testing.assert_allclose(np.load(os.path.join(again, "latents.npy")), latents, rtol=1e-5,
+                             atol=1e-5)
+  assert json.load(open(os.path.join(again, "invert.json")))["encoder_curve"] == []

@@ -44,3 +44,25 @@ def test_runs_and_datasets_are_found_only_when_there(tmp_path):
   c.data.source = "web"
   with pytest.raises(errors.ConfigError, match="--config.data.source"):
     wd.dataset_dir(c, w)
+
+
+def test_the_shipped_inverter_counts_only_for_its_own_generator(tmp_path, monkeypatch):
+  from learning_words.common import assets, checkpoints, jsonio  # pylint: disable=g-import-not-at-top
+  c = tiny.get_config()
+  monkeypatch.setattr(assets, "ASSETS_DIR", str(tmp_path / "assets"))
+  workdir = str(tmp_path / "wd")
+  gen = os.path.join(workdir, "gan", "generator_ema")
+  os.makedirs(gen)
+  with open(os.path.join(gen, checkpoints.FINGERPRINT), "w") as f:
+    f.write("abc123")
+  g_print = checkpoints.fingerprint_folders(gen)
+  trained = os.path.join(workdir, "data", "inverter", g_print)
+  assert wd.inverter_dir(c, workdir) == (None, trained)  # nothing shipped or trained yet
+  shipped = assets.shipped_dir("inverter", c)
+  os.makedirs(shipped)
+  jsonio.write_json(os.path.join(shipped, "provenance.json"), {"generator_fingerprint": "other"})
+  assert wd.inverter_dir(c, workdir) == (None, trained)  # shipped for another generator
+  os.makedirs(trained)
+  assert wd.inverter_dir(c, workdir) == (trained, trained)
+  jsonio.write_json(os.path.join(shipped, "provenance.json"), {"generator_fingerprint": g_print})
+  assert wd.inverter_dir(c, workdir) == (shipped, trained)

@@ -1,8 +1,10 @@
-"""Weights shipped inside the package: the quickstart's trained generator and attribute segmenter.
+"""Weights shipped inside the package: the quickstart's trained generator, attribute segmenter and
+the inverter (the encoder that finds the latents of renders for the ladder's L1 / L2 worlds).
 
-Both are trained once (hours of GAN training; 15 min of segmenter training on a CPU) and committed
-with a provenance.json beside them, so a fresh quickstart starts from them; `--config.gan.retrain`
-/ `--config.segmenter.retrain` train new ones in the workdir instead.
+Each is trained once (hours of GAN training; 15 min of segmenter or inverter training on a CPU)
+and committed with a provenance.json beside them, so a fresh quickstart starts from them;
+`--config.gan.retrain` / `--config.segmenter.retrain` train new ones in the workdir instead (the
+inverter is used only with the generator it was trained against: see workdir.inverter_dir).
 """
 import os
 import shutil
@@ -11,7 +13,7 @@ import subprocess
 from learning_words.common import jsonio
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
-KINDS = ("generator", "segmenter")
+KINDS = ("generator", "segmenter", "inverter")
 
 
 def shipped_dir(kind: str, config) -> str:

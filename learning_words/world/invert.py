@@ -29,7 +29,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from learning_words.common import figures, jsonio
+from learning_words.common import assets, checkpoints, figures, jsonio
 from learning_words.models import discriminator as disc_lib
 from learning_words.models.segmenter import to_float
 from learning_words.world import pairs, scenes as scenes_lib
@@ -156,24 +156,49 @@ def invert(g, images: np.ndarray, *, steps: int, starts: int, lr: float, batch: 
   return np.concatenate(zs), np.concatenate(errs)
 
 
-def invert_renders(config, out_dir: str, g) -> str:
+def inverter(config, g, existing: str | None, trained: str, progress: bool = True):
+  """(encoder, its loss curve) for the frozen generator g: restored from `existing` (the shipped
+  or an earlier trained inverter), else trained on the GAN's renders and saved to `trained`
+  (None, []: world.invert_encoder_steps is 0)."""
+  w = config.world
+  if int(w.invert_encoder_steps) <= 0:
+    return None, []
+  if existing:
+    return checkpoints.restore_weights(lambda: make_encoder(config.gan, config.seed), existing), []
+  n = min(int(w.invert_encoder_renders), int(w.num_train))  # the GAN's training renders
+  arrays, _, _ = scenes_lib.render_scenes(n, config.seed, w.resolution, w.min_objects,
+                                          w.max_objects, start=0)
+  e, curve = train_encoder(g, config.gan, arrays["image"], arrays["object_id"] > 0,
+                           steps=int(w.invert_encoder_steps), batch=int(w.invert_encoder_batch),
+                           lr=float(w.invert_encoder_lr),
+                           latent_weight=float(w.invert_latent_weight),
+                           fg_weight=float(w.invert_fg_weight), seed=config.seed,
+                           progress=progress)
+  checkpoints.save_weights(trained, e)
+  jsonio.write_json(os.path.join(trained, "curve.json"), {"curve": curve, "renders": n})
+  return e, curve
+
+
+def ship_inverter(config, trained: str, generator_dir: str) -> str:
+  """Ships a trained inverter as the package's, tied to the generator it was trained against."""
+  return assets.ship("inverter", trained, config, {
+      "generator_fingerprint": checkpoints.fingerprint_folders(generator_dir),
+      "d_sizes": list(config.gan.d_sizes),
+      "steps": int(config.world.invert_encoder_steps),
+      "command": "python -m learning_words.main --config=configs/quickstart.py --workdir=WORKDIR "
+                 "--mode=invert --config.world.pairs=inverted_parsed, then --mode=ship_inverter",
+      **jsonio.read_json(os.path.join(trained, "curve.json"))})
+
+
+def invert_renders(config, out_dir: str, g, inverter_dirs: tuple) -> str:
   """Finds the latents of the renders of every pair id (train, val and test of config.data) and
-  writes them to `out_dir`; returns it."""
+  writes them to `out_dir`; returns it. inverter_dirs: workdir.inverter_dir's (existing, trained)."""
   d, w = config.data, config.world
   ids = np.arange(d.num_train + d.num_val + d.num_test)
   start = time.time()
   images, _, foreground = pairs.render_pairs_images(w, config.seed, ids, with_foreground=True)
-  init, curve = None, []
-  if int(w.invert_encoder_steps) > 0:
-    n = min(int(w.invert_encoder_renders), int(w.num_train))  # the GAN's training renders
-    arrays, _, _ = scenes_lib.render_scenes(n, config.seed, w.resolution, w.min_objects,
-                                            w.max_objects, start=0)
-    e, curve = train_encoder(g, config.gan, arrays["image"], arrays["object_id"] > 0,
-                             steps=int(w.invert_encoder_steps), batch=int(w.invert_encoder_batch),
-                             lr=float(w.invert_encoder_lr),
-                             latent_weight=float(w.invert_latent_weight),
-                             fg_weight=float(w.invert_fg_weight), seed=config.seed)
-    init = encode(e, images)
+  e, curve = inverter(config, g, *inverter_dirs)
+  init = None if e is None else encode(e, images)
   latents, errors = invert(g, images, steps=int(w.invert_steps), starts=int(w.invert_starts),
                            lr=float(w.invert_lr), batch=int(w.invert_batch), seed=config.seed,
                            foreground=foreground, fg_weight=float(w.invert_fg_weight), init=init)
