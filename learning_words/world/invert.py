@@ -165,6 +165,7 @@ def inverter(config, g, existing: str | None, trained: str, progress: bool = Tru
     return None, []
   if existing:
     return checkpoints.restore_weights(lambda: make_encoder(config.gan, config.seed), existing), []
+  start = time.time()
   n = min(int(w.invert_encoder_renders), int(w.num_train))  # the GAN's training renders
   arrays, _, _ = scenes_lib.render_scenes(n, config.seed, w.resolution, w.min_objects,
                                           w.max_objects, start=0)
@@ -175,7 +176,8 @@ def inverter(config, g, existing: str | None, trained: str, progress: bool = Tru
                            fg_weight=float(w.invert_fg_weight), seed=config.seed,
                            progress=progress)
   checkpoints.save_weights(trained, e)
-  jsonio.write_json(os.path.join(trained, "curve.json"), {"curve": curve, "renders": n})
+  jsonio.write_json(os.path.join(trained, "curve.json"), {
+      "curve": curve, "renders": n, "train_seconds": round(time.time() - start, 1)})
   return e, curve
 
 
