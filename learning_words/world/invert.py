@@ -8,9 +8,10 @@ absolute pixel error, object pixels weighted 1 + fg_weight: unweighted, the grey
 and small objects vanish), and on prior draws E(G(z)) must point where z does (cosine; it keeps the
 codes in the prior's region). Its codes then start `invert_steps` Adam steps on each render's own
 error; without an encoder they start from the best of `starts` prior draws. On the shipped 32 px
-generator the encoder's codes redraw the renders better than 100 Adam steps from the best prior
-draw, and a refinement costs seconds per step per batch on a CPU, so the quickstart's worlds use
-the encoder alone (README, "The ladder").
+generator the encoder's codes redraw the renders' objects better than 100 Adam steps from the best
+prior draw did (object-pixel error 0.23 against 0.28; overall 0.038 against 0.036), and a
+refinement costs seconds per step per batch on a CPU, so the quickstart's worlds use the encoder
+alone (README, "The ladder").
 
 The generator pixel-normalises z at its first layer, so only z's direction matters; latents are
 returned rescaled to the prior's norm sqrt(Z) (the edited negatives see the same activations either
