@@ -1,11 +1,9 @@
-"""learner/flops.py: the analytic count against XLA's own cost analysis of the compiled train step
-on CPU (within 10%), and its building blocks against hand-computed cases."""
+"""learner/flops.py: its building blocks against hand-computed cases and one conv against XLA's
+count. The whole step against XLA's count (within 10%) is checked in benchmark_test.py, which
+compiles both steps anyway."""
 import jax
 import jax.numpy as jnp
-import pytest
 
-from configs import tiny
-from learning_words import benchmark
 from learning_words.learner import flops
 
 
@@ -24,22 +22,3 @@ def test_conv_count_matches_xla_on_a_padded_conv():
   cost = cost.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   assert cost["flops"] == 2 * flops.conv2d(4, 3, 16, 32)
-
-
-def _config():
-  c = tiny.get_config()  # wide enough that convolutions dominate, as in every real preset
-  c.model.image_widths = (16, 16, 32, 32, 32)
-  c.model.audio_widths = (32, 64, 64)
-  c.model.embed_dim = 32
-  c.gan.sizes = (32, 32, 32, 16)
-  c.data.train_frames = 256
-  return c
-
-
-@pytest.mark.parametrize("kind", ["regular", "negatives_edited"])
-def test_step_count_within_10_percent_of_xla(kind):
-  config = _config()
-  # Under the tests' 8 CPU devices, so the per-device count is scaled back to the whole step.
-  xla = benchmark.time_step(config, kind, steps=0)["flops_per_step"]
-  ours = flops.train_step(config, kind)["total"]
-  assert abs(ours - xla) / xla < 0.10, (ours, xla)

@@ -76,9 +76,10 @@ def test_encoder_redraws_better_than_prior_draws_and_starts_the_refinement():
   assert enc_err < 0.7 * prior_err, (enc_err, prior_err)
   assert [s for s, _, _ in curve] == [0, 100, 200, 299] and curve[-1][2] < curve[0][2]
   np.testing.assert_allclose(np.linalg.norm(codes, axis=1), np.sqrt(g.sizes[0]), rtol=1e-5)
-  # Batches depend only on (seed, step): a second run gives the same codes.
-  e2, _ = invert.train_encoder(g, c.gan, images, fg, steps=300, **kw)
-  np.testing.assert_allclose(invert.encode(e2, images), codes, rtol=1e-5, atol=1e-5)
+  # Batches depend only on (seed, step): two short runs give the same codes.
+  short = [invert.encode(invert.train_encoder(g, c.gan, images, fg, steps=5, **kw)[0], images)
+           for _ in range(2)]
+  np.testing.assert_allclose(short[0], short[1], rtol=1e-5, atol=1e-5)
   # The refinement starts where it is told: from the true latents with no steps, it returns them
   # (rescaled) and their error is the images' own rounding error.
   z, err = invert.invert(g, images, steps=0, starts=1, lr=0.05, batch=8, seed=0,
