@@ -136,15 +136,25 @@ def get_config() -> ml_collections.ConfigDict:
   c.negatives = ml_collections.ConfigDict()
   c.negatives.layer = c.gan.get_ref("intervention_layer")
   c.negatives.mode = "random"      # random units (p) or 'cluster' (concept-guided units)
-  c.negatives.candidates = 4       # candidate strengths drawn in one generator call
-  c.negatives.p = 0.5              # the reference trains with p = 0.5
-  c.negatives.p_step = 0.05
-  c.negatives.units = 140          # cluster mode: units at the start (reference: 140 of 512)
-  c.negatives.units_step = 40
+  c.negatives.ring = True          # the reference's mask: the peak's component + a 3x3 ring
+  c.negatives.candidates = 4       # tries per sample, all drawn in one generator call
+  # Random mode's retry rule (negatives.retry_schedule): fresh units at p every try; after a
+  # failed try the threshold falls by threshold_step with chance threshold_drop_prob, else p rises
+  # by p_step. The reference trains at a fixed p = 0.5 (its p schedule is dead code there).
+  c.negatives.p = 0.5
+  c.negatives.p_step = 0.0
   c.negatives.threshold = 0.95     # accept when the masked relative change reaches this
   c.negatives.threshold_step = 0.01
+  c.negatives.threshold_drop_prob = 0.2
   c.negatives.heat_threshold = 0.95
-  c.negatives.heat_threshold_step = 0.0  # cluster mode: the reference lowers it 0.1 per retry
+  # Cluster mode (negatives.cluster_schedule): units at the start (reference: 140 of 512) and
+  # added per retry; the ablation mask's heat threshold falls per retry while the acceptance mask
+  # stays at heat_threshold; the acceptance threshold falls once before the first check (0.90)
+  # and once per retry.
+  c.negatives.units = 140
+  c.negatives.units_step = 40
+  c.negatives.heat_threshold_step = 0.1
+  c.negatives.cluster_threshold_step = 0.05
 
   # Concept clusters and generator dissection (learning_words/learner/concepts.py), cluster mode
   # only.
@@ -190,7 +200,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.evals.edited_recall = ml_collections.ConfigDict()
   c.evals.edited_recall.captions = 200
   c.evals.edited_recall.negatives = 9
-  c.evals.edited_recall.p = 0.4    # the reference's evaluation starts at 0.4 (+ negatives.p_step)
+  c.evals.edited_recall.p = 0.4    # the reference's evaluation starts at 0.4 and, on a failed
+  c.evals.edited_recall.p_step = 0.05  # try that does not lower the threshold, adds 0.05
   c.evals.semantic = ml_collections.ConfigDict()
   c.evals.semantic.captions = 500
   c.evals.semantic.negatives = 4

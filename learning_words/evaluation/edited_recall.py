@@ -2,8 +2,10 @@
 
 The reference protocol (REFERENCE.md "Evaluation"): per caption, the positive G(z) plus 9
 negatives drawn by the generator with random units inside the region the evaluated model matches
-the caption to (negatives.draw_negatives in random mode; p starts at evals.edited_recall.p and
-rises by negatives.p_step per candidate, as the reference's evaluation retries do); the positive's
+the caption to (negatives.draw_negatives in random mode with the reference's evaluation retries:
+p starts at evals.edited_recall.p and rises by evals.edited_recall.p_step on a failed try that
+does not lower the threshold; a caption's negative that no try made acceptable is the last try,
+counted in draw.accepted_rate); the positive's
 rank among the 10 images by MISA with the caption gives R@1 and R@5 (chance 0.1 and 0.5).
 
 One jitted call per batch of captions draws all of its negatives ([B * 9] samples, every candidate
@@ -26,10 +28,11 @@ KS = (1, 5)
 
 
 def negatives_config(config) -> ml_collections.FrozenConfigDict:
-  """config.negatives in random mode with the evaluation's starting p (hashable: a static arg)."""
+  """config.negatives in random mode with the evaluation's p schedule (hashable: a static arg)."""
   cfg = ml_collections.ConfigDict(config.negatives.to_dict())
   cfg.mode = "random"
   cfg.p = float(config.evals.edited_recall.p)
+  cfg.p_step = float(config.evals.edited_recall.p_step)
   return ml_collections.FrozenConfigDict(cfg)
 
 
@@ -41,7 +44,7 @@ def score_batch(models, g, z, spec, n_frames, key, cfg, count: int, cosine: bool
   mm = matchmap.matchmap(img, aud, cosine=cosine)
   pos = matchmap.misa(mm, frames)
   rep = lambda v: jnp.repeat(v, count, axis=0)  # [B * count], sample-major
-  neg, _, stats = negatives.draw_negatives(g, rep(z), rep(x_layer), rep(positives), rep(mm),
+  neg, _, _, stats = negatives.draw_negatives(g, rep(z), rep(x_layer), rep(positives), rep(mm),
                                            rep(frames), key, cfg)
   b = z.shape[0]
   neg_scores = context.score_pairs(models, neg.reshape((b, count) + neg.shape[1:]), aud, frames,

@@ -5,7 +5,9 @@ column i holds every image against caption i and row i every caption against ima
 a hinge max(0, margin + s_neg - s_pos) per anchor, averaged over the batch:
   imp_image    S[j,i], j a random other image       imp_caption   S[i,k], k a random other caption
   hard_image   max_{j != i} S[j,i]                  hard_caption  max_{k != i} S[i,k]
-  edited       s_edit[i] = MISA(edited negative of image i, caption i)
+  edited       s_edit[i] = MISA(edited negative of image i, caption i), averaged over the
+               samples whose negative was accepted (edit_valid); a sample with none adds no
+               edited term (the reference never trains on a rejected negative)
 Kinds (the reference's `loss_type`):
   regular           imp_image + imp_caption
   negatives_hard    regular + hard_image + hard_caption
@@ -82,17 +84,28 @@ def pair_logistic(s_neg, s_pos, temperature):
   return jax.nn.softplus((s_neg - s_pos) / temperature)
 
 
+def valid_mean(values, valid):
+  """Mean of values [B] over valid [B] (None: all); 0 where none is valid."""
+  if valid is None:
+    return jnp.mean(values)
+  valid = jnp.asarray(valid, values.dtype)
+  return jnp.sum(values * valid) / jnp.maximum(jnp.sum(valid), 1.0)
+
+
 def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0, base: str = "triplet",
-                 temperature: float = 0.07):
+                 temperature: float = 0.07, edit_valid=None):
   """(loss, {term: batch mean}) for loss `kind` on the similarity matrix sim [B,B].
 
-  key draws the random impostors (see `draw_impostors`); s_edit [B] is needed by the edited kinds.
+  key draws the random impostors (see `draw_impostors`); s_edit [B] is needed by the edited kinds,
+  edit_valid bool [B] says which samples have an accepted negative (None: all). Samples without
+  one add no edited term: `edited` is the mean over the others, and in negatives_both their
+  per-sample max is the hard-image term alone.
   base: 'triplet' (margin) or 'softmax' (temperature), see the module docstring.
   """
   if base not in BASES:
     raise ValueError(f"unknown loss base {base!r}; allowed: {', '.join(BASES)}")
   if base == "softmax":
-    return _softmax_loss(kind, sim, s_edit, temperature)
+    return _softmax_loss(kind, sim, s_edit, temperature, edit_valid)
   if kind not in LOSS_KINDS:
     raise ValueError(f"unknown loss kind {kind!r}; allowed: {', '.join(LOSS_KINDS)}")
   if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
@@ -110,8 +123,8 @@ def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0, base: st
     hard_image, hard_caption = hardest_hinges(sim, margin)
     terms.update(hard_image=hard_image.mean(), hard_caption=hard_caption.mean())
   if kind in ("negatives_edited", "negatives_both"):
-    edited = hinge(s_edit, jnp.diagonal(sim), margin)
-    terms["edited"] = edited.mean()
+    edited = _only_valid(hinge(s_edit, jnp.diagonal(sim), margin), edit_valid)
+    terms["edited"] = valid_mean(edited, edit_valid)
 
   if kind == "negatives_hard":
     return regular + terms["hard_image"] + terms["hard_caption"], terms
@@ -127,7 +140,12 @@ def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0, base: st
   return terms["regular"] + terms["combined"], terms
 
 
-def _softmax_loss(kind, sim, s_edit, temperature):
+def _only_valid(edited, valid):
+  """Per-sample edited terms [B] (>= 0), zero where the sample has no accepted negative."""
+  return edited if valid is None else jnp.where(valid, edited, 0.0)
+
+
+def _softmax_loss(kind, sim, s_edit, temperature, edit_valid=None):
   """compute_loss on the softmax base (the module docstring)."""
   if kind not in LOSS_KINDS:
     raise ValueError(f"unknown loss kind {kind!r}; allowed: {', '.join(LOSS_KINDS)}")
@@ -144,8 +162,8 @@ def _softmax_loss(kind, sim, s_edit, temperature):
     return loss + terms["hard_image"] + terms["hard_caption"], terms
   if kind == "regular":
     return loss, terms
-  edited = pair_logistic(s_edit, pos, temperature)
-  terms["edited"] = edited.mean()
+  edited = _only_valid(pair_logistic(s_edit, pos, temperature), edit_valid)
+  terms["edited"] = valid_mean(edited, edit_valid)
   if kind == "negatives_edited":
     return loss + terms["edited"], terms
   hard_or_edited = jnp.maximum(hard_image, edited)

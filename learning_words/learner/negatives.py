@@ -2,16 +2,19 @@
 
 Per sample (REFERENCE.md "Drawing a negative"): the matchmap's peak (t, y, x) locates where the
 caption currently matches; the image heat map (max over valid frames, normalised by its max) is
-thresholded and reduced to the connected component that contains the peak (geodesic dilation);
-that mask, made binary at the intervention layer's resolution, times a per-unit selection ablates
-generator units there (x * (1 - a) + a * r, r = 0) and the generator re-renders from that layer.
+thresholded and reduced to the connected component that contains the peak (geodesic dilation),
+plus the reference's one unrestricted 3x3 ring (`peak_mask`). That mask, made binary at the
+intervention layer's resolution, times a per-unit selection ablates generator units there
+(x * (1 - a) + a * r, r = 0) and the generator re-renders from that layer.
 
 The reference retries one sample at a time with host round trips until the change inside the mask
-is large enough. Here K candidate strengths (a fixed schedule of p or unit counts, with acceptance
-thresholds lowered per candidate as the reference lowers them per retry) are drawn in ONE batched
-generator call over [K * B] and the first acceptable candidate wins (else the strongest, the last).
-As in the reference, the change is measured on the image encoder's input (ImageNet-normalised).
-Everything is jittable and traced once per shape; there is no loop over the batch.
+reaches a threshold, and never trains on a rejected negative. Here K tries, drawn by the
+reference's retry rule (random mode: fresh units at p every try, the threshold lowered on a coin
+flip, `retry_schedule`; cluster mode: more units and larger masks, `cluster_schedule`), are
+rendered in ONE batched generator call over [K * B]; the first acceptable try wins, and samples
+with none are flagged (`accepted`) so that the loss leaves them out. As in the reference, the
+change is measured on the image encoder's input (ImageNet-normalised). Everything is jittable and
+traced once per shape; there is no loop over the batch.
 """
 import jax
 import jax.numpy as jnp
@@ -105,11 +108,6 @@ def resize_mask(mask, size: int):
   return (out > 0).astype(jnp.float32)
 
 
-def select_units_random(key, batch: int, channels: int, p):
-  """Each unit of each sample selected independently with probability p -> float {0,1} [B,C]."""
-  return jax.random.bernoulli(key, p, (batch, channels)).astype(jnp.float32)
-
-
 def select_units_ranked(ranking, cluster, count):
   """The top `count` units of each sample's cluster -> float {0,1} [B,C].
 
@@ -121,38 +119,64 @@ def select_units_ranked(ranking, cluster, count):
   return jnp.zeros((b, c), jnp.float32).at[jnp.arange(b)[:, None], order].set(chosen)
 
 
-def candidate_schedule(cfg, channels: int):
-  """Static per-candidate (strength, acceptance threshold, heat threshold), numpy [K] each.
+def peak_mask(heat, peak_yx, threshold=0.95, ring: bool = True):
+  """The reference's mask: the peak's component (peak_component) plus one unrestricted 3x3 ring.
 
-  Strength is p (random mode) or a unit count (cluster mode). The reference's retries raise p
-  (random) or add units and lower the heat threshold (cluster) while lowering the acceptance
-  threshold; candidate k is retry k of that schedule.
+  The reference's geodesic dilation returns its last *dilated* marker, not that marker's
+  intersection with the thresholded map, so a one-cell peak becomes a 3x3 block. ring=False keeps
+  the component alone (the ablation of that detail). bool [B,h,w].
+  """
+  comp = peak_component(heat, peak_yx, threshold)
+  return dilate3x3(comp) if ring else comp
+
+
+def draw_tries(key, tries: int, batch: int, channels: int):
+  """The random draws of random mode's tries: (uniforms [K,B,C] that select a unit where below
+  the try's p, coins [K,B] that pick what a failed try changes). Fresh units every try."""
+  k_units, k_coins = jax.random.split(key)
+  return (jax.random.uniform(k_units, (tries, batch, channels)),
+          jax.random.uniform(k_coins, (tries, batch)))
+
+
+def retry_schedule(coins, p, p_step, threshold, threshold_step, drop_prob):
+  """The reference's random-mode retry rule -> (p [K,B], acceptance threshold [K,B]) per try.
+
+  Try 0 uses (p, threshold). After a failed try k, with chance drop_prob (coins[k] < drop_prob)
+  the threshold falls by threshold_step, else p rises by p_step (its training loop keeps p at 0.5:
+  p_step 0 there; its edited-recall evaluation raises it). The expected threshold after k failed
+  tries is threshold - k * drop_prob * threshold_step.
+  """
+  coins = jnp.asarray(coins)
+  drop = (coins < drop_prob).astype(jnp.float32)
+  drops_before = jnp.cumsum(drop, axis=0) - drop  # [K,B]: drops among the earlier tries
+  raises_before = jnp.arange(coins.shape[0], dtype=jnp.float32)[:, None] - drops_before
+  return (jnp.clip(p + p_step * raises_before, 0.0, 1.0),
+          threshold - threshold_step * drops_before)
+
+
+def cluster_schedule(cfg, channels: int):
+  """Cluster mode's static tries -> (unit count, acceptance threshold, heat threshold), numpy [K].
+
+  As the reference: try k ablates units + k * units_step units inside the mask at heat threshold
+  heat_threshold - k * heat_threshold_step, and its acceptance threshold is lowered by
+  cluster_threshold_step once before the first check and once per retry (0.90, 0.85, ...).
   """
   k = np.arange(int(cfg.candidates))
-  if cfg.mode == "random":
-    strength = np.clip(cfg.p + cfg.p_step * k, 0.0, 1.0)
-  elif cfg.mode == "cluster":
-    strength = np.clip(cfg.units + cfg.units_step * k, 0, channels).astype(np.int32)
-  else:
-    raise ValueError(f"negatives mode must be 'random' or 'cluster', got {cfg.mode!r}")
-  accept = cfg.threshold - cfg.threshold_step * k
-  heat = cfg.heat_threshold - getattr(cfg, "heat_threshold_step", 0.0) * k
-  return strength, accept.astype(np.float32), heat.astype(np.float32)
+  count = np.clip(cfg.units + cfg.units_step * k, 0, channels).astype(np.int32)
+  accept = cfg.threshold - cfg.cluster_threshold_step * (k + 1)
+  heat = cfg.heat_threshold - cfg.heat_threshold_step * k
+  return count, accept.astype(np.float32), heat.astype(np.float32)
 
 
-def candidate_units(key, strength, batch: int, channels: int, ranking, cluster):
-  """Unit selections of every candidate -> float {0,1} [K,B,C].
+def candidate_units(ranking, cluster, counts):
+  """Cluster mode's unit selections of every try -> float {0,1} [K,B,C].
 
-  strength is a p per candidate (ranking None) or a unit count per candidate; cluster is [B] or,
-  to try other clusters on later candidates, [K,B].
+  ranking [n_clusters, C]; cluster [B], or [K,B] to try other clusters on later tries; counts: the
+  static unit count of each try.
   """
-  k = len(strength)
-  if ranking is None:
-    keys = jax.random.split(key, k)
-    return jnp.stack([select_units_random(keys[i], batch, channels, float(strength[i]))
-                      for i in range(k)])
-  clusters = jnp.broadcast_to(jnp.asarray(cluster), (k, batch))
-  return jnp.stack([select_units_ranked(ranking, clusters[i], int(strength[i])) for i in range(k)])
+  k = len(counts)
+  clusters = jnp.broadcast_to(jnp.asarray(cluster), (k,) + jnp.shape(cluster)[-1:])
+  return jnp.stack([select_units_ranked(ranking, clusters[i], int(counts[i])) for i in range(k)])
 
 
 def relative_change(images, positives, masks):
@@ -168,60 +192,84 @@ def relative_change(images, positives, masks):
 
 
 def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=None, cluster=None):
-  """Edited negatives of a batch of positives -> (negatives [B,R,R,3], masks [B,R,R], stats).
+  """Edited negatives of a batch of positives -> (negatives [B,R,R,3], masks [B,R,R],
+  accepted bool [B], stats).
 
   g: the frozen Generator; z [B,Z] (only used when x_layer is None); x_layer [B,h_l,w_l,C]: the
   positive pass's output at cfg.layer; positives [B,R,R,3] = G(z); mm [B,h,w,T]: matchmaps on the
   image-feature grid; n_frames [B] valid matchmap frames; ranking [n_clusters,C] and cluster [B]
-  or [K,B] in cluster mode. cfg: layer, candidates, mode, p, p_step, units, units_step, threshold,
-  threshold_step, heat_threshold (optional heat_threshold_step). masks are the chosen candidate's
-  layer mask at image resolution. stats (scalars): accepted_rate, mean_candidate, mean_strength
-  (chosen p or unit count), mean_change (chosen relative change), mask_area.
+  or [K,B] in cluster mode. cfg: layer, candidates (K tries), mode, ring, heat_threshold,
+  threshold; random mode: p, p_step, threshold_step, threshold_drop_prob (retry_schedule); cluster
+  mode: units, units_step, heat_threshold_step, cluster_threshold_step (cluster_schedule).
+
+  Each sample's negative is its first try whose change inside the acceptance mask reaches that
+  try's threshold; `accepted` is False where none did (the negative is then the last try, for
+  figures only: training gives such a sample no edited term, as the reference never trains on a
+  rejected negative). masks: the chosen try's ablation mask at image resolution. stats (scalars):
+  accepted_rate, mean_tries (tries an accepted sample took), mean_strength (chosen p or unit
+  count), mean_change (chosen relative change), mask_area (the chosen ablation masks' mean).
   """
   if x_layer is None:
     x_layer = g.features(z, [cfg.layer])[cfg.layer]
-  if cfg.mode == "cluster" and (ranking is None or cluster is None):
-    raise ValueError("cluster mode needs a unit ranking and each sample's cluster")
   b, hl, wl, c = x_layer.shape
   res = positives.shape[1]
-  strength, accept, heat_thr = candidate_schedule(cfg, c)
-  k = len(strength)
-
+  k = int(cfg.candidates)
+  ring = bool(getattr(cfg, "ring", True))
   _, y, x = peak(mm, n_frames)
   heat = heat_map(mm, n_frames)
-  if np.all(heat_thr == heat_thr[0]):  # one mask per sample, shared by the candidates
-    comp = peak_component(heat, (y, x), heat_thr[0])[None]
-  else:  # one per (candidate, sample): later candidates use lower heat thresholds
-    comp = peak_component(jnp.tile(heat, (k, 1, 1)), (jnp.tile(y, k), jnp.tile(x, k)),
-                          jnp.repeat(jnp.asarray(heat_thr), b)).reshape((k,) + heat.shape)
-  n = comp.shape[0]
-  mask_layer = resize_mask(comp.reshape((n * b,) + heat.shape[1:]), hl)  # [n*B, hl, wl]
-  mask_img = resize_mask(mask_layer, res).reshape(n, b, res, res)
-  mask_layer = mask_layer.reshape(n, b, hl, wl)
+  check = peak_mask(heat, (y, x), cfg.heat_threshold, ring)[None]  # [1,B,h,w]
+  if cfg.mode == "random":
+    uniforms, coins = draw_tries(key, k, b, c)
+    strength, accept = retry_schedule(coins, cfg.p, cfg.p_step, cfg.threshold,
+                                      cfg.threshold_step, cfg.threshold_drop_prob)
+    units = (uniforms < strength[..., None]).astype(jnp.float32)
+    ablate = check
+  elif cfg.mode == "cluster":
+    if ranking is None or cluster is None:
+      raise ValueError("cluster mode needs a unit ranking and each sample's cluster")
+    counts, accept_k, heat_k = cluster_schedule(cfg, c)
+    units = candidate_units(ranking, cluster, counts)
+    strength = jnp.broadcast_to(jnp.asarray(counts, jnp.float32)[:, None], (k, b))
+    accept = jnp.broadcast_to(jnp.asarray(accept_k)[:, None], (k, b))
+    # The ablation mask grows with the tries (lower heat thresholds); the change is checked
+    # inside the first one, as the reference does.
+    ablate = check if np.all(heat_k == cfg.heat_threshold) else peak_mask(
+        jnp.tile(heat, (k, 1, 1)), (jnp.tile(y, k), jnp.tile(x, k)),
+        jnp.repeat(jnp.asarray(heat_k), b), ring).reshape((k,) + heat.shape)
+  else:
+    raise ValueError(f"negatives mode must be 'random' or 'cluster', got {cfg.mode!r}")
 
-  units = candidate_units(key, strength, b, c, ranking if cfg.mode == "cluster" else None, cluster)
-  ablation = mask_layer[..., None] * units[:, :, None, None, :]  # [K, B, hl, wl, C]
+  def to_layer_and_image(mask):  # [n,B,h,w] bool -> [n,B,hl,wl], [n,B,R,R] float {0,1}
+    n = mask.shape[0]
+    at_layer = resize_mask(mask.reshape((n * b,) + mask.shape[2:]), hl)
+    return (at_layer.reshape(n, b, hl, wl),
+            resize_mask(at_layer, res).reshape(n, b, res, res))
+
+  ablate_layer, ablate_img = to_layer_and_image(ablate)
+  check_img = ablate_img if ablate is check else to_layer_and_image(check)[1]
+  ablation = ablate_layer[..., None] * units[:, :, None, None, :]  # [K, B, hl, wl, C]
   edited = (x_layer[None] * (1.0 - ablation)).reshape(k * b, hl, wl, c)  # r = 0
   images = g.render_from(cfg.layer, edited).reshape(k, b, res, res, 3)
-  mask_img = jnp.broadcast_to(mask_img, (k, b, res, res))
 
   change = relative_change(davenet.normalize_images(images),
-                           davenet.normalize_images(positives)[None], mask_img)  # [K, B]
-  ok = change >= jnp.asarray(accept)[:, None]
+                           davenet.normalize_images(positives)[None], check_img)  # [K, B]
+  ok = change >= accept
   accepted = jnp.any(ok, axis=0)
   choice = jnp.where(accepted, jnp.argmax(ok, axis=0), k - 1)  # first acceptable, else the last
 
-  def pick(v):  # [K, B, ...] -> [B, ...] at each sample's chosen candidate
+  def pick(v):  # [K, B, ...] -> [B, ...] at each sample's chosen try
     index = choice.reshape((1, b) + (1,) * (v.ndim - 2))
     return jnp.take_along_axis(v, index, axis=0)[0]
 
-  negatives, masks = pick(images), pick(mask_img)
+  negatives = pick(images)
+  masks = pick(jnp.broadcast_to(ablate_img, (k, b, res, res)))
+  n_ok = jnp.sum(accepted)
   stats = {
       "accepted_rate": jnp.mean(accepted.astype(jnp.float32)),
-      "mean_candidate": jnp.mean(choice.astype(jnp.float32)),
-      "mean_strength": jnp.mean(jnp.asarray(strength, jnp.float32)[choice]),
+      "mean_tries": jnp.sum(jnp.where(accepted, choice + 1, 0)) / jnp.maximum(n_ok, 1),
+      "mean_strength": jnp.mean(pick(strength)),
       "mean_change": jnp.mean(pick(change)),
       "mask_area": jnp.mean(masks),
   }
-  return (jax.lax.stop_gradient(negatives), jax.lax.stop_gradient(masks),
+  return (jax.lax.stop_gradient(negatives), jax.lax.stop_gradient(masks), accepted,
           jax.tree.map(jax.lax.stop_gradient, stats))

@@ -79,16 +79,16 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
     img, aud, frames = encoders.embed(models, positives, batch["spec"], batch["n_frames"])
     sim = matchmap.similarity_matrix(img, aud, frames, chunk=img.shape[0],
                                      cosine=config.model.cosine)
-    s_edit, stats = None, {}
+    s_edit, accepted, stats = None, None, {}
     if kind in EDITED_KINDS:
       mm = jax.lax.stop_gradient(matchmap.matchmap(img, aud, cosine=config.model.cosine))
-      neg, _, stats = drawing.draw(g, z, x_layer, positives, jax.lax.stop_gradient(img),
+      neg, _, accepted, stats = drawing.draw(g, z, x_layer, positives, jax.lax.stop_gradient(img),
                                    jax.lax.stop_gradient(aud), mm, frames, k_neg, config,
                                    concept_arrays)
       img_neg = models.image(neg)
       s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
     loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin,
-                                      config.loss.base, config.loss.temperature)
+                                      config.loss.base, config.loss.temperature, accepted)
     return loss, {**terms, **{f"neg/{k}": v for k, v in stats.items()}}
 
   (loss, logs), grads = nnx.value_and_grad(loss_fn, has_aux=True)(state.models)

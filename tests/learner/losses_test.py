@@ -178,3 +178,38 @@ def test_softmax_base_prefers_a_clear_diagonal_and_refuses_unknown_bases():
   assert float(high) > float(low)
   with pytest.raises(ValueError, match="base"):
     losses.compute_loss("regular", eye, jax.random.key(0), base="hinge")
+
+
+@pytest.mark.parametrize("kind", ["negatives_edited", "negatives_both"])
+@pytest.mark.parametrize("base", ["triplet", "softmax"])
+def test_unaccepted_samples_add_no_edited_term(inputs, kind, base):
+  """A rigged batch: the samples without an accepted negative get an absurd s_edit (their drawn
+  negative would dominate the loss); the loss equals the loop over the accepted samples only and
+  their s_edit gets no gradient."""
+  sim, s_edit = inputs
+  valid = np.array([True, False, True, True, False, True])
+  rigged = np.where(valid, s_edit, 50.0).astype(np.float32)
+  key = jax.random.key(3)
+  loss_fn = lambda e: losses.compute_loss(kind, jnp.asarray(sim), key, e, MARGIN, base, 0.5,
+                                          jnp.asarray(valid))
+  (loss, terms), grad = jax.value_and_grad(loss_fn, has_aux=True)(jnp.asarray(rigged))
+  if base == "triplet":
+    img_idx, cap_idx = (np.asarray(i) for i in losses.draw_impostors(key, B))
+    t = loop_terms(sim.tolist(), img_idx, cap_idx, rigged.tolist())
+    edited = [e for e, v in zip(t["edited"], valid) if v]
+    np.testing.assert_allclose(float(terms["edited"]), sum(edited) / len(edited), rtol=1e-5)
+    t["edited"] = [e if v else 0.0 for e, v in zip(t["edited"], valid)]  # max(hard, none) = hard
+    if kind == "negatives_edited":
+      want = loop_loss("regular", t) + sum(edited) / len(edited)
+    else:
+      want = loop_loss(kind, t)
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5, atol=1e-6)
+  else:  # the same loss as the batch without the unaccepted samples' edited terms
+    clean = np.where(valid, s_edit, -50.0).astype(np.float32)  # a negative scoring far below
+    want, _ = losses.compute_loss(kind, jnp.asarray(sim), key, jnp.asarray(clean), MARGIN, base,
+                                  0.5, None)
+    if kind == "negatives_edited":  # the edited mean is over 4 samples, not 6
+      e = np.log1p(np.exp((s_edit - np.diagonal(sim)) / 0.5))[valid].mean()
+      want = float(losses.info_nce(jnp.asarray(sim), 0.5)) + e
+    np.testing.assert_allclose(float(loss), float(want), rtol=1e-5, atol=1e-6)
+  assert np.all(np.asarray(grad)[~valid] == 0) and np.any(np.asarray(grad)[valid] != 0)

@@ -112,12 +112,45 @@ def test_resize_mask_matches_loop(src, dst):
         assert got[b, i, j] == want, (b, i, j)
 
 
-def test_select_units_random_rate():
-  sel = np.asarray(negatives.select_units_random(jax.random.key(0), 200, 64, 0.3))
-  assert sel.shape == (200, 64) and set(np.unique(sel)) <= {0.0, 1.0}
-  assert abs(sel.mean() - 0.3) < 4 * np.sqrt(0.3 * 0.7 / sel.size)
-  assert abs(sel.mean(0) - 0.3).max() < 0.15 and abs(sel.mean(1) - 0.3).max() < 0.25
-  assert len({row.tobytes() for row in sel}) > 190  # samples draw independently
+def scipy_peak_mask(heat, y, x, threshold=0.95, ring=True):
+  """Oracle of the reference's mask: label the thresholded map (8-connected), take the peak's
+  component, then one binary dilation with a 3x3 structure."""
+  labels, _ = ndimage.label(heat > threshold * heat.max(), structure=np.ones((3, 3)))
+  comp = labels == labels[y, x]
+  return ndimage.binary_dilation(comp, structure=np.ones((3, 3))) if ring else comp
+
+
+def test_peak_mask_is_component_plus_ring_as_scipy():
+  rng = np.random.default_rng(5)
+  side, n = 8, 30
+  heat = rng.random((n, side, side)).astype(np.float32)
+  heat[:10] = np.where(rng.random((10, side, side)) < 0.5, heat[:10] * 0.9, heat[:10])
+  heat[3, :, :] = 0.1  # a lone peak in the corner: the ring is cut at the border (4 cells)
+  heat[3, 0, 0] = 1.0
+  ys, xs = np.zeros(n, int), np.zeros(n, int)
+  for b in range(n):
+    ys[b], xs[b] = np.unravel_index(np.argmax(heat[b]), heat[b].shape)
+  for ring in (True, False):
+    got = np.asarray(negatives.peak_mask(jnp.asarray(heat), (jnp.asarray(ys), jnp.asarray(xs)),
+                                         0.95, ring))
+    for b in range(n):
+      np.testing.assert_array_equal(got[b], scipy_peak_mask(heat[b], ys[b], xs[b], 0.95, ring))
+  assert got[3].sum() == 1 and np.asarray(negatives.peak_mask(
+      jnp.asarray(heat[3:4]), (jnp.zeros(1, int), jnp.zeros(1, int))))[0].sum() == 4
+
+
+def test_retry_schedule_matches_the_reference_rule_loop():
+  coins = np.random.default_rng(6).random((7, 50))
+  p, thr = negatives.retry_schedule(jnp.asarray(coins), 0.4, 0.05, 0.95, 0.01, 0.2)
+  p, thr = np.asarray(p), np.asarray(thr)
+  for b in range(50):
+    pp, tt = 0.4, 0.95
+    for k in range(7):
+      np.testing.assert_allclose([p[k, b], thr[k, b]], [min(pp, 1.0), tt], atol=1e-6)
+      if coins[k, b] < 0.2:  # the reference's failed try: 20% lower the threshold, else raise p
+        tt -= 0.01
+      else:
+        pp += 0.05
 
 
 def test_select_units_ranked_matches_loop():
@@ -137,8 +170,9 @@ def test_select_units_ranked_matches_loop():
 # --- draw_negatives on a tiny random generator ---------------------------------------------------
 
 def make_cfg(**kw):
-  base = dict(layer="layer4", candidates=3, mode="random", p=0.5, p_step=0.1, units=3,
-              units_step=2, threshold=0.95, threshold_step=0.01, heat_threshold=0.95)
+  base = dict(layer="layer4", candidates=3, mode="random", ring=True, p=0.5, p_step=0.1, units=3,
+              units_step=2, threshold=0.95, threshold_step=0.01, threshold_drop_prob=0.2,
+              heat_threshold=0.95, heat_threshold_step=0.0, cluster_threshold_step=0.0)
   base.update(kw)
   return types.SimpleNamespace(**base)
 
@@ -155,6 +189,13 @@ def planted_matchmaps(seed, b=4, side=4, frames=6):
     mm[i, (y + 2) % side, (x + 2) % side, 0] = 1.98
     peaks.append((y, x))
   return jnp.asarray(mm), jnp.full((b,), frames), peaks
+
+
+def oracle_masks(mm, peaks, threshold=0.95, ring=True):
+  """The reference's masks of planted matchmaps on their 4x4 grid (scipy oracle) [B,4,4]."""
+  heat = np.asarray(mm).max(-1)
+  return np.stack([scipy_peak_mask(heat[b], y, x, threshold, ring)
+                   for b, (y, x) in enumerate(peaks)])
 
 
 @pytest.fixture(scope="module")
@@ -177,38 +218,101 @@ def jit_draw(gen, cfg, traces=None):
   return lambda *a: draw(state, *a)
 
 
-def test_random_mode_traces_once_and_edits_inside_the_mask(gen):
-  traces, cfg = [], make_cfg(threshold=0.0)
+IMAGENET = (np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225]))
+
+
+def oracle_change(neg, pos, mask_img):
+  """||(neg - pos) * mask|| / ||pos * mask|| on ImageNet-normalised images (numpy)."""
+  norm = lambda v: ((v + 1) / 2 - IMAGENET[0]) / IMAGENET[1]
+  m = mask_img[..., None]
+  return np.linalg.norm((norm(neg) - norm(pos)) * m) / np.linalg.norm(norm(pos) * m)
+
+
+@pytest.mark.parametrize("ring", [True, False])
+def test_random_mode_traces_once_and_edits_inside_the_mask(gen, ring):
+  traces, cfg = [], make_cfg(threshold=0.0, ring=ring)
   draw = jit_draw(gen, cfg, traces)
   g = nnx.merge(*gen)
   for seed in (0, 1):
     z = jax.random.normal(jax.random.key(seed), (4, SIZES[0]))
     mm, n_frames, peaks = planted_matchmaps(seed)
-    neg, masks, stats = draw(z, mm, n_frames, jax.random.key(seed), None, None)
+    neg, masks, accepted, stats = draw(z, mm, n_frames, jax.random.key(seed), None, None)
     pos = np.asarray(g(z))
     neg, masks = np.asarray(neg), np.asarray(masks)
     assert neg.shape == (4, 16, 16, 3) and masks.shape == (4, 16, 16)
-    for b, (y, x) in enumerate(peaks):  # peak cell + 0.97 neighbour, each 4x4 px at 16 px
-      want = np.zeros((4, 4), bool)
-      want[y, x] = want[y, x - 1] = True
-      np.testing.assert_array_equal(masks[b], np.kron(want, np.ones((4, 4))))
+    want = oracle_masks(mm, peaks, ring=ring)  # each 4x4 grid cell is 4x4 px at 16 px
+    np.testing.assert_array_equal(masks, np.kron(want, np.ones((1, 4, 4))))
     change = np.abs(neg - pos).mean(-1)
     inside, outside = change[masks > 0].mean(), change[masks == 0].mean()
     assert inside > 4 * outside, (inside, outside)
-    assert float(stats["accepted_rate"]) == 1.0 and float(stats["mean_candidate"]) == 0.0
+    assert np.asarray(accepted).all() and float(stats["accepted_rate"]) == 1.0
+    assert float(stats["mean_tries"]) == 1.0
     np.testing.assert_allclose(float(stats["mean_strength"]), 0.5)
-    np.testing.assert_allclose(float(stats["mask_area"]), 2 / 16)
+    np.testing.assert_allclose(float(stats["mask_area"]), want.mean(), rtol=1e-6)
     assert float(stats["mean_change"]) > 0
   assert len(traces) == 1
 
 
-def test_random_mode_none_accepted_returns_the_strongest(gen):
+def test_random_mode_matches_the_reference_retry_loop(gen):
+  """Batched tries against the reference's per-sample loop (one generator call per try) with the
+  same random draws: the same negatives, acceptance, tries and statistics."""
+  g = nnx.merge(*gen)
+  b, k = 12, 4
+  z = jax.random.normal(jax.random.key(7), (b, SIZES[0]))
+  mm, n_frames, peaks = planted_matchmaps(7, b=b)
+  mask_grid = oracle_masks(mm, peaks)
+  mask_layer = np.kron(mask_grid, np.ones((1, 2, 2), np.float32))  # 4x4 grid -> layer4's 8x8
+  mask_img = np.kron(mask_grid, np.ones((1, 4, 4)))
+  pos = np.asarray(g(z))
+  key = jax.random.key(3)
+  uniforms, coins = (np.asarray(v) for v in negatives.draw_tries(key, k, b, 8))
+
+  def render(i, units):  # one sample, one try: a full generator pass with the ablation
+    a = (mask_layer[i][..., None] * units[None, None, :])[None].astype(np.float32)
+    return np.asarray(g(z[i:i + 1], {"layer4": (jnp.asarray(a), jnp.zeros(8))}))[0]
+
+  # A threshold that some samples meet at once, some later and some never.
+  first = np.array([oracle_change(render(i, (uniforms[0, i] < 0.3).astype(np.float32)), pos[i],
+                                  mask_img[i]) for i in range(b)])
+  cfg = make_cfg(candidates=k, p=0.3, p_step=0.05, threshold=float(np.quantile(first, 0.85)),
+                 threshold_step=0.01, threshold_drop_prob=0.5)
+  want_neg, want_ok, want_tries, want_p = [], [], [], []
+  for i in range(b):
+    p, thr = cfg.p, cfg.threshold
+    for t in range(k):
+      image = render(i, (uniforms[t, i] < min(p, 1.0)).astype(np.float32))
+      if oracle_change(image, pos[i], mask_img[i]) >= thr:
+        want_ok.append(True)
+        break
+      if t == k - 1:
+        want_ok.append(False)
+        break
+      if coins[t, i] < cfg.threshold_drop_prob:
+        thr -= cfg.threshold_step
+      else:
+        p += cfg.p_step
+    want_neg.append(image)
+    want_tries.append(t + 1)
+    want_p.append(min(p, 1.0))
+  neg, masks, accepted, stats = jit_draw(gen, cfg)(z, mm, n_frames, key, None, None)
+  want_ok = np.array(want_ok)
+  assert 0 < want_ok.mean() < 1 and len(set(want_tries)) > 2  # several outcomes exercised
+  np.testing.assert_array_equal(np.asarray(accepted), want_ok)
+  np.testing.assert_allclose(np.asarray(neg), np.stack(want_neg), atol=1e-5)
+  np.testing.assert_array_equal(np.asarray(masks), mask_img)
+  np.testing.assert_allclose(float(stats["accepted_rate"]), want_ok.mean())
+  np.testing.assert_allclose(float(stats["mean_tries"]), np.mean(np.array(want_tries)[want_ok]),
+                             rtol=1e-6)
+  np.testing.assert_allclose(float(stats["mean_strength"]), np.mean(want_p), rtol=1e-6)
+
+
+def test_random_mode_none_accepted(gen):
   cfg = make_cfg(threshold=1e9)
   z = jax.random.normal(jax.random.key(3), (4, SIZES[0]))
   mm, n_frames, _ = planted_matchmaps(3)
-  _, _, stats = jit_draw(gen, cfg)(z, mm, n_frames, jax.random.key(0), None, None)
-  assert float(stats["accepted_rate"]) == 0.0 and float(stats["mean_candidate"]) == 2.0
-  np.testing.assert_allclose(float(stats["mean_strength"]), 0.7, rtol=1e-6)
+  _, _, accepted, stats = jit_draw(gen, cfg)(z, mm, n_frames, jax.random.key(0), None, None)
+  assert not np.asarray(accepted).any() and float(stats["accepted_rate"]) == 0.0
+  assert float(stats["mean_tries"]) == 0.0
 
 
 def oracle_candidates(g, z, masks_layer, ranking, cluster, counts):
@@ -231,54 +335,59 @@ def test_cluster_mode_first_acceptable_candidate_wins(gen):
   z = jax.random.normal(jax.random.key(4), (6, SIZES[0]))
   mm, n_frames, peaks = planted_matchmaps(4, b=6)
   counts = [2, 4, 6]
-  mask_layer = np.zeros((6, 8, 8), np.float32)
-  for i, (y, x) in enumerate(peaks):
-    mask_layer[i, 2 * y:2 * y + 2, 2 * x - 2:2 * x + 2] = 1
+  mask_grid = oracle_masks(mm, peaks)
+  mask_layer = np.kron(mask_grid, np.ones((1, 2, 2), np.float32))
   pos = np.asarray(g(z))
   cands = oracle_candidates(g, z, [mask_layer] * 3, ranking, cluster, counts)
-  mask_img = np.kron(mask_layer, np.ones((2, 2)))[..., None]
-  mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-  imagenet = lambda v: ((v + 1) / 2 - mean) / std  # the change is measured on encoder inputs
-  change = np.array([[np.linalg.norm((imagenet(c[i]) - imagenet(pos[i])) * mask_img[i])
-                      / np.linalg.norm(imagenet(pos[i]) * mask_img[i]) for i in range(6)]
-                     for c in cands])
+  mask_img = np.kron(mask_grid, np.ones((1, 4, 4)))
+  change = np.array([[oracle_change(c[i], pos[i], mask_img[i]) for i in range(6)] for c in cands])
   threshold = float(np.median(change))
-  cfg = make_cfg(mode="cluster", units=2, units_step=2, threshold=threshold, threshold_step=0.0)
-  neg, masks, stats = jit_draw(gen, cfg)(z, mm, n_frames, jax.random.key(0), ranking, cluster)
-  ok = change >= threshold
+  cfg = make_cfg(mode="cluster", units=2, units_step=2, threshold=threshold + 0.05,
+                 cluster_threshold_step=0.05)  # the first check is at threshold
+  neg, masks, accepted, stats = jit_draw(gen, cfg)(z, mm, n_frames, jax.random.key(0), ranking,
+                                                   cluster)
+  # later tries check lower thresholds: threshold - 0.05 k
+  ok = change >= threshold - 0.05 * np.arange(3)[:, None]
   choice = np.where(ok.any(0), ok.argmax(0), 2)
   assert 0 < ok.any(0).mean() and len(set(choice)) > 1  # the test exercises several outcomes
   for i in range(6):
     np.testing.assert_allclose(np.asarray(neg)[i], cands[choice[i]][i], atol=1e-5)
-  np.testing.assert_array_equal(np.asarray(masks), mask_img[..., 0])
-  np.testing.assert_allclose(float(stats["accepted_rate"]), ok.any(0).mean())
+  np.testing.assert_array_equal(np.asarray(masks), mask_img)
+  np.testing.assert_array_equal(np.asarray(accepted), ok.any(0))
   np.testing.assert_allclose(float(stats["mean_strength"]), np.mean(np.array(counts)[choice]))
 
 
-def test_cluster_mode_lowers_heat_threshold_per_candidate(gen):
+def test_cluster_mode_grows_the_ablation_mask_and_checks_the_first(gen):
   g = nnx.merge(*gen)
   ranking = np.tile(np.arange(8, dtype=np.int32), (2, 1))
   cluster = np.array([1, 0, 1, 0])
   z = jax.random.normal(jax.random.key(5), (4, SIZES[0]))
   mm, n_frames, peaks = planted_matchmaps(5)
-  cfg = make_cfg(mode="cluster", threshold=1e9, heat_threshold_step=0.1)  # heat 0.95, 0.85, 0.75
-  neg, masks, stats = jit_draw(gen, cfg)(z, mm, n_frames, jax.random.key(0), ranking, cluster)
-  assert float(stats["accepted_rate"]) == 0.0 and float(stats["mean_strength"]) == 7.0
-  last = np.zeros((4, 8, 8), np.float32)  # the last candidate's mask adds the 0.8 neighbour
-  for i, (y, x) in enumerate(peaks):
-    for cy, cx in ((y, x), (y, x - 1), (y - 1, x)):
-      last[i, 2 * cy:2 * cy + 2, 2 * cx:2 * cx + 2] = 1
-  np.testing.assert_array_equal(np.asarray(masks), np.kron(last, np.ones((2, 2))))
-  want = oracle_candidates(g, z, [last], ranking, cluster, [7])[0]
+  pos = np.asarray(g(z))
+  first = oracle_masks(mm, peaks, 0.95, ring=False)  # on a 4x4 grid the ring fills it
+  last = oracle_masks(mm, peaks, 0.75, ring=False)  # heat 0.95, 0.85, 0.75: the last adds the 0.8 cell
+  assert (last.sum((1, 2)) > first.sum((1, 2))).all()
+  want = oracle_candidates(g, z, [np.kron(last, np.ones((1, 2, 2)))], ranking, cluster, [7])[0]
+  # The change is measured inside the *first* mask (heat 0.95), not the grown one.
+  change = np.array([oracle_change(want[i], pos[i], np.kron(first[i], np.ones((4, 4))))
+                     for i in range(4)])
+  cfg = make_cfg(mode="cluster", threshold=1e9, heat_threshold_step=0.1, ring=False)
+  neg, masks, accepted, stats = jit_draw(gen, cfg)(z, mm, n_frames, jax.random.key(0), ranking,
+                                                   cluster)
+  assert not np.asarray(accepted).any() and float(stats["mean_strength"]) == 7.0
+  np.testing.assert_array_equal(np.asarray(masks), np.kron(last, np.ones((1, 4, 4))))
   np.testing.assert_allclose(np.asarray(neg), want, atol=1e-5)
+  np.testing.assert_allclose(float(stats["mean_change"]), change.mean(), rtol=1e-4)
 
 
-def test_schedule_and_bad_mode():
-  s, a, h = negatives.candidate_schedule(make_cfg(candidates=4, p=0.9, p_step=0.05), 8)
-  np.testing.assert_allclose(s, [0.9, 0.95, 1.0, 1.0])
-  np.testing.assert_allclose(a, [0.95, 0.94, 0.93, 0.92], rtol=1e-6)
-  np.testing.assert_allclose(h, 0.95)
-  s, _, _ = negatives.candidate_schedule(make_cfg(mode="cluster", units=3, units_step=3), 8)
-  np.testing.assert_array_equal(s, [3, 6, 8])
+def test_cluster_schedule_and_bad_mode(gen):
+  counts, accept, heat = negatives.cluster_schedule(
+      make_cfg(mode="cluster", candidates=4, units=3, units_step=3, heat_threshold_step=0.1,
+               cluster_threshold_step=0.05), 8)
+  np.testing.assert_array_equal(counts, [3, 6, 8, 8])
+  np.testing.assert_allclose(accept, [0.90, 0.85, 0.80, 0.75], rtol=1e-6)
+  np.testing.assert_allclose(heat, [0.95, 0.85, 0.75, 0.65], rtol=1e-6)
+  z = jax.random.normal(jax.random.key(0), (4, SIZES[0]))
+  mm, n_frames, _ = planted_matchmaps(0)
   with pytest.raises(ValueError, match="mode"):
-    negatives.candidate_schedule(make_cfg(mode="gradient"), 8)
+    jit_draw(gen, make_cfg(mode="gradient"))(z, mm, n_frames, jax.random.key(0), None, None)

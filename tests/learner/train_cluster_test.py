@@ -166,7 +166,7 @@ def test_draw_uses_the_ranking(setup):
     positives, x_layer = encoders.draw_positives(g, z, c.negatives.layer)
     img, aud, frames = encoders.embed(models, positives, spec, n_frames)
     mm = matchmap.matchmap(img, aud)
-    neg, _, stats = drawing.draw(g, z, x_layer, positives, img, aud, mm, frames, jax.random.key(0),
+    neg, _, _, stats = drawing.draw(g, z, x_layer, positives, img, aud, mm, frames, jax.random.key(0),
                                c, arrays._replace(ranking=ranking))
     return neg, stats
 
