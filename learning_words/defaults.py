@@ -190,7 +190,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Evaluation (learning_words/evaluation/, --mode=eval): each evaluator configured by its name.
   c.evals = ml_collections.ConfigDict()
-  c.evals.names = ("retrieval", "edited_recall", "semantic", "attributes")
+  c.evals.names = ("retrieval", "edited_recall", "semantic", "attributes", "attributes_matched")
   c.evals.checkpoint = "best"      # 'best' (by validation (A_r5 + I_r5) / 2), 'latest' or a step
   c.evals.split = "test"           # held-out pairs; evaluators take the first ones of the split
   c.evals.seed = 0                 # drawn negatives, generated test material, image choices
@@ -209,8 +209,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.evals.semantic.per_round = 16  # candidates per caption per generation round
   c.evals.semantic.p_range = (0.3, 0.9)  # unit ablation probability, uniform per candidate
   c.evals.semantic.max_shift = 0.15  # matched objects' centroids lie this close (image widths)
-  c.evals.attributes = ml_collections.ConfigDict()
+  c.evals.attributes = ml_collections.ConfigDict()  # attributes and attributes_matched
   c.evals.attributes.images = 500  # per word: up to this many test images with it, and without
   c.evals.attributes.pool = 5_000  # test images read by the segmenter (the first of the split)
-  c.evals.attributes.voices = ("en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-rp")
+  c.evals.attributes.voices = ("en-us",)  # one recording per word, as the reference; several
+                                          # voices pool their pairs
+  c.evals.attributes.pre_relu = True  # image features before the encoder's last ReLU (reference)
+  c.evals.attributes.tie_credit = 0.0  # a tie's share of a win (the reference: strict wins, 0)
   return c

@@ -1,28 +1,29 @@
-"""`attributes` (the paper's Table 1): does the model ground each attribute word in the image?
+"""`attributes` and `attributes_matched` (the paper's Table 1): is each attribute word grounded?
 
 Each of the 15 attribute words of the world (8 colours, 2 materials, 2 sizes, 3 shapes) is spoken
-by the TTS with a fixed set of voices (evals.attributes.voices, default rate and pitch). The test
-images G(z_id) (or the stored images) are read by the attribute segmenter (parse.parse of its
-maps), or labelled by their ground truth where the world stores it (`labels`: 'truth'); an image
-has a word iff one of its objects has that value. Per word, up to `images` test images with it and
-`images` without (a seeded random choice) are scored by MISA against each recording; the word's
-score is the fraction of (with, without) pairs in which the image with the word scores higher
-(ties count 0.5; the Mann-Whitney statistic, computed by sorting), averaged over the voices. Per
-category (colour, material, size, shape) the mean over its words, and the mean of the categories.
-Chance is 0.5. A word with no image on one side has no score (null) and is left out of the means.
+by the TTS (evals.attributes.voices; the reference: one recording per word) at its own length. The
+first `pool` test images G(z_id) (or the stored images) are read by the attribute segmenter, or by
+their ground truth where the world stores it (`labels`: 'truth'), and scored by MISA against each
+recording, on image features taken before the encoder's last ReLU (evals.attributes.pre_relu).
 
-Each recording enters the speech encoder at its own length, as in the reference: a word lasts
-33-55 frames, and padding it with silence (zero is the loudest value of our log-mel features)
-made every word rank the images alike. Recordings of equal length share a jitted call; their
-features are then padded to a common length, which MISA's frame mask leaves out. Two diagnostics
-say how much a model's similarities depend on what is said: the mean Spearman correlation between
-two words' rankings of the test images (1: every word ranks the images alike), and the share of
-the similarity's variance that the image alone explains (1: the word does not matter). A third
-holds the object count fixed (per word, `categories_within_count` and their mean
-`mean_within_count`, as the plain test's; over all the test images, voices averaged):
-images with a word hold more objects than images without it, and a model that scores short
-recordings against sparse images (captions' length follows their object count) lands below 0.5
-on the plain test without any word being grounded.
+`attributes`, the reference's protocol (experiments.py, REFERENCE.md "Evaluation"): per word, an
+image is "with" it when the segmenter gives the word between 100 and 700 pixels at 128 px (size
+words: 100 to 20,000) and "without" it under 10 pixels; images in between are skipped; pixel
+thresholds scale with the resolution squared (`pixel_thresholds`). Scanning the test list in
+order, up to `images` of each; the i-th "with" image is paired with the i-th "without" and wins
+when it scores strictly higher (evals.attributes.tie_credit: what a tie counts, 0 as the
+reference). A category's score pools its words' pairs; the mean is over the categories. Chance 0.5.
+
+`attributes_matched`: the same words, recordings and image sets, but each "with" image is paired
+with every "without" image of the same parsed object count, so that a model ranking images by how
+many objects they hold (captions' length follows their object count) sits at 0.5 (`n_pairs` says
+how many pairs remain).
+
+Two diagnostics say how much the similarities depend on what is said: the mean Spearman
+correlation between two words' rankings of the test images (1: every word ranks the images alike),
+and the share of the similarity's variance that the image alone explains (1: the word does not
+matter). Recordings of equal length share a jitted call; their features are then padded to a
+common length, which MISA's frame mask leaves out.
 """
 import jax.numpy as jnp
 import numpy as np
@@ -34,52 +35,89 @@ from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.evaluation import context
 from learning_words.learner import recall
 from learning_words.models import encoders
+from learning_words.models import generator as gen_lib
 from learning_words.models import segmenter as seg_lib
 from learning_words.world import parse, speech
 
 WORDS = tuple(w for a in ATTRIBUTES for w in VOCAB[a])  # 15, grouped by category
 CATEGORY = {w: a for a in ATTRIBUTES for w in VOCAB[a]}
+# The reference's pixel counts at 128 px (experiments.py): "with" between MIN and MAX (MAX_SIZE for
+# size words), "without" under ABSENT.
+PIXELS_128 = {"min": 100, "max": 700, "max_size": 20_000, "absent": 10}
 
 
-def ordered_pair_fraction(pos, neg) -> float:
-  """Fraction of pairs (p, q) in pos x neg with p > q, ties counting 0.5; NaN if either is empty.
-
-  Sorting neg and counting with binary search: O((P + N) log N), not a loop over pairs.
-  """
-  pos, neg = np.asarray(pos, np.float64).ravel(), np.sort(np.asarray(neg, np.float64).ravel())
-  if not pos.size or not neg.size:
-    return float("nan")
-  below = np.searchsorted(neg, pos, side="left")  # negatives strictly lower than each positive
-  tied = np.searchsorted(neg, pos, side="right") - below
-  return float((below.sum() + 0.5 * tied.sum()) / (pos.size * neg.size))
+def pixel_thresholds(resolution: int) -> dict:
+  """PIXELS_128 scaled by (resolution / 128)^2: the same share of the image at any size."""
+  scale = (resolution / 128.0) ** 2
+  return {k: v * scale for k, v in PIXELS_128.items()}
 
 
-def presence(scenes: list[dict]) -> np.ndarray:
-  """bool [P, 15]: whether each scene description has an object with each word of WORDS."""
-  has = np.zeros((len(scenes), len(WORDS)), bool)
+def attribute_pixels(maps: dict) -> np.ndarray:
+  """Per image, the pixels labelled with each word of WORDS -> int [P, 15]. maps: {attribute:
+  int labels [P,R,R]} (1 + the value's index, 0 = background), as the segmenter predicts."""
+  cols = [np.sum(np.asarray(maps[a]) == 1 + i, axis=(1, 2))
+          for a in ATTRIBUTES for i in range(len(VOCAB[a]))]
+  return np.stack(cols, axis=1)
+
+
+def scene_pixels(scenes: list[dict]) -> np.ndarray:
+  """attribute_pixels from scene descriptions (ground truth): each object's pixels count for each
+  of its four values -> int [P, 15]."""
+  out = np.zeros((len(scenes), len(WORDS)), np.int64)
   for i, scene in enumerate(scenes):
     for obj in scene["objects"]:
       for a in ATTRIBUTES:
-        has[i, WORDS.index(obj[a])] = True
-  return has
+        out[i, WORDS.index(obj[a])] += int(obj["pixels"])
+  return out
 
 
-def choose_images(has, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-  """Up to n random indices where `has` [P] holds and up to n where it does not."""
-  with_, without = np.nonzero(has)[0], np.nonzero(~np.asarray(has))[0]
-  return rng.permutation(with_)[:n], rng.permutation(without)[:n]
+def protocol_images(pixels, category: str, resolution: int, n: int):
+  """The reference's "with" and "without" images of one word, in test-list order, up to n each.
+
+  pixels [P]: the word's pixels per image. -> (with indices, without indices).
+  """
+  t = pixel_thresholds(resolution)
+  top = t["max_size"] if category == "size" else t["max"]
+  pixels = np.asarray(pixels)
+  with_ = np.nonzero((pixels >= t["min"]) & (pixels <= top))[0][:n]
+  without = np.nonzero(pixels < t["absent"])[0][:n]
+  return with_, without
 
 
-def summarise(word_scores: dict) -> dict:
-  """{'categories': {attribute: mean over its words}, 'mean': mean of the categories}; words
-  scored NaN (or missing) are left out, a category with none is NaN and is left out of the mean."""
+def credit(pos, neg, tie_credit: float = 0.0) -> np.ndarray:
+  """Per pair, 1 where pos > neg, tie_credit where equal, else 0 (elementwise, broadcast)."""
+  pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+  return (pos > neg) + tie_credit * (pos == neg)
+
+
+def paired_wins(scores, with_, without, tie_credit: float = 0.0) -> tuple[float, int]:
+  """(wins, pairs): the i-th "with" image against the i-th "without"; scores [P]."""
+  n = min(len(with_), len(without))
+  scores = np.asarray(scores)
+  return float(credit(scores[with_[:n]], scores[without[:n]], tie_credit).sum()), n
+
+
+def matched_wins(scores, counts, with_, without, tie_credit: float = 0.0) -> tuple[float, int]:
+  """(wins, pairs): every "with" image against every "without" image of the same object count;
+  scores, counts [P]."""
+  scores, counts = np.asarray(scores), np.asarray(counts)
+  same = counts[with_][:, None] == counts[without][None, :]  # [n_with, n_without]
+  wins = credit(scores[with_][:, None], scores[without][None, :], tie_credit)
+  return float(np.sum(wins * same)), int(np.sum(same))
+
+
+def pool_categories(words: dict) -> dict:
+  """{'categories': {attribute: pooled wins / pairs of its words}, 'mean': mean of the categories
+  with pairs, 'n_pairs'}; words: {word: {'wins', 'pairs'}}. A category with no pair is NaN and is
+  left out of the mean."""
   cats = {}
   for a in ATTRIBUTES:
-    vals = [word_scores.get(w, np.nan) for w in VOCAB[a]]
-    vals = [v for v in vals if v is not None and np.isfinite(v)]
-    cats[a] = float(np.mean(vals)) if vals else float("nan")
+    wins = sum(words[w]["wins"] for w in VOCAB[a] if w in words)
+    pairs = sum(words[w]["pairs"] for w in VOCAB[a] if w in words)
+    cats[a] = wins / pairs if pairs else float("nan")
   finite = [v for v in cats.values() if np.isfinite(v)]
-  return {"categories": cats, "mean": float(np.mean(finite)) if finite else float("nan")}
+  return {"categories": cats, "mean": float(np.mean(finite)) if finite else float("nan"),
+          "n_pairs": int(sum(r["pairs"] for r in words.values()))}
 
 
 def speak_words(voices, workers: int = 1) -> list:
@@ -135,37 +173,21 @@ def image_share(sim) -> float:
   return float(between / total) if total > 0 else float("nan")
 
 
-def within_count_words(sim, has, counts) -> np.ndarray:
-  """The word test with the object count held fixed, per word [W]: the ordered-pair fraction of
-  images with the word over images without it among images of equal object count, pooled over
-  the counts by their number of pairs (NaN for a word with no such pair). sim, has [P, W];
-  counts [P]. An image with a word tends to hold more objects, so a model that ranks images by
-  how many objects they hold scores away from 0.5 on the plain test without grounding a word."""
-  sim, has, counts = np.asarray(sim), np.asarray(has, bool), np.asarray(counts)
-  scores = np.full(sim.shape[1], np.nan)
-  for w in range(sim.shape[1]):
-    total = weight = 0.0
-    for k in np.unique(counts):
-      m = counts == k
-      p, q = sim[m & has[:, w], w], sim[m & ~has[:, w], w]
-      if p.size and q.size:
-        total += ordered_pair_fraction(p, q) * p.size * q.size
-        weight += p.size * q.size
-    if weight:
-      scores[w] = total / weight
-  return scores
-
-
-def run(ctx: context.Context) -> dict:
-  """Table 1 scores of the model on the first `evals.attributes.pool` test images."""
+def word_similarities(ctx: context.Context) -> dict:
+  """What both evaluators score, computed once per context: {'sim' [P, 15, V] MISA of each test
+  image against each word's recordings, 'pixels' [P, 15], 'counts' [P] parsed objects, 'labels'}."""
+  if "attributes" in ctx.memo:
+    return ctx.memo["attributes"]
   cfg = ctx.cfg.attributes
   batch = int(ctx.cfg.batch_size)
   layer = ctx.config.negatives.layer
+  pre_relu = bool(cfg.pre_relu)
   z_index = ctx.data["z_index"][:int(cfg.pool)]
   if not len(z_index):
     raise ValueError("attributes: no test images")
   if ctx.scenes is not None:  # the world's ground truth
     labels, scenes = "truth", ctx.scenes[:len(z_index)]
+    pixels = scene_pixels(scenes)
   else:
     if ctx.seg is None:
       raise FileNotFoundError("attributes needs the attribute segmenter "
@@ -174,42 +196,65 @@ def run(ctx: context.Context) -> dict:
         batching.map_batches(lambda zi: encoders.generate(ctx.g, ctx.z_table[zi]), (z_index,),
                              batch, desc="attributes: images"))
     labels = "segmenter"
-    scenes = parse.parse(seg_lib.predict(ctx.seg, images), ctx.config.world.parse_min_pixels)
-  has = presence(scenes)
+    maps = seg_lib.predict(ctx.seg, images)
+    pixels = attribute_pixels(maps)
+    scenes = parse.parse(maps, ctx.config.world.parse_min_pixels)
   if ctx.stored:
-    img = batching.map_batches(lambda im: encoders.embed_stored_images(ctx.models, im),
-                               (ctx.data["image"][:len(z_index)],), batch,
-                               desc="attributes: image features")
+    img = batching.map_batches(
+        lambda im: encoders.embed_stored_images(ctx.models, im, pre_relu=pre_relu),
+        (ctx.data["image"][:len(z_index)],), batch, desc="attributes: image features")
   else:
     img = batching.map_batches(
         lambda zi: encoders.embed_generated_images(ctx.models, ctx.g, ctx.z_table[zi],
-                                                   layer=layer),
+                                                   layer=layer, pre_relu=pre_relu),
         (z_index,), batch, desc="attributes: image features")
   voices = tuple(cfg.voices)
   aud, frames = embed_words(ctx.models, speak_words(voices, int(ctx.config.speech.workers)),
                             batch)
   sim = np.asarray(recall.similarity(img, aud, frames, chunk=min(64, img.shape[0]),
                                      cosine=bool(ctx.config.model.cosine)))  # [P, W*V]
-  sim = sim.reshape(len(z_index), len(WORDS), len(voices))
+  out = {"sim": sim.reshape(len(z_index), len(WORDS), len(voices)), "pixels": pixels,
+         "counts": np.array([len(s["objects"]) for s in scenes]), "labels": labels,
+         "voices": list(voices),
+         "resolution": int(ctx.data["image"].shape[1] if ctx.stored
+                           else gen_lib.resolution_of(ctx.g.sizes))}
+  ctx.memo["attributes"] = out
+  return out
+
+
+def score_words(ctx: context.Context, matched: bool) -> dict:
+  """Both evaluators' output: per word its wins and pairs (pooled over the voices), per category
+  and their mean (pool_categories)."""
+  cfg = ctx.cfg.attributes
+  s = word_similarities(ctx)
+  sim, tie = s["sim"], float(cfg.tie_credit)
   words = {}
   for w_i, w in enumerate(WORDS):
-    rng = np.random.default_rng([int(ctx.cfg.seed), w_i])
-    with_, without = choose_images(has[:, w_i], int(cfg.images), rng)
-    per_voice = [ordered_pair_fraction(sim[with_, w_i, v], sim[without, w_i, v])
-                 for v in range(len(voices))]
-    words[w] = {"category": CATEGORY[w], "score": float(np.mean(per_voice)),
-                "per_voice": per_voice, "n_with": len(with_), "n_without": len(without)}
-  summary = summarise({w: r["score"] for w, r in words.items()})
+    with_, without = protocol_images(s["pixels"][:, w_i], CATEGORY[w], s["resolution"],
+                                     int(cfg.images))
+    wins = pairs = 0
+    for v in range(sim.shape[2]):
+      if matched:
+        w_v, p_v = matched_wins(sim[:, w_i, v], s["counts"], with_, without, tie)
+      else:
+        w_v, p_v = paired_wins(sim[:, w_i, v], with_, without, tie)
+      wins, pairs = wins + w_v, pairs + p_v
+    words[w] = {"category": CATEGORY[w], "score": wins / pairs if pairs else float("nan"),
+                "wins": wins, "pairs": pairs, "n_with": len(with_), "n_without": len(without)}
   per_word = sim.mean(axis=2)  # [P, 15]: each word's similarity, averaged over the voices
-  counts = [len(s["objects"]) for s in scenes]
-  held = within_count_words(per_word, has, counts)
-  for w_i, w in enumerate(WORDS):
-    words[w]["within_count"] = float(held[w_i])
-  held_summary = summarise(dict(zip(WORDS, held)))
-  return {"n_images": len(z_index), "labels": labels, "voices": list(voices), "chance": 0.5,
-          **summary,
+  return {"protocol": "matched object count" if matched else "reference",
+          "n_images": int(sim.shape[0]), "labels": s["labels"], "voices": s["voices"],
+          "features": "pre-ReLU" if cfg.pre_relu else "post-ReLU", "tie_credit": tie,
+          "chance": 0.5, **pool_categories(words),
           "word_ranking_spearman": ranking_agreement(per_word),
-          "image_variance_share": image_share(per_word),
-          "categories_within_count": held_summary["categories"],
-          "mean_within_count": held_summary["mean"],
-          "words": words}
+          "image_variance_share": image_share(per_word), "words": words}
+
+
+def run(ctx: context.Context) -> dict:
+  """`attributes`: the reference's protocol (the module docstring)."""
+  return score_words(ctx, matched=False)
+
+
+def run_matched(ctx: context.Context) -> dict:
+  """`attributes_matched`: pairs of equal parsed object count (the module docstring)."""
+  return score_words(ctx, matched=True)

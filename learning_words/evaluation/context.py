@@ -20,7 +20,8 @@ class Context:
   data['z_index']; seg: the attribute segmenter or None (then `semantic` and `attributes` are
   skipped); cache_dir: where generated test material is kept (WORKDIR/eval_cache/...); scenes:
 the held-out pairs' ground-truth scene descriptions where the world stores them (else None: the
-word test reads the images with the segmenter)."""
+word test reads the images with the segmenter); memo: what several evaluators share, computed by
+the first that needs it (the word tests' similarities)."""
   config: object
   models: object
   g: object
@@ -30,6 +31,7 @@ word test reads the images with the segmenter)."""
   cache_dir: str = ""
 
   scenes: list | None = None
+  memo: dict = dataclasses.field(default_factory=dict)
 
   @property
   def cfg(self):

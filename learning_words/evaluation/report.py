@@ -47,11 +47,16 @@ from learning_words.models import encoders
 from learning_words.models import generator as gen_lib
 
 EXAMPLES = 4  # test pairs in each run's figures
-CURVE_TAGS = ("loss", "val/score", "val/A_r5", "val/I_r5", "neg/accepted_rate")
+CURVE_TAGS = ("loss", "val/score", "val/A_r5", "val/I_r5", "neg/accepted_rate", "neg/mask_area",
+              "neg/mean_tries")
+# The drawn negatives' training statistics (negatives.draw_negatives), averaged over a run's log.
+NEGATIVE_STATS = ("accepted_rate", "mean_tries", "mask_area", "mean_change", "mean_strength")
 HEADLINE = {"retrieval": ("A_r1", "A_r5", "A_r10", "I_r1", "I_r5", "I_r10"),
             "edited_recall": ("r1", "r5"), "semantic": ("r1", "r3"),
             "attributes": ("categories/color", "categories/material", "categories/size",
-                           "categories/shape", "mean", "mean_within_count")}
+                           "categories/shape", "mean", "n_pairs"),
+            "attributes_matched": ("categories/color", "categories/material", "categories/size",
+                                   "categories/shape", "mean", "n_pairs")}
 META = ("evaluator", "run", "checkpoint", "step", "dataset", "split", "seed")
 SEED_NAME = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
 
@@ -257,12 +262,36 @@ def words_figure(images, heat) -> np.ndarray:
   return labelled_grid(cells, ("image",) + tuple(attributes.WORDS[:w]))
 
 
-def curve_figures(workdir: str, runs) -> dict:
-  """{tag: line plot of every run that logged it} for the CURVE_TAGS that some run logged."""
-  scalars = {run: writers.read_scalars(wd.path(workdir, "runs", run, "tensorboard"))
-             for run in runs}
+def read_run_scalars(workdir: str, runs) -> dict:
+  """{run: {tag: (steps, values)}} from each run's TensorBoard log (writers.read_scalars)."""
+  return {run: writers.read_scalars(wd.path(workdir, "runs", run, "tensorboard")) for run in runs}
+
+
+def curve_figures(scalars: dict) -> dict:
+  """{tag: line plot of every run that logged it} for the CURVE_TAGS that some run logged;
+  scalars: read_run_scalars' output."""
   return {tag: figures.line_plot({run: s[tag] for run, s in scalars.items() if tag in s}, tag)
           for tag in CURVE_TAGS if any(tag in s for s in scalars.values())}
+
+
+def negatives_table(scalars: dict) -> list:
+  """Markdown lines: per run that drew negatives, the mean over its logged steps of each
+  NEGATIVE_STATS (accepted fraction, tries an accepted sample took, mask area, ...)."""
+  runs = [r for r, s in scalars.items() if f"neg/{NEGATIVE_STATS[0]}" in s]
+  if not runs:
+    return []
+  lines = ["## Drawn negatives in training", "",
+           "Means over each run's logged steps (negatives.draw_negatives): the fraction of samples "
+           "with an accepted negative (the others add no edited term), the tries an accepted one "
+           "took, the ablation mask's share of the image, the relative change inside it, and the "
+           "chosen p or unit count.", "",
+           "| run | " + " | ".join(NEGATIVE_STATS) + " |", "| --- " * (1 + len(NEGATIVE_STATS)) + "|"]
+  for run in runs:
+    series = [scalars[run].get(f"neg/{k}") for k in NEGATIVE_STATS]
+    cells = [format_value(float(np.mean(s[1])) if s is not None and len(s[1]) else None)
+             for s in series]
+    lines.append(f"| {run} | " + " | ".join(cells) + " |")
+  return lines + [""]
 
 
 def random_units(config):
@@ -371,7 +400,8 @@ def write_report(config, workdir: str) -> str:
   figure_lines = run_figures(config, workdir, runs, folder if main else None)
   if not main:
     return path
-  curves = curve_figures(workdir, runs)
+  scalars = read_run_scalars(workdir, runs)
+  curves = curve_figures(scalars)
   for tag, image in curves.items():
     figures.save_png(os.path.join(folder, "figures", curve_file(tag)), image)
   jsonio.write_json(os.path.join(folder, "results.json"), results)
@@ -383,6 +413,7 @@ def write_report(config, workdir: str) -> str:
     lines += ["No evaluations yet: run --mode=eval.", ""]
   for name in names:
     lines += evaluator_table(name, results, evals, runs)
+  lines += negatives_table(scalars)
   lines += pipeline_table(results["_pipeline_seconds"]) + figure_lines
   lines += ["## Training curves", ""]
   lines += [f"![{tag}](figures/{curve_file(tag)})" for tag in curves] or ["No training logs."]

@@ -3,7 +3,9 @@
   retrieval      recall@{1,5,10} speech->image and image->speech over N held-out pairs
   edited_recall  the positive among 9 GAN-edited negatives (random units): R@1, R@5
   semantic       the positive among 4 negatives with one attribute of one object changed: R@1, R@3
-  attributes     the paper's Table 1: attribute words vs test images with / without them
+  attributes     the paper's Table 1 by the reference's protocol: attribute words vs test images
+                 with / without them, the i-th with the i-th
+  attributes_matched  the same words and images, pairs of equal object count only
 
 Each evaluator is `run(ctx: context.Context) -> dict` (JSON-able), deterministic for
 `config.evals.seed`: it receives the encoders, the generator and the data, never a trainer.
@@ -19,8 +21,9 @@ from learning_words.common import errors
 from learning_words.evaluation import attributes, context, edited_recall, retrieval, semantic
 
 EVALUATORS = {"retrieval": retrieval.run, "edited_recall": edited_recall.run,
-              "semantic": semantic.run, "attributes": attributes.run}
-NEEDS_SEGMENTER = ("semantic", "attributes")
+              "semantic": semantic.run, "attributes": attributes.run,
+              "attributes_matched": attributes.run_matched}
+NEEDS_SEGMENTER = ("semantic", "attributes", "attributes_matched")
 NEEDS_LATENTS = ("edited_recall", "semantic")  # they redraw the positive from its latent
 
 
@@ -37,7 +40,8 @@ def pairs_needed(config, names) -> int:
   """How many held-out pairs the named evaluators read (the first ones of the split)."""
   e = config.evals
   sizes = {"retrieval": e.retrieval.n_pairs, "edited_recall": e.edited_recall.captions,
-           "semantic": e.semantic.captions, "attributes": e.attributes.pool}
+           "semantic": e.semantic.captions, "attributes": e.attributes.pool,
+           "attributes_matched": e.attributes.pool}
   return max([int(sizes[n]) for n in names] + [1])
 
 

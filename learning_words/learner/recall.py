@@ -1,7 +1,8 @@
 """Retrieval recall: both ways over held-out pairs, from one similarity matrix (ranks in plain
 numpy, vectorised: no loop over queries). Training validates with it and the `retrieval`
-evaluator reports it. Keys follow the reference: A_r{k} is speech->image (an audio query retrieves
-images), I_r{k} image->speech; the model-selection score is (A_r5 + I_r5) / 2.
+evaluator reports it. Keys follow the reference's code: A_r{k} is image->speech (an image query
+retrieves captions: the audio is what is retrieved), I_r{k} speech->image; the model-selection
+score is (A_r5 + I_r5) / 2, symmetric in the two.
 """
 import jax
 import numpy as np
@@ -26,13 +27,13 @@ def ranks(sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def recalls(sim: np.ndarray, ks=KS) -> dict[str, float]:
-  """{'A_r{k}': speech->image recall@k, 'I_r{k}': image->speech recall@k}, as the reference
-  names them."""
+  """{'A_r{k}': image->speech recall@k, 'I_r{k}': speech->image recall@k}, as the reference's
+  code names them."""
   i2s, s2i = ranks(np.asarray(sim))
   out = {}
   for k in ks:
-    out[f"A_r{k}"] = float(np.mean(s2i < k))
-    out[f"I_r{k}"] = float(np.mean(i2s < k))
+    out[f"A_r{k}"] = float(np.mean(i2s < k))
+    out[f"I_r{k}"] = float(np.mean(s2i < k))
   return out
 
 

@@ -139,7 +139,8 @@ class ImageEncoder(nnx.Module):
     self.embed_dim = embed_dim
     self.pools = pools
 
-  def __call__(self, images):
+  def __call__(self, images, pre_relu: bool = False):
+    """pre_relu: the last conv's output before its ReLU (the reference's attribute test)."""
     x = normalize_images(images)
     i = 0
     for block, depth in enumerate(VGG16_DEPTHS):
@@ -148,7 +149,8 @@ class ImageEncoder(nnx.Module):
       for _ in range(depth):
         x = jax.nn.relu(self.convs[i](x))
         i += 1
-    return jax.nn.relu(self.embed(x))  # [B, R/2**pools, R/2**pools, D]
+    x = self.embed(x)  # [B, R/2**pools, R/2**pools, D]
+    return x if pre_relu else jax.nn.relu(x)
 
 
 class AudioEncoder(nnx.Module):

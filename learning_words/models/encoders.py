@@ -51,10 +51,10 @@ def embed_generated(models, g, z, spec, n_frames, layer: str):
   return embed(models, draw_positives(g, z, layer)[0], spec, n_frames)
 
 
-@functools.partial(nnx.jit, static_argnames=("layer",))
-def embed_generated_images(models, g, z, layer: str):
-  """Image features [B,h,w,D] of G(z[B,Z])."""
-  return models.image(draw_positives(g, z, layer)[0])
+@functools.partial(nnx.jit, static_argnames=("layer", "pre_relu"))
+def embed_generated_images(models, g, z, layer: str, pre_relu: bool = False):
+  """Image features [B,h,w,D] of G(z[B,Z]) (pre_relu: before the encoder's last ReLU)."""
+  return models.image(draw_positives(g, z, layer)[0], pre_relu=pre_relu)
 
 
 @nnx.jit
@@ -70,10 +70,10 @@ def embed_stored(models, images, spec, n_frames):
   return embed(models, to_float(images), spec, n_frames)
 
 
-@nnx.jit
-def embed_stored_images(models, images):
+@functools.partial(nnx.jit, static_argnames=("pre_relu",))
+def embed_stored_images(models, images, pre_relu: bool = False):
   """Image features [B,h,w,D] of stored uint8 images [B,R,R,3]."""
-  return models.image(to_float(images))
+  return models.image(to_float(images), pre_relu=pre_relu)
 
 
 def embed_pairs(models, g, z_table, pairs: dict, batch: int, layer: str, stored: bool = False):

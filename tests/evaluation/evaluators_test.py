@@ -62,10 +62,11 @@ def test_retrieval_on_rigged_embeddings_gives_the_built_in_recall():
     aud[j, :frames[j]] = s[:, j]
   got = recall.retrieval_metrics(img, aud, frames, cosine=False)
   for k in (1, 5, 10):
-    assert got[f"A_r{k}"] == np.mean(r < k)
-    # image -> speech: rank of caption i in row i, ties against the query (plain loop).
+    assert got[f"I_r{k}"] == np.mean(r < k)  # speech -> image (the reference's I_r)
+    # image -> speech (the reference's A_r): rank of caption i in row i, ties against the query
+    # (plain loop).
     ranks = [sum(1 for j in range(n) if j != i and s[i, j] >= s[i, i]) for i in range(n)]
-    assert got[f"I_r{k}"] == np.mean(np.array(ranks) < k)
+    assert got[f"A_r{k}"] == np.mean(np.array(ranks) < k)
   assert got["score"] == 0.5 * (got["A_r5"] + got["I_r5"])
 
 
@@ -73,40 +74,72 @@ def test_retrieval_on_rigged_embeddings_gives_the_built_in_recall():
 # Attributes (Table 1).
 
 
-def test_ordered_pair_fraction_matches_a_double_loop():
-  assert attributes.ordered_pair_fraction([3.0], [1.0, 3.0, 5.0]) == 0.5  # (1 + 0.5 + 0) / 3
-  assert attributes.ordered_pair_fraction([2.0, 2.0], [1.0]) == 1.0
-  assert np.isnan(attributes.ordered_pair_fraction([], [1.0]))
-  rng = np.random.default_rng(1)
-  for size in ((7, 11), (40, 3), (1, 1)):
-    pos, neg = rng.integers(0, 5, size[0]).astype(float), rng.integers(0, 5, size[1]).astype(float)
-    loop = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p in pos for q in neg)
-    assert attributes.ordered_pair_fraction(pos, neg) == pytest.approx(loop / (len(pos) * len(neg)))
+def label_maps(pixels_per_image, res=32):
+  """Hand-built segmenter maps: image i gets pixels_per_image[i] = {word: n} as n labelled pixels
+  of that word (row-major from the top-left, one attribute head per word), background elsewhere."""
+  maps = {a: np.zeros((len(pixels_per_image), res, res), np.int32) for a in ATTRS}
+  for i, words in enumerate(pixels_per_image):
+    for word, n in words.items():
+      a = attributes.CATEGORY[word]
+      flat = maps[a][i].reshape(-1)
+      flat[:n] = 1 + vocabulary.VOCAB[a].index(word)
+  return maps
 
 
-def test_presence_selection_and_category_means():
-  assert len(attributes.WORDS) == 15 and attributes.WORDS[:3] == ("cube", "sphere", "cylinder")
-  obj = lambda **kw: {"shape": "cube", "color": "red", "size": "small", "material": "metal", **kw}
-  has = attributes.presence([{"objects": [obj(), obj(color="blue", shape="sphere")]},
-                             {"objects": []}, {"objects": [obj(size="large")]}])
-  on = lambda i: sorted(w for w, h in zip(attributes.WORDS, has[i]) if h)
-  assert on(0) == sorted(["cube", "sphere", "red", "blue", "small", "metal"])
-  assert on(1) == [] and on(2) == sorted(["cube", "red", "large", "metal"])
-  mask = np.arange(30) % 3 == 0
-  a = attributes.choose_images(mask, 4, np.random.default_rng(0))
-  b = attributes.choose_images(mask, 4, np.random.default_rng(0))
-  assert [x.tolist() for x in a] == [x.tolist() for x in b]  # seeded
-  assert len(a[0]) == len(a[1]) == 4 and mask[a[0]].all() and not mask[a[1]].any()
-  assert len(attributes.choose_images(mask, 50, np.random.default_rng(0))[0]) == 10  # up to n
-  scores = {"gray": 0.6, "red": 0.8, "rubber": 0.5, "metal": 0.7, "large": float("nan"),
-            "small": 0.9, "cube": 0.4}
-  got = attributes.summarise(scores)
-  assert got["categories"]["color"] == pytest.approx(0.7)  # the colours that have a score
-  assert got["categories"]["material"] == pytest.approx(0.6)
-  assert got["categories"]["size"] == pytest.approx(0.9)  # NaN left out
-  assert got["categories"]["shape"] == pytest.approx(0.4)
-  assert got["mean"] == pytest.approx((0.7 + 0.6 + 0.9 + 0.4) / 4)
+def test_pixel_thresholds_scale_with_the_image_area():
+  assert attributes.pixel_thresholds(128) == {"min": 100, "max": 700, "max_size": 20_000,
+                                              "absent": 10}
+  t = attributes.pixel_thresholds(32)  # 1/16 of the pixels
+  assert t == pytest.approx({"min": 6.25, "max": 43.75, "max_size": 1250, "absent": 0.625})
 
+
+def test_reference_protocol_and_matched_counts_by_hand():
+  # 32 px: "with" 7..43 pixels (size words up to 1250), "without" 0 pixels.
+  red = [10, 0, 3, 50, 20, 0, 7, 0, 6]  # with: 0, 4, 6; without: 1, 5, 7; 2, 3, 8 skipped
+  blue = [0, 9, 0, 0, 0, 0, 0, 0, 0]  # with: 1; without: 0, 2, 3, ...
+  large = [100, 0, 0, 3, 0, 0, 0, 0, 0]  # with: 0 (3 pixels: skipped)
+  images = [{"red": r, "blue": b, "large": g} for r, b, g in zip(red, blue, large)]
+  maps = label_maps(images)
+  pixels = attributes.attribute_pixels(maps)
+  w = attributes.WORDS.index
+  np.testing.assert_array_equal(pixels[:, w("red")], red)
+  np.testing.assert_array_equal(pixels[:, w("blue")], blue)
+  np.testing.assert_array_equal(pixels[:, w("large")], large)
+  assert pixels[:, w("gray")].sum() == 0
+  with_, without = attributes.protocol_images(pixels[:, w("red")], "color", 32, 500)
+  assert with_.tolist() == [0, 4, 6] and without.tolist() == [1, 5, 7]
+  assert [x.tolist() for x in attributes.protocol_images(pixels[:, w("red")], "color", 32, 2)] \
+      == [[0, 4], [1, 5]]  # the first n of each in test-list order
+  with_l, without_l = attributes.protocol_images(pixels[:, w("large")], "size", 32, 500)
+  assert with_l.tolist() == [0] and without_l.tolist() == [1, 2, 4, 5, 6, 7, 8]
+  # Red's scores: 0.9 vs 0.5 (win), 0.3 vs 0.3 (tie), 0.2 vs 0.8 (loss).
+  scores = np.array([0.9, 0.5, 0.0, 0.0, 0.3, 0.3, 0.2, 0.8, 0.0])
+  assert attributes.paired_wins(scores, with_, without) == (1.0, 3)
+  assert attributes.paired_wins(scores, with_, without, tie_credit=0.5) == (1.5, 3)
+  # Object counts: with 0 (1 object), 4 (2), 6 (2); without 1 (1), 5 (1), 7 (2).
+  counts = np.array([1, 1, 0, 0, 2, 1, 2, 2, 0])
+  # 0 vs {1, 5}: 0.9 > 0.5, 0.9 > 0.3 (2 wins); 4 vs {7}: 0.3 < 0.8; 6 vs {7}: 0.2 < 0.8.
+  assert attributes.matched_wins(scores, counts, with_, without) == (2.0, 4)
+  # Categories pool their words' pairs: colour = (1 + 1) / (3 + 1), not the words' mean.
+  words = {"red": {"wins": 1.0, "pairs": 3}, "blue": {"wins": 1.0, "pairs": 1},
+           "large": {"wins": 0.0, "pairs": 1}, "cube": {"wins": 0.0, "pairs": 0}}
+  got = attributes.pool_categories(words)
+  assert got["categories"]["color"] == pytest.approx(0.5)
+  assert got["categories"]["size"] == 0.0 and np.isnan(got["categories"]["shape"])
+  assert np.isnan(got["categories"]["material"]) and got["n_pairs"] == 5
+  assert got["mean"] == pytest.approx(0.25)  # colour and size only
+
+
+def test_a_count_only_model_is_at_chance_when_counts_are_matched():
+  """Similarity = -object count, whatever the word: images with the word hold more objects, so
+  the reference's pairing scores it below 0.5; pairs of equal count are all ties (0.5 credit)."""
+  counts = np.array([2, 1, 3, 1, 2, 2, 1, 3])
+  with_, without = np.array([0, 2, 4, 7]), np.array([1, 3, 5, 6])
+  scores = -counts.astype(float)
+  wins, pairs = attributes.paired_wins(scores, with_, without, tie_credit=0.5)
+  assert wins / pairs == pytest.approx(0.5 / 4)  # pairs (2|1) (3|1) (2|2) (3|1): one tie
+  wins, pairs = attributes.matched_wins(scores, counts, with_, without, tie_credit=0.5)
+  assert pairs == 2 and wins / pairs == 0.5  # 0 and 4 against 5 (two objects each)
 
 # ---------------------------------------------------------------------------
 # Semantic: the one-attribute filter on rendered scenes with ground-truth maps.
@@ -261,10 +294,10 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
   # Every image scores alike, and ties count against the positive: the answers are known.
   n = 6
   assert res["retrieval"]["n_pairs"] == n
-  # A caption ties with all 6 images (rank 5); an image ranks the captions by their own scores
-  # (distinct), so the true captions' ranks are 0..5 once each.
+  # A caption ties with all 6 images (rank 5: speech -> image, I_r); an image ranks the captions
+  # by their own scores (distinct), so the true captions' ranks are 0..5 once each (A_r).
   assert {k: res["retrieval"][k] for k in ("A_r1", "A_r5", "A_r10", "I_r1", "I_r5", "I_r10")} == {
-      "A_r1": 0.0, "A_r5": 0.0, "A_r10": 1.0, "I_r1": 1 / n, "I_r5": 5 / n, "I_r10": 1.0}
+      "I_r1": 0.0, "I_r5": 0.0, "I_r10": 1.0, "A_r1": 1 / n, "A_r5": 5 / n, "A_r10": 1.0}
   assert res["edited_recall"]["n_captions"] == n and res["edited_recall"]["n_negatives"] == 9
   assert res["edited_recall"]["r1"] == res["edited_recall"]["r5"] == 0.0
   assert res["edited_recall"]["chance_r1"] == pytest.approx(0.1)
@@ -276,17 +309,14 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
   assert sem["tries"]["accepted"] >= 4 * sem["n_captions"]
   assert sem["n_captions"] + sem["n_incomplete"] + sem["n_no_object"] == n
   assert sem["tries"]["max"] <= c.evals.semantic.max_tries
-  att = res["attributes"]
-  assert att["n_images"] == n and att["chance"] == 0.5
-  for w in ("cube", "large", "rubber"):  # in every image: nothing to compare with
-    assert att["words"][w]["n_without"] == 0 and np.isnan(att["words"][w]["score"])
-  scored = [r["score"] for r in att["words"].values() if r["n_with"] and r["n_without"]]
-  assert scored and all(s == 0.5 for s in scored)  # some colours are in some images only
-  assert np.isnan(att["categories"]["shape"]) and np.isnan(att["categories"]["size"])
-  assert att["categories"]["color"] == att["mean"] == 0.5  # the only category with a score
-  # Held at equal object counts the ties remain: 0.5 wherever a category has such pairs.
-  held = [v for v in att["categories_within_count"].values() if np.isfinite(v)]
-  assert held and all(v == 0.5 for v in held) and att["mean_within_count"] == 0.5
+  # The fake segmenter's cube fills the centre (64 of 256 px at 16 px): above the colour and
+  # shape words' "with" range (1.6 to 10.9 px), in every image for the size word: no pair anywhere.
+  for name in ("attributes", "attributes_matched"):
+    att = res[name]
+    assert att["n_images"] == n and att["chance"] == 0.5 and att["features"] == "pre-ReLU"
+    assert att["voices"] == ["en-us"] and att["n_pairs"] == 0 and np.isnan(att["mean"])
+    assert att["words"]["large"]["n_with"] == n and att["words"]["large"]["n_without"] == 0
+    assert att["words"]["red"]["n_with"] == 0 and att["words"]["small"]["n_without"] == n
 
   # The latest checkpoint: another step, the same cached semantic negatives.
   cache = sem["cache"]

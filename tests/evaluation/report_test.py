@@ -159,9 +159,9 @@ def test_report_on_a_tiny_workdir(data_dir, official_layout, tmp_path):
     written[run] = _write_evals(run_dir, run, rng)
   for run, losses in (("regular", [1.0, 0.5]), ("edited", [2.0, 1.25])):
     w = writers.Writer(os.path.join(workdir, "runs", run, "tensorboard"))
-    for step, loss in zip((2, 4), losses):
-      w.write_scalars(step, {"loss": loss, "neg/accepted_rate": 0.5} if run == "edited" else
-                      {"loss": loss})
+    for step, loss, tries in zip((2, 4), losses, (1.0, 2.0)):
+      w.write_scalars(step, {"loss": loss, "neg/accepted_rate": 0.5, "neg/mean_tries": tries}
+                      if run == "edited" else {"loss": loss})
     w.write_scalars(4, {"val/score": 0.1})
     w.close()
   times = {"render": 1.5, "train": 20.25}
@@ -202,6 +202,9 @@ def test_report_on_a_tiny_workdir(data_dir, official_layout, tmp_path):
   assert "| edited | 1 | skipped | – | – |" in md and "- edited: no attribute segmenter" in md
   assert f"| **edited** (mean ± std) | 1 | – | {only:.3f} | " in md
   assert "| render | 1.5 |" in md and "| train | 20.2 |" in md and "| total | 21.8 |" in md
+  # The drawn negatives' training statistics: means over the logged steps, '–' where not logged.
+  assert "| edited | 0.500 | 1.500 | – | – | – |" in md and "| regular | " not in md.split(
+      "## Drawn negatives in training")[1].split("##")[0]
   for i, entry in official_layout[1].items():
     if entry["split"] == "test":
       assert entry["text"] in md  # the figures' captions

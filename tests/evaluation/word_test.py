@@ -71,27 +71,3 @@ def test_image_share_by_hand():
   assert attributes.image_share(sim) == pytest.approx(4 / 17.5)
   assert attributes.image_share(np.arange(4.0)[:, None].repeat(3, 1)) == pytest.approx(1.0)
   assert attributes.image_share(np.arange(3.0)[None].repeat(4, 0)) == pytest.approx(0.0)
-
-
-def test_within_count_holds_the_object_count_fixed():
-  # A model that only counts objects (similarity = -count, every word alike): below chance on
-  # the plain test, exactly 0.5 once the count is held fixed (all ties within a count).
-  counts = np.array([1, 1, 2, 2, 3, 3, 3])
-  has = np.array([[0, 1], [0, 0], [1, 1], [0, 0], [1, 1], [1, 0], [0, 1]], bool)
-  sim = -np.repeat(counts[:, None], 2, axis=1).astype(float)
-  plain = attributes.ordered_pair_fraction(sim[has[:, 0], 0], sim[~has[:, 0], 0])
-  assert plain < 0.5
-  np.testing.assert_array_equal(attributes.within_count_words(sim, has, counts), [0.5, 0.5])
-  # Hand-computed on a word-sensitive column: count 1: (with 0.9 | without 0.1) -> 1; count 2:
-  # (0.2 | 0.5) -> 0; count 3: (0.7, 0.6 | 0.8) -> 0. Weighted by pairs 1, 1, 2: 1 / 4.
-  col = np.array([0.9, 0.1, 0.2, 0.5, 0.7, 0.6, 0.8])
-  h = np.array([1, 0, 1, 0, 1, 1, 0], bool)[:, None]
-  assert attributes.within_count_words(col[:, None], h, counts) == pytest.approx([0.25])
-  assert np.isnan(attributes.within_count_words(col[:, None], np.ones((7, 1), bool), counts)[0])
-  # Per word: the hand-computed column and the count-only column side by side; a word in every
-  # image has no pair (NaN).
-  both = np.stack([col, sim[:, 1], col], axis=1)
-  has3 = np.concatenate([h, has[:, 1:], np.ones((7, 1), bool)], axis=1)
-  per = attributes.within_count_words(both, has3, counts)
-  np.testing.assert_allclose(per[:2], [0.25, 0.5])
-  assert np.isnan(per[2])
