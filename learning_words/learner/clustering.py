@@ -2,7 +2,9 @@
 negative" step 4 and "Clusters and dissection").
 
 `compute_concepts` runs between steps (before the first one, then every `concepts.every_epochs`):
-  1. the peak products of up to `concepts.max_points` training pairs (jitted, fixed-size batches);
+  1. the peak products of up to `concepts.max_points` training pairs (jitted, fixed-size batches),
+     and the image features at the same peaks, whose mean / std standardise features (the
+     reference takes image-feature points, at the centres of its matched runs);
   2. clusters of embedding dimensions (`concepts.cluster_dimensions`, scipy on the host);
   3. a dissection of the generator's units at `negatives.layer` on `concepts.dissect_images`
      generated images G(z_i), ids 0..n-1 of the fixed z table, against each cluster's
@@ -10,7 +12,8 @@ negative" step 4 and "Clusters and dissection").
 Its result is padded to `padded_clusters(config)` clusters (padded centroids are zero rows, hence
 invalid), so the jitted step sees the same shapes after every recomputation and compiles once.
 In the step, `choose_clusters` picks each sample's cluster per candidate from the projection of the
-sample's peak product on the (valid) centroids. Everything is deterministic given the encoders,
+sample's standardised image feature at the peak on the (valid) centroids, clipped to [0, 4], as
+the reference scores it. Everything is deterministic given the encoders,
 the generator and the data, so a recomputation from the same model gives identical arrays.
 """
 import functools
@@ -33,8 +36,8 @@ from learning_words.models import generator as gen_lib
 class ConceptArrays(NamedTuple):
   """What the step needs, with a fixed number K of (padded) clusters."""
   centroids: Any  # [K, D] float32; zero rows are padding, not clusters (see valid_clusters)
-  mean: Any  # [D] float32: the data points' mean (features are standardised before projecting)
-  std: Any  # [D] float32
+  mean: Any  # [D] float32: the image features' mean at the data points' peaks (features are
+  std: Any  # [D] float32   standardised with these before projecting)
   ranking: Any  # [K, C] int32: units of the intervention layer per cluster, best first
 
 
@@ -61,18 +64,25 @@ def peak_product(img, aud, mm, n_frames):
   return img[b, y, x] * aud[b, t]
 
 
-def choose_clusters(key, product, arrays: ConceptArrays, candidates: int):
+def peak_image_feature(img, mm, n_frames):
+  """img[b, y, x] at the peak (t, y, x) of the matchmaps mm [B,h,w,T] -> [B, D]."""
+  _, y, x = negatives.peak(mm, n_frames)
+  return img[jnp.arange(img.shape[0]), y, x]
+
+
+def choose_clusters(key, feature, arrays: ConceptArrays, candidates: int):
   """Each sample's cluster per candidate -> int [candidates, B] (the `cluster` of draw_negatives).
 
-  product [B, D]: the sample's peak product. Scores are its projection on the centroids (padded
-  clusters -inf); `concepts.sample_clusters` takes the best for candidate 0 and samples the rest in
-  proportion to the clipped scores. Where no valid score is positive, sample_clusters falls back to
+  feature [B, D]: the sample's image feature at the peak. Scores are concepts.cluster_scores
+  (standardised, projected on the centroids, clipped to [0, 4]; padded clusters -inf);
+  `concepts.sample_clusters` takes the best for candidate 0 and samples the rest in
+  proportion to the scores. Where no valid score is positive, sample_clusters falls back to
   a uniform draw over all K rows: such draws of padded rows are redrawn uniformly over the valid
   clusters. With no valid cluster at all, every row of the ranking is the fallback ranking.
   """
   centroids = jnp.asarray(arrays.centroids)
   valid = valid_clusters(centroids)
-  scores = concepts.project_clusters(product, centroids, arrays.mean, arrays.std)
+  scores = concepts.cluster_scores(feature, centroids, arrays.mean, arrays.std)
   scores = jnp.where(valid, scores, -jnp.inf)
   k_sample, k_fill = jax.random.split(key)
   chosen = concepts.sample_clusters(k_sample, scores, candidates)
@@ -83,10 +93,12 @@ def choose_clusters(key, product, arrays: ConceptArrays, candidates: int):
 
 @functools.partial(nnx.jit, static_argnames=("layer", "cosine"))
 def pair_points(models, g, z, spec, n_frames, layer: str, cosine: bool):
-  """Peak products [B, D] of pairs (G(z), spec): the step's positives, embeddings and matchmap."""
+  """(peak products [B, D], image features at the peaks [B, D]) of pairs (G(z), spec): the step's
+  positives, embeddings and matchmap."""
   images = encoders.draw_positives(g, z, layer)[0]
   img, aud, frames = encoders.embed(models, images, spec, n_frames)
-  return peak_product(img, aud, mm_lib.matchmap(img, aud, cosine=cosine), frames)
+  mm = mm_lib.matchmap(img, aud, cosine=cosine)
+  return peak_product(img, aud, mm, frames), peak_image_feature(img, mm, frames)
 
 
 @functools.partial(nnx.jit, static_argnames=("layer", "threshold"))
@@ -127,11 +139,12 @@ def compute_concepts(models, g, z_table, data: dict, config) -> ConceptArrays:
   models.eval()
   try:
     z = _host(z_table)[np.asarray(data["z_index"][:n])]
-    (points,) = _batched(
+    points, feats = _batched(
         lambda *a: pair_points(models, g, *a, layer=layer, cosine=bool(config.model.cosine)),
         (z, data["spec"][:n], data["n_frames"][:n]), batch)
     if jax.process_count() > 1:
       points = np.asarray(multihost_utils.process_allgather(points, tiled=True))
+      feats = np.asarray(multihost_utils.process_allgather(feats, tiled=True))
     if int(cc.n_clusters) >= d:
       logging.warning("concepts.n_clusters=%d >= embed_dim=%d: every dimension is its own cluster "
                       "and none has min_size=%d dimensions", cc.n_clusters, d, cc.min_size)
@@ -141,7 +154,7 @@ def compute_concepts(models, g, z_table, data: dict, config) -> ConceptArrays:
       raise AssertionError(f"{kept} clusters kept > {k} padded")
     centroids = np.zeros((k, d), np.float32)
     centroids[:kept] = clusters.centroids
-    mean, std = clusters.mean.astype(np.float32), clusters.std.astype(np.float32)
+    mean, std = feats.mean(0).astype(np.float32), feats.std(0).astype(np.float32)
     z_d = gen_lib.standard_z(int(cc.dissect_images), g.sizes[0])
     acts, masks = _batched(
         lambda zz: dissection_maps(models, g, zz, jnp.asarray(centroids), jnp.asarray(mean),

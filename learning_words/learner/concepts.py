@@ -5,7 +5,7 @@ Cluster-guided negatives (REFERENCE.md "Clusters and dissection"), re-run every 
   2. clusters: groups of embedding dimensions that fire together -- each dimension binarised at
      its 99th percentile, 1 - Jaccard overlap between dimensions, average-linkage agglomerative
      clustering (scipy), clusters of fewer than `min_size` dimensions dropped; a centroid is the
-     cluster's normalised indicator vector, projected on standardised features;
+     cluster's indicator vector / its size (the reference's), projected on standardised features;
   3. dissection: per generator unit at the intervention layer, the IoU between its thresholded
      activation map and each cluster's segmentation of generated images; units ranked per cluster.
 Feature extraction and IoU accumulation are batched jnp (jittable); the clustering runs on the host.
@@ -70,7 +70,7 @@ def cluster_dimensions(points, n_clusters: int = 250, percentile: float = 99.0,
   members = sorted((m for m in groups if len(m) >= min_size), key=lambda m: (-len(m), m[0]))
   centroids = np.zeros((len(members), d), np.float32)
   for i, m in enumerate(members):
-    centroids[i, m] = 1.0 / np.sqrt(len(m))
+    centroids[i, m] = 1.0 / len(m)  # indicator / n: the mean of the cluster's dimensions
   return Clusters(centroids, members, points.mean(0).astype(np.float32),
                   points.std(0).astype(np.float32))
 
@@ -80,6 +80,14 @@ def project_clusters(feats, centroids, mean, std):
   std = jnp.asarray(std)
   z = (feats - mean) / jnp.where(std > 0, std, 1.0)
   return z @ jnp.asarray(centroids).T
+
+
+SCORE_MAX = 4.0  # the reference clips a sample's cluster scores to [0, 4]
+
+
+def cluster_scores(feats, centroids, mean, std):
+  """A sample's score per cluster: project_clusters clipped to [0, SCORE_MAX] -> [..., K]."""
+  return jnp.clip(project_clusters(feats, centroids, mean, std), 0.0, SCORE_MAX)
 
 
 def segment_clusters(img_feats, centroids, mean, std, threshold: float = 0.5):

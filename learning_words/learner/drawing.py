@@ -1,7 +1,7 @@
 """Drawn negatives in the configured mode, and the example rows that figures show.
 
 Random mode is negatives.draw_negatives as is; cluster mode first picks each sample's clusters
-per candidate from its peak product (clustering.choose_clusters) and draws with the concept
+per candidate from its image feature at the peak (clustering.choose_clusters) and draws with the concept
 arrays' unit ranking. The train step, its TensorBoard images and the report all draw through here.
 """
 import jax
@@ -19,8 +19,8 @@ def draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_ar
     raise ValueError("negatives.mode='cluster' needs the concept arrays "
                      "(clustering.compute_concepts)")
   k_units, k_clusters = jax.random.split(key)
-  product = clustering.peak_product(img, aud, mm, frames)
-  cluster = clustering.choose_clusters(k_clusters, product, concept_arrays,
+  feature = clustering.peak_image_feature(img, mm, frames)
+  cluster = clustering.choose_clusters(k_clusters, feature, concept_arrays,
                                        int(config.negatives.candidates))
   return negatives.draw_negatives(g, z, x_layer, positives, mm, frames, k_units, config.negatives,
                                   ranking=concept_arrays.ranking, cluster=cluster)

@@ -3,6 +3,7 @@ IoU against loops; a planted unit ranks first for its cluster."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from learning_words.learner import concepts
 
@@ -30,7 +31,7 @@ def test_cluster_dimensions_recovers_planted_groups():
   assert sorted(map(list, clusters.members)) == [list(range(g * 6, g * 6 + 6)) for g in range(3)]
   assert clusters.centroids.shape == (3, points.shape[1])
   for c, m in zip(clusters.centroids, clusters.members):
-    np.testing.assert_allclose(np.linalg.norm(c), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(c[m], 1.0 / len(m), rtol=1e-6)  # indicator / n, as the reference
     assert set(np.flatnonzero(c)) == set(m)
   np.testing.assert_allclose(clusters.mean, points.mean(0), rtol=1e-5)
   np.testing.assert_allclose(clusters.std, points.std(0), rtol=1e-5)
@@ -79,6 +80,19 @@ def test_segment_clusters_matches_loop():
           score = sum((feats[b, y, x, d] - mean[d]) / std[d] * centroids[k, d] for d in range(10))
           assert got[b, y, x, k] == (score > 0.5)
   assert 0.1 < got.mean() < 0.9
+
+
+def test_cluster_scores_are_clipped_projections():
+  rng = np.random.default_rng(3)
+  feats = rng.normal(size=(20, 6)).astype(np.float32) * 3
+  centroids = rng.normal(size=(4, 6)).astype(np.float32)
+  mean, std = rng.normal(size=6).astype(np.float32), rng.uniform(0.3, 1, 6).astype(np.float32)
+  got = np.asarray(concepts.cluster_scores(feats, centroids, mean, std))
+  for b in range(20):
+    for k in range(4):
+      raw = sum((feats[b, d] - mean[d]) / std[d] * centroids[k, d] for d in range(6))
+      assert got[b, k] == pytest.approx(min(max(raw, 0.0), 4.0), abs=1e-4)
+  assert (got == 0).any() and (got == 4).any()  # both clips exercised
 
 
 def test_sample_clusters_first_is_best_and_draws_only_positive_scores():

@@ -60,9 +60,9 @@ def test_compute_concepts_is_deterministic_with_a_padded_ranking(setup):
     np.testing.assert_array_equal(np.sort(row), np.arange(units))
   kept = clustering.n_kept(first)
   assert 1 <= kept <= k
-  for row in first.centroids[:kept]:  # normalised indicators of >= min_size dimensions
+  for row in first.centroids[:kept]:  # indicators / n of >= min_size dimensions
     assert np.count_nonzero(row) >= c.concepts.min_size
-    np.testing.assert_allclose(np.linalg.norm(row), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(row.sum(), 1.0, rtol=1e-6)
   assert not np.any(first.centroids[kept:])
   # Evaluated in eval mode (batch statistics untouched), left in train mode.
   np.testing.assert_array_equal(before, [np.asarray(x) for x in jax.tree.leaves(
@@ -75,13 +75,23 @@ def test_pair_points_are_the_steps_peak_products(setup):
   z, spec, n = z_table[pairs["z_index"][:2]], pairs["spec"][:2], pairs["n_frames"][:2]
   state.models.eval()
   try:
-    got = clustering.pair_points(state.models, g, z, spec, n, layer=c.negatives.layer,
-                                       cosine=False)
+    got, feats = clustering.pair_points(state.models, g, z, spec, n, layer=c.negatives.layer,
+                                        cosine=False)
     img, aud, frames = encoders.embed(
         state.models, encoders.draw_positives(g, z, c.negatives.layer)[0], spec, n)
   finally:
     state.models.train()
   np.testing.assert_allclose(got, concepts.peak_products(img, aud, frames), rtol=1e-5, atol=1e-6)
+  img, aud = np.asarray(img), np.asarray(aud)
+  for b in range(2):  # the image feature at the peak, found by a loop over the matchmap
+    best, at = -np.inf, None
+    for y in range(img.shape[1]):
+      for x in range(img.shape[2]):
+        for t in range(int(frames[b])):
+          v = img[b, y, x] @ aud[b, t]
+          if v > best:
+            best, at = v, (y, x)
+    np.testing.assert_allclose(feats[b], img[b, at[0], at[1]], rtol=1e-5, atol=1e-6)
 
 
 def _arrays(rng, k=5, d=6, c=7, valid=3):
@@ -100,8 +110,9 @@ def test_choose_clusters_matches_oracle_and_skips_padding():
   product = rng.normal(size=(64, 6)).astype(np.float32)
   got = np.asarray(choose(jax.random.key(0), product, arrays, 4))
   assert got.shape == (4, 64)
-  for b in range(64):  # oracle: best projection of the standardised product over valid clusters
-    scores = [((product[b] - arrays.mean) / arrays.std) @ arrays.centroids[j] for j in range(3)]
+  for b in range(64):  # oracle: best clipped projection of the standardised feature, valid only
+    scores = [min(max(((product[b] - arrays.mean) / arrays.std) @ arrays.centroids[j], 0), 4)
+              for j in range(3)]
     assert got[0, b] == int(np.argmax(scores))
   assert np.all(got < 3)
   # No positive score anywhere: sample_clusters draws uniformly over all 5 rows; ours over the 3.
