@@ -163,10 +163,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.concepts.percentile = 99.0
   c.concepts.min_size = 4          # keep clusters with more than 3 dimensions
   c.concepts.segment_threshold = 0.5
-  c.concepts.quantile = 0.99       # a unit is "on" above this quantile of its activations
-  c.concepts.max_points = 10_000
+  c.concepts.max_points = 10_000   # training pairs for the products; image points kept at most
   c.concepts.dissect_images = 1_000
-  c.concepts.chunk = 128
+  c.concepts.dissect_size = 64     # unit maps and cluster scores upsampled to this grid
+  c.concepts.chunk = 128           # dissection images per counting call
   c.concepts.every_epochs = 10     # re-cluster and re-dissect this often (not stated by the
                                    # reference)
 

@@ -91,22 +91,37 @@ def choose_clusters(key, feature, arrays: ConceptArrays, candidates: int):
   return jnp.where(valid[chosen], chosen, fill)
 
 
+def image_points(img, mm, n_frames):
+  """The reference's image-feature data points of pairs: image features [B,M,D] at the centres of
+  the runs of the time-averaged matchmap (mean over valid frames, flattened over h*w) above half its
+  max, and which are runs, bool [B,M] (concepts.run_centres)."""
+  b, h, w, t = mm.shape
+  valid = (jnp.arange(t)[None, :] < jnp.clip(n_frames, 1, t)[:, None]).astype(mm.dtype)
+  mean = jnp.sum(mm * valid[:, None, None, :], -1) / jnp.sum(valid, -1)[:, None, None]
+  centre, ok = concepts.run_centres(mean.reshape(b, h * w))
+  feats = img.reshape(b, h * w, -1)[jnp.arange(b)[:, None], centre]
+  return feats, ok
+
+
 @functools.partial(nnx.jit, static_argnames=("layer", "cosine"))
 def pair_points(models, g, z, spec, n_frames, layer: str, cosine: bool):
-  """(peak products [B, D], image features at the peaks [B, D]) of pairs (G(z), spec): the step's
-  positives, embeddings and matchmap."""
+  """(peak products [B,D], image points [B,M,D] and their validity [B,M]) of pairs (G(z), spec):
+  the step's positives, embeddings and matchmap."""
   images = encoders.draw_positives(g, z, layer)[0]
   img, aud, frames = encoders.embed(models, images, spec, n_frames)
   mm = mm_lib.matchmap(img, aud, cosine=cosine)
-  return peak_product(img, aud, mm, frames), peak_image_feature(img, mm, frames)
+  return (peak_product(img, aud, mm, frames), *image_points(img, mm, frames))
 
 
-@functools.partial(nnx.jit, static_argnames=("layer", "threshold"))
-def dissection_maps(models, g, z, centroids, mean, std, layer: str, threshold: float):
-  """(unit activations [B,h_l,w_l,C] at `layer`, cluster segmentations bool [B,h,w,K]) of G(z)."""
+@functools.partial(nnx.jit, static_argnames=("layer", "size"))
+def dissection_maps(models, g, z, centroids, mean, std, layer: str, size: int):
+  """(unit activations at `layer`, cluster scores of the image features) of G(z), both upsampled
+  bilinearly to [B,size,size,...]. As in the reference, the generator's [-1, 1] output enters the
+  image encoder without ImageNet normalisation."""
   acts = g.features(z, [layer])[layer]
-  img = models.image(g.render_from(layer, acts))
-  return acts, concepts.segment_clusters(img, centroids, mean, std, threshold)
+  img = models.image(g.render_from(layer, acts), normalize=False)
+  scores = concepts.project_clusters(img, centroids, mean, std)
+  return concepts.upsample(acts, size), concepts.upsample(scores, size)
 
 
 def _batched(fn, arrays, batch: int):
@@ -139,12 +154,12 @@ def compute_concepts(models, g, z_table, data: dict, config) -> ConceptArrays:
   models.eval()
   try:
     z = _host(z_table)[np.asarray(data["z_index"][:n])]
-    points, feats = _batched(
+    points, feats, ok = _batched(
         lambda *a: pair_points(models, g, *a, layer=layer, cosine=bool(config.model.cosine)),
         (z, data["spec"][:n], data["n_frames"][:n]), batch)
+    feats = feats[ok][:int(cc.max_points)]  # in pair order, as the reference collects them
     if jax.process_count() > 1:
       points = np.asarray(multihost_utils.process_allgather(points, tiled=True))
-      feats = np.asarray(multihost_utils.process_allgather(feats, tiled=True))
     if int(cc.n_clusters) >= d:
       logging.warning("concepts.n_clusters=%d >= embed_dim=%d: every dimension is its own cluster "
                       "and none has min_size=%d dimensions", cc.n_clusters, d, cc.min_size)
@@ -154,21 +169,62 @@ def compute_concepts(models, g, z_table, data: dict, config) -> ConceptArrays:
       raise AssertionError(f"{kept} clusters kept > {k} padded")
     centroids = np.zeros((k, d), np.float32)
     centroids[:kept] = clusters.centroids
-    mean, std = feats.mean(0).astype(np.float32), feats.std(0).astype(np.float32)
-    z_d = gen_lib.standard_z(int(cc.dissect_images), g.sizes[0])
-    acts, masks = _batched(
-        lambda zz: dissection_maps(models, g, zz, jnp.asarray(centroids), jnp.asarray(mean),
-                                   jnp.asarray(std), layer=layer,
-                                   threshold=float(cc.segment_threshold)),
-        (z_d,), batch)
-    ranking = concepts.rank_units(acts, masks, cc.quantile, cc.chunk)
-    # Padding rows (every row when no cluster is kept): the most active units first.
-    ranking[kept:] = np.argsort(-acts.mean(axis=(0, 1, 2)), kind="stable").astype(np.int32)
+    mean, std = _gathered_moments(feats, d)
+    ranking = dissect(models, g, centroids, mean, std, config)
   finally:
     models.train()
   logging.info("concepts: %d clusters kept of %d points, %d units ranked on %d images (%.1f s)",
-               kept, len(points), ranking.shape[1], len(z_d), time.time() - t0)
+               kept, len(points), ranking.shape[1], int(cc.dissect_images), time.time() - t0)
   return ConceptArrays(centroids, mean, std, ranking)
+
+
+def _gathered_moments(feats, d: int):
+  """Mean and std [D] of this host's image points, over every host's (float32)."""
+  stats = np.array([len(feats), *np.sum(feats, 0, dtype=np.float64),
+                    *np.sum(np.square(feats, dtype=np.float64), 0)]) if len(feats) else np.zeros(
+                        1 + 2 * d)
+  if jax.process_count() > 1:
+    stats = np.asarray(multihost_utils.process_allgather(stats)).sum(0)
+  n = max(stats[0], 1.0)
+  mean = stats[1:1 + d] / n
+  var = np.maximum(stats[1 + d:] / n - mean ** 2, 0.0)
+  return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+
+def dissect(models, g, centroids, mean, std, config) -> np.ndarray:
+  """The unit ranking [K,C] of each cluster (concepts' dissection) on `concepts.dissect_images`
+  generated images G(z_i), ids 0..n-1 of the fixed z table, counted in chunks of
+  `concepts.chunk` images; the units' candidate levels come from the first chunk. Padding rows
+  of centroids (no cluster) rank the most active units first."""
+  cc, layer = config.concepts, config.negatives.layer
+  size = int(cc.dissect_size)
+  chunk = max(1, min(int(cc.chunk), int(cc.dissect_images)))
+  z_d = gen_lib.standard_z(int(cc.dissect_images), g.sizes[0])
+  maps = lambda zz: dissection_maps(models, g, zz, jnp.asarray(centroids), jnp.asarray(mean),
+                                    jnp.asarray(std), layer=layer, size=size)
+  levels = inter = above = present = None
+  activity = 0.0
+  for start in range(0, len(z_d), chunk):
+    acts, scores = _batched(maps, (z_d[start:start + chunk],), int(config.data.batch_size))
+    seg = scores > float(cc.segment_threshold)
+    if levels is None:
+      levels = concepts.quantile_levels(acts)
+    activity = activity + acts.sum(axis=(0, 1, 2))
+    pad = chunk - len(acts)  # padded images: no unit above any level, no cluster (one trace)
+    if pad:
+      acts = np.concatenate([acts, np.full((pad,) + acts.shape[1:], -np.inf, acts.dtype)])
+      seg = np.concatenate([seg, np.zeros((pad,) + seg.shape[1:], bool)])
+    i, a, p = (np.asarray(v, np.float64) for v in concepts.count_level_overlaps(
+        jnp.asarray(acts), jnp.asarray(levels), jnp.asarray(seg)))
+    inter, above, present = ((i, a, p) if inter is None else
+                             (inter + i, above + a, present + p))
+  total = len(z_d) * size * size
+  iqr, agreement = concepts.information_quality_ratio(inter, above, present, total)
+  chosen = concepts.choose_unit_levels(iqr, agreement, levels, present / total)
+  ranking = concepts.rank_units(concepts.iou_at_levels(inter, above, present, chosen))
+  padding = ~np.any(centroids != 0, axis=-1)
+  ranking[padding] = np.argsort(-activity, kind="stable").astype(np.int32)
+  return ranking
 
 
 def replicate(host: ConceptArrays, mesh) -> ConceptArrays:

@@ -7,7 +7,8 @@ Cluster-guided negatives (REFERENCE.md "Clusters and dissection"), re-run every 
      clustering (scipy), clusters of fewer than `min_size` dimensions dropped; a centroid is the
      cluster's indicator vector / its size (the reference's), projected on standardised features;
   3. dissection: per generator unit at the intervention layer, the IoU between its thresholded
-     activation map and each cluster's segmentation of generated images; units ranked per cluster.
+     activation map and each cluster's segmentation of generated images, both upsampled
+     bilinearly, each unit thresholded at its IQR-maximising level; units ranked per cluster.
 Feature extraction and IoU accumulation are batched jnp (jittable); the clustering runs on the host.
 """
 from typing import NamedTuple
@@ -107,50 +108,104 @@ def sample_clusters(key, scores, candidates: int):
   return jnp.concatenate([best[None], drawn], axis=0)
 
 
-def unit_thresholds(unit_acts, quantile: float = 0.99) -> np.ndarray:
-  """Per unit, the `quantile` of its activations over all images and positions -> [C]."""
-  acts = np.asarray(unit_acts)
-  return np.quantile(acts.reshape(-1, acts.shape[-1]), quantile, axis=0).astype(np.float32)
+def run_centres(values, threshold: float = 0.5):
+  """Runs of values [B,N] above threshold * the row's max, along the (flattened) axis, as the
+  reference labels its time-averaged matchmaps; each run's centre index (the mean index, rounded
+  half to even) -> (centres int [B,M], valid bool [B,M]), M = ceil(N / 2), runs in order."""
+  b, n = values.shape
+  m = (n + 1) // 2
+  on = values > threshold * jnp.max(values, axis=1, keepdims=True)
+  start = on & ~jnp.pad(on, ((0, 0), (1, 0)))[:, :-1]
+  run = jnp.where(on, jnp.cumsum(start, axis=1), 0)  # 1.. for each run, 0 outside
+  member = (run[..., None] == jnp.arange(1, m + 1)).astype(jnp.float32)  # [B,N,M]
+  count = jnp.sum(member, axis=1)
+  total = jnp.einsum("bnm,n->bm", member, jnp.arange(n, dtype=jnp.float32))
+  return jnp.round(total / jnp.maximum(count, 1.0)).astype(jnp.int32), count > 0
+
+
+# Dissection (gandissect as the reference runs it): unit maps and cluster scores upsampled
+# bilinearly to a common grid; per unit, the activation level among the quantiles 1 - IQR_FRACS
+# that maximises the information quality ratio (mutual information / joint entropy) with its
+# best-matching cluster; units ranked per cluster by IoU at that level.
+IQR_FRACS = np.logspace(-3, 0, 100)
+
+
+def upsample(maps, size: int):
+  """Bilinear [B,h,w,C] -> [B,size,size,C] on pixel centres, edges clamped (the reference's
+  grid_sample with border padding)."""
+  return jax.image.resize(maps, (maps.shape[0], size, size, maps.shape[3]), "bilinear")
+
+
+def quantile_levels(unit_maps, fracs=IQR_FRACS) -> np.ndarray:
+  """Per unit, its activations' quantiles at 1 - fracs -> [C, L]. unit_maps [..., C]."""
+  flat = np.asarray(unit_maps, np.float64).reshape(-1, np.shape(unit_maps)[-1])
+  return np.quantile(flat, 1.0 - np.asarray(fracs), axis=0).T.astype(np.float32)
 
 
 @jax.jit
-def count_overlaps(unit_acts, thresholds, cluster_masks):
-  """(intersection, union) pixel counts [K,C] of thresholded units vs cluster segmentations.
+def count_level_overlaps(unit_maps, levels, seg):
+  """Pixel counts over a chunk of images: (inter [K,C,L]: unit above level l and cluster k,
+  above [C,L]: unit above level l, present [K]: cluster k). unit_maps [n,S,S,C], levels [C,L],
+  seg bool [n,S,S,K]; one image at a time (its [S*S, C*L] indicator fits in memory)."""
+  c, l = levels.shape
+  k = seg.shape[-1]
 
-  unit_acts [B,h_l,w_l,C], cluster_masks [B,h,w,K]: both made binary at the finer of the two grids
-  (nearest neighbour), so neither side is inflated by an any-overlap downsampling.
-  """
-  side = max(unit_acts.shape[1], cluster_masks.shape[1])
-  units = negatives.resize_mask(unit_acts > thresholds, side)  # [B, side, side, C]
-  seg = negatives.resize_mask(cluster_masks, side)  # [B, side, side, K]
-  inter = jnp.einsum("byxc,byxk->kc", units, seg, precision=jax.lax.Precision.HIGHEST)
-  union = jnp.sum(seg, axis=(0, 1, 2))[:, None] + jnp.sum(units, axis=(0, 1, 2))[None, :] - inter
-  return inter, union
+  def add(totals, image):
+    units, clusters = image
+    above = (units.reshape(-1, c)[:, :, None] > levels).astype(jnp.float32).reshape(-1, c * l)
+    clusters = clusters.reshape(-1, k).astype(jnp.float32)
+    inter = jnp.dot(clusters.T, above, precision=jax.lax.Precision.HIGHEST)
+    return (totals[0] + inter, totals[1] + above.sum(0), totals[2] + clusters.sum(0)), None
 
-
-def unit_iou(unit_acts, cluster_masks, quantile: float = 0.99, chunk: int = 128) -> np.ndarray:
-  """IoU [K,C] of each unit's top-quantile map with each cluster's segmentation, over all images.
-
-  unit_acts [N,h_l,w_l,C] and cluster_masks [N,h,w,K] (host arrays, e.g. N ~ 1,000 generated
-  images) are counted in jitted chunks of `chunk` images (the last one padded, so one trace).
-  """
-  unit_acts, cluster_masks = np.asarray(unit_acts), np.asarray(cluster_masks)
-  thresholds = unit_thresholds(unit_acts, quantile)
-  n = unit_acts.shape[0]
-  chunk = max(1, min(int(chunk), n))
-  inter = union = 0.0
-  for start in range(0, n, chunk):
-    acts, masks = unit_acts[start:start + chunk], cluster_masks[start:start + chunk]
-    pad = chunk - acts.shape[0]
-    if pad:  # padded images: no unit active (-inf), no cluster present
-      acts = np.concatenate([acts, np.full((pad,) + acts.shape[1:], -np.inf, acts.dtype)])
-      masks = np.concatenate([masks, np.zeros((pad,) + masks.shape[1:], masks.dtype)])
-    i, u = count_overlaps(acts, thresholds, masks)
-    inter, union = inter + np.asarray(i, np.float64), union + np.asarray(u, np.float64)
-  return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
+  zeros = (jnp.zeros((k, c * l)), jnp.zeros(c * l), jnp.zeros(k))
+  (inter, above, present), _ = jax.lax.scan(add, zeros, (unit_maps, seg))
+  return inter.reshape(k, c, l), above.reshape(c, l), present
 
 
-def rank_units(unit_acts, cluster_masks, quantile: float = 0.99, chunk: int = 128) -> np.ndarray:
+def information_quality_ratio(inter, above, present, total):
+  """(IQR, agreement) [K,C,L] of the 2x2 tables (cluster present?, unit above level?) over
+  `total` pixels: mutual information / joint entropy (0 where undefined), and the fraction of
+  pixels on which unit and cluster agree."""
+  inter = np.asarray(inter, np.float64) / total
+  pred = np.asarray(above, np.float64)[None] / total  # [1,C,L]
+  truth = np.asarray(present, np.float64)[:, None, None] / total  # [K,1,1]
+  cells = [[inter, truth - inter], [pred - inter, 1.0 - truth - pred + inter]]
+  cells = [[np.clip(v, 0.0, 1.0) for v in row] for row in cells]
+  rows = [cells[0][0] + cells[0][1], cells[1][0] + cells[1][1]]
+  cols = [cells[0][0] + cells[1][0], cells[0][1] + cells[1][1]]
+  mi = je = 0.0
+  with np.errstate(divide="ignore", invalid="ignore"):
+    for j in range(2):
+      for i in range(2):
+        p = cells[j][i]
+        mi = mi + np.nan_to_num(p * np.log(p / (rows[j] * cols[i])))
+        je = je - np.nan_to_num(p * np.log(p))
+    iqr = np.nan_to_num(np.maximum(mi, 0.0) / np.maximum(je, 0.0))
+  return iqr, cells[0][0] + cells[1][1]
+
+
+def choose_unit_levels(iqr, agreement, levels, present_frac) -> np.ndarray:
+  """Per unit, the index [C] of its level: over the levels where the unit agrees with a cluster
+  on more than 80% of pixels and the level is positive (and never the last, the 1.0 quantile;
+  clusters on under 0.1% of pixels left out), the level of the cluster with the highest IQR."""
+  q = np.array(iqr, np.float64)
+  q[..., -1] = 0.0
+  q[np.asarray(present_frac) < 1e-3] = 0.0
+  q[np.asarray(agreement) <= 0.8] = 0.0
+  q[:, np.asarray(levels) <= 0.0] = 0.0
+  best_level = q.argmax(axis=2)  # [K, C]
+  best_cluster = q.max(axis=2).argmax(axis=0)  # [C]
+  return best_level[best_cluster, np.arange(q.shape[1])]
+
+
+def iou_at_levels(inter, above, present, level_index) -> np.ndarray:
+  """IoU [K,C] of each unit above its chosen level with each cluster (0 where the union is)."""
+  c = np.arange(np.shape(above)[0])
+  i = np.asarray(inter, np.float64)[:, c, level_index]
+  union = np.asarray(present, np.float64)[:, None] + np.asarray(above, np.float64)[c, level_index] - i
+  return np.where(union > 0, i / np.maximum(union, 1e-12), 0.0)
+
+
+def rank_units(iou) -> np.ndarray:
   """Units per cluster by IoU, best first -> int32 [K,C] (the `ranking` of draw_negatives)."""
-  iou = unit_iou(unit_acts, cluster_masks, quantile, chunk)
-  return np.argsort(-iou, axis=1, kind="stable").astype(np.int32)
+  return np.argsort(-np.asarray(iou), axis=1, kind="stable").astype(np.int32)

@@ -214,7 +214,9 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
       rate = step_rate(done)
       lr = float(make_lr(cfg, steps_per_epoch)(done))
       writer.write_scalars(done, {**logs, "lr": lr, "steps_per_s": rate})
-      bar.set_postfix(loss=f"{logs['loss']:.3f}", it_s=f"{rate:.2f}")
+      accepted = ({"accepted": f"{logs['neg/accepted_rate']:.2f}"}
+                  if "neg/accepted_rate" in logs else {})  # samples with an edited term
+      bar.set_postfix(loss=f"{logs['loss']:.3f}", it_s=f"{rate:.2f}", **accepted)
     if config.loss.kind in EDITED_KINDS and periodic.itstime(done, cfg.image_every):
       _write_images(writer, done, examples_fn, state, g, z_table, batch, key, concept_arrays)
     epoch_end = periodic.itstime(done, steps_per_epoch, end)

@@ -139,9 +139,10 @@ class ImageEncoder(nnx.Module):
     self.embed_dim = embed_dim
     self.pools = pools
 
-  def __call__(self, images, pre_relu: bool = False):
-    """pre_relu: the last conv's output before its ReLU (the reference's attribute test)."""
-    x = normalize_images(images)
+  def __call__(self, images, pre_relu: bool = False, normalize: bool = True):
+    """pre_relu: the last conv's output before its ReLU (the reference's attribute test);
+    normalize=False: the images enter as they are, as the reference's dissection feeds them."""
+    x = normalize_images(images) if normalize else images
     i = 0
     for block, depth in enumerate(VGG16_DEPTHS):
       if 0 < block <= self.pools:  # pool between blocks only: VGG16's fifth pool is dropped

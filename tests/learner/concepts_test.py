@@ -1,9 +1,13 @@
 """Concepts: planted co-firing groups are recovered; Jaccard, peak products, segmentation and unit
-IoU against loops; a planted unit ranks first for its cluster."""
+IoU against loops; run centres against scipy; the IQR of 2x2 tables by hand; a planted unit gets
+its level and ranks first for its cluster."""
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from learning_words.learner import concepts
 
@@ -104,27 +108,92 @@ def test_sample_clusters_first_is_best_and_draws_only_positive_scores():
   assert set(got[1:, 1]) == {0, 1, 2, 3}  # nothing positive: uniform
 
 
-def test_unit_iou_matches_loop_and_planted_unit_ranks_first():
-  rng = np.random.default_rng(4)
-  n, side, grid, units, k = 40, 8, 4, 6, 3
-  seg = np.zeros((n, grid, grid, k), bool)  # cluster masks on the 4x4 image-feature grid
-  for i in range(n):
-    for c in range(k):
-      y, x = rng.integers(0, grid - 1, size=2)
-      seg[i, y:y + 2, x:x + 2, c] = rng.random() < 0.7
-  acts = rng.random((n, side, side, units)).astype(np.float32)
-  up = np.kron(seg[..., 1], np.ones((1, 2, 2))).astype(bool)  # cluster 1 at the unit grid
-  acts[..., 4] = np.where(up, 2.0 + rng.random(up.shape), rng.random(up.shape))
-  q = 0.9
-  iou = concepts.unit_iou(acts, seg, quantile=q, chunk=16)  # 40 = 16 + 16 + 8 (padded)
-  thr = np.quantile(acts.reshape(-1, units), q, axis=0)
-  for c in range(k):
-    for u in range(units):
-      on = acts[..., u] > thr[u]
-      cl = np.kron(seg[..., c], np.ones((1, 2, 2))).astype(bool)
-      np.testing.assert_allclose(iou[c, u], (on & cl).sum() / (on | cl).sum(), rtol=1e-6)
-  ranking = concepts.rank_units(acts, seg, quantile=q, chunk=16)
-  assert ranking.shape == (k, units) and ranking[1, 0] == 4
-  for c in range(k):
-    assert sorted(ranking[c]) == list(range(units))
-    assert (np.diff(iou[c][ranking[c]]) <= 0).all()
+def test_run_centres_match_scipy_labels():
+  rng = np.random.default_rng(5)
+  values = rng.random((30, 16)).astype(np.float32)
+  values[0] = 0.0  # no run at all
+  centres, ok = (np.asarray(v) for v in concepts.run_centres(jnp.asarray(values)))
+  for b in range(30):
+    on = values[b] > 0.5 * values[b].max()
+    labels, n = ndimage.label(on, structure=np.ones(3))
+    want = [np.array(np.where(labels == i + 1)).mean().round().astype(int) for i in range(n)]
+    assert ok[b].sum() == n and centres[b][ok[b]].tolist() == want
+  assert not ok[0].any()
+
+
+def test_upsample_is_bilinear_on_pixel_centres_with_clamped_edges():
+  rng = np.random.default_rng(6)
+  maps = rng.normal(size=(2, 3, 5, 4)).astype(np.float32)
+  got = np.asarray(concepts.upsample(jnp.asarray(maps), 8))
+
+  def coord(i, n_in):
+    src = min(max((i + 0.5) * n_in / 8 - 0.5, 0.0), n_in - 1.0)
+    lo = int(np.floor(src))
+    return lo, min(lo + 1, n_in - 1), src - lo
+
+  for y in range(8):
+    y0, y1, wy = coord(y, 3)
+    for x in range(8):
+      x0, x1, wx = coord(x, 5)
+      want = ((1 - wy) * ((1 - wx) * maps[:, y0, x0] + wx * maps[:, y0, x1])
+              + wy * ((1 - wx) * maps[:, y1, x0] + wx * maps[:, y1, x1]))
+      np.testing.assert_allclose(got[:, y, x], want, rtol=1e-5, atol=1e-6)
+
+
+def test_count_level_overlaps_matches_loop():
+  rng = np.random.default_rng(7)
+  units = rng.random((3, 4, 4, 2)).astype(np.float32)
+  seg = rng.random((3, 4, 4, 3)) < 0.4
+  levels = np.array([[0.2, 0.5, 0.9], [0.1, 0.6, 0.7]], np.float32)
+  inter, above, present = (np.asarray(v) for v in concepts.count_level_overlaps(
+      jnp.asarray(units), jnp.asarray(levels), jnp.asarray(seg)))
+  for k in range(3):
+    assert present[k] == seg[..., k].sum()
+    for c in range(2):
+      for l in range(3):
+        on = units[..., c] > levels[c, l]
+        assert above[c, l] == on.sum() and inter[k, c, l] == (on & seg[..., k]).sum()
+
+
+def test_information_quality_ratio_by_hand():
+  total = 100.0
+  # cluster k vs unit c at one level: identical halves, independent halves, and a 2x2 table
+  # [[0.3, 0.1], [0.2, 0.4]] (rows: cluster on / off; columns: unit on / off).
+  inter = np.array([50.0, 25.0, 30.0])[:, None, None]
+  above = np.array([[50.0]])
+  present = np.array([50.0, 50.0, 40.0])
+  iqr, agree = concepts.information_quality_ratio(inter, np.broadcast_to(above, (1, 1)),
+                                                  present, total)
+  assert iqr[0, 0, 0] == pytest.approx(1.0) and agree[0, 0, 0] == pytest.approx(1.0)
+  assert iqr[1, 0, 0] == pytest.approx(0.0, abs=1e-12) and agree[1, 0, 0] == pytest.approx(0.5)
+  cells = [[0.3, 0.1], [0.2, 0.4]]
+  rows, cols = [0.4, 0.6], [0.5, 0.5]
+  mi = sum(cells[j][i] * math.log(cells[j][i] / (rows[j] * cols[i]))
+           for j in range(2) for i in range(2))
+  je = -sum(cells[j][i] * math.log(cells[j][i]) for j in range(2) for i in range(2))
+  assert iqr[2, 0, 0] == pytest.approx(mi / je) and agree[2, 0, 0] == pytest.approx(0.7)
+
+
+def test_planted_unit_gets_its_level_and_ranks_first():
+  """Unit 2 is above 1.5 exactly where cluster 1 is, with a lower plateau (1.0) elsewhere on a
+  third of the pixels: its chosen level separates the two and it ranks first for cluster 1."""
+  rng = np.random.default_rng(8)
+  n, s, c, k = 20, 8, 4, 3
+  seg = rng.random((n, s, s, k)) < 0.3
+  units = rng.random((n, s, s, c)).astype(np.float32) * 0.5
+  units[..., 2] = np.where(seg[..., 1], 1.5 + 0.1 * rng.random((n, s, s)),
+                           np.where(rng.random((n, s, s)) < 0.33, 1.0, 0.2))
+  levels = concepts.quantile_levels(units)
+  assert levels.shape == (c, len(concepts.IQR_FRACS))
+  np.testing.assert_allclose(levels[2], np.quantile(units[..., 2], 1 - concepts.IQR_FRACS),
+                             rtol=1e-5)
+  inter, above, present = (np.asarray(v, np.float64) for v in concepts.count_level_overlaps(
+      jnp.asarray(units), jnp.asarray(levels), jnp.asarray(seg)))
+  total = n * s * s
+  iqr, agree = concepts.information_quality_ratio(inter, above, present, total)
+  chosen = concepts.choose_unit_levels(iqr, agree, levels, present / total)
+  assert 1.0 <= levels[2, chosen[2]] < 1.5  # between the plateau and the cluster's values
+  iou = concepts.iou_at_levels(inter, above, present, chosen)
+  assert iou[1, 2] == pytest.approx(1.0)
+  ranking = concepts.rank_units(iou)
+  assert ranking[1, 0] == 2 and sorted(ranking[0]) == list(range(c))

@@ -103,6 +103,16 @@ def test_image_normalisation_by_hand_and_first_conv_input(image_encoder):
   enc.convs[0] = Recorder(enc.convs[0])
   enc(jnp.asarray(images))
   np.testing.assert_allclose(seen[0], expected, rtol=1e-5, atol=1e-5)
+  # The reference's dissection: the raw [-1, 1] images reach the first conv as they are.
+  enc(jnp.asarray(images), normalize=False)
+  np.testing.assert_allclose(seen[1], images, rtol=1e-6)
+
+
+def test_pre_relu_features_are_the_last_conv_before_its_relu(image_encoder):
+  images = jax.random.uniform(jax.random.key(2), (2, 32, 32, 3), minval=-1, maxval=1)
+  pre = np.asarray(image_encoder(images, pre_relu=True))
+  assert (pre < 0).any()  # not clipped
+  np.testing.assert_allclose(np.maximum(pre, 0), np.asarray(image_encoder(images)), rtol=1e-6)
 
 
 def test_initialisation_follows_torch(image_encoder):
