@@ -41,6 +41,7 @@ def get_config():
   c.negatives.units = 18          # 140 / 512 and 40 / 512 of layer6's 64 units
   c.negatives.units_step = 5
   c.concepts.n_clusters = 64      # the reference's 250 of 512 dims, scaled to embed_dim 128
+  c.concepts.dissect_size = 16    # half the image side, as the reference's 64 of 128 px
   # The pipeline trains both runs with the same seed and budget; 4 epochs (620 steps each) keep
   # the whole quickstart, setup to report, within 30 minutes on a 2-core CPU.
   c.train.kinds = ("regular", "negatives_edited")
