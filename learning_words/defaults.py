@@ -187,6 +187,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 500
   c.train.keep_checkpoints = 2
   c.train.init_from = ""           # run name to start the encoders from (regular -> edited recipe)
+  # Draw every pair's positive G(z) once and read it in the step (the reference redraws it each
+  # step; the same image every epoch). Memory: N_z images (+ their intervention-layer
+  # activations for the edited kinds), replicated on every device.
+  c.train.cache_positives = False
 
   # Evaluation (learning_words/evaluation/, --mode=eval): each evaluator configured by its name.
   c.evals = ml_collections.ConfigDict()

@@ -76,7 +76,8 @@ def trained(per_layer: list[float], first_needs_grad: bool = False) -> float:
 
 def train_step(config, kind: str | None = None) -> dict:
   """{part: FLOPs} of one train step of `kind` (default config.loss.kind) on the global batch,
-  and their 'total'. Positives come from the generator unless data.positives is 'stored'."""
+  and their 'total'. Positives come from the generator unless data.positives is 'stored' or
+  train.cache_positives reads them from the cache."""
   kind = kind or config.loss.kind
   m, b = config.model, int(config.data.batch_size)
   stored = config.data.get("positives", "generator") == "stored"
@@ -86,7 +87,8 @@ def train_step(config, kind: str | None = None) -> dict:
   t_out = davenet.pooled_length(frames, davenet.audio_pooling_ratio(m.audio_kind))
   pair = 2.0 * hw * t_out * int(m.embed_dim)  # one matchmap
   image = image_encoder(m, res)
-  parts = {"generator": 0.0 if stored else b * generator(config.gan.sizes),
+  cached = bool(config.train.get("cache_positives", False))
+  parts = {"generator": 0.0 if stored or cached else b * generator(config.gan.sizes),
            "image_encoder": b * trained(image),
            "audio_encoder": b * trained(audio_encoder(m, frames)),
            "matchmaps": 3.0 * b * b * pair}

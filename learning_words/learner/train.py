@@ -13,6 +13,7 @@ the concept arrays in cluster mode), so a killed run resumes to the same result.
 import functools
 import os
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +23,8 @@ from absl import logging
 from flax import nnx
 from tqdm import tqdm
 
-from learning_words.common import (checkpoints, errors, figures, mesh as mesh_lib, periodic,
-                                   writers)
+from learning_words.common import (batching, checkpoints, errors, figures, mesh as mesh_lib,
+                                   periodic, writers)
 from learning_words.data import input_pipeline
 from learning_words.learner import clustering, drawing, losses, matchmap, recall
 from learning_words.models import encoders
@@ -64,13 +65,43 @@ def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
                      optax.sgd(make_lr(cfg, steps_per_epoch), momentum=cfg.momentum))
 
 
-def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays=None):
+class PositiveCache(NamedTuple):
+  """The positives G(z) of every latent row, drawn once (train.cache_positives)."""
+  images: Any  # [N_z, R, R, 3] in [-1, 1]
+  layer: Any  # [N_z, h_l, w_l, C]: the intervention layer's activations (edited kinds), or None
+
+
+def draw_positive_cache(g, z_table, config, sharding=None) -> PositiveCache | None:
+  """G(z) of every row of z_table when `train.cache_positives` (else None): a pair's positive is
+  the same image every epoch, so the step reads it instead of redrawing it; the edited kinds also
+  keep the intervention layer's activations that their negatives are redrawn from (the negatives
+  themselves are still drawn by the generator inside the step)."""
+  if not config.train.cache_positives or stored_positives(config):
+    return None
+  layer = config.negatives.layer
+  draw = nnx.jit(lambda g, z: encoders.draw_positives(g, z, layer))
+  rows = np.arange(z_table.shape[0])
+  images, acts = batching.map_batches(lambda zi: draw(g, z_table[zi]), (rows,),
+                                      int(config.data.batch_size), desc="positives")
+  if config.loss.kind not in EDITED_KINDS:
+    acts = None
+  put = (lambda x: x) if sharding is None else (lambda x: jax.device_put(x, sharding))
+  return PositiveCache(put(images), None if acts is None else put(acts))
+
+
+def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays=None,
+               cache: PositiveCache | None = None):
   """One SGD step; returns the logged scalars (every loss term and the negatives' statistics).
-  concept_arrays: clustering.ConceptArrays, needed in cluster mode only."""
+  concept_arrays: clustering.ConceptArrays, needed in cluster mode only; cache: the positives
+  drawn once (draw_positive_cache), else the step draws them."""
   kind = config.loss.kind
   k_neg, k_loss = jax.random.split(key)
   if stored_positives(config):
     positives = encoders.to_float(batch["image"])
+  elif cache is not None:
+    z = z_table[batch["z_index"]]
+    positives = cache.images[batch["z_index"]]
+    x_layer = None if cache.layer is None else cache.layer[batch["z_index"]]
   else:
     z = z_table[batch["z_index"]]
     positives, x_layer = encoders.draw_positives(g, z, config.negatives.layer)
@@ -174,6 +205,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   n_z = 0 if latents is not None else 1 + max(int(val["z_index"].max()), max_z_index(src))
   z_table = jax.device_put(jnp.asarray(gen_lib.latent_table(latents, n_z, g.sizes[0])),
                            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  cache = draw_positive_cache(g, z_table, config, z_table.sharding)
   step_fn = nnx.jit(functools.partial(train_step, config=config))
   examples_fn = nnx.jit(functools.partial(drawing.draw_examples, config=config))  # compiled once
   host = jax.process_index()
@@ -207,7 +239,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
       step_rate.exclude(time.time() - t_concepts)  # steps_per_s counts the steps only
     batch = input_pipeline.make_global(next(it), mesh)
     logs = step_fn(state, g, z_table, batch, jax.random.fold_in(key, step),
-                   concept_arrays=concept_arrays)
+                   concept_arrays=concept_arrays, cache=cache)
     done = step + 1
     if periodic.itstime(done, cfg.log_every, end):
       logs = {k: float(v) for k, v in logs.items()}

@@ -61,7 +61,9 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(kind, data_dir, tmp_pa
   assert int(fresh.opt.step[...]) == 0
 
 
-def test_sharded_step_matches_one_device(data_dir):
+def test_sharded_step_matches_one_device_and_the_cached_positives(data_dir):
+  """1 device, 4 devices, and 4 devices reading the positives from train.cache_positives' cache:
+  the same losses and parameters after two steps."""
   c = _config("negatives_edited")
   c.data.batch_size = 4
   src = input_pipeline.open_source(data_dir, "train")
@@ -70,20 +72,29 @@ def test_sharded_step_matches_one_device(data_dir):
   g = _generator(c)
   z_table = jnp.asarray(gen_lib.standard_z(64, c.gan.sizes[0]))
   results = []
-  for n_dev in (1, 4):
+  for n_dev, cached in ((1, False), (4, False), (4, True)):
     mesh = mesh_lib.make_mesh(jax.devices()[:n_dev])
     state = train.TrainState(c, steps_per_epoch=3)
     mesh_lib.replicate(state, mesh)
     mesh_lib.replicate(g, mesh)
-    step = nnx.jit(lambda s, g, z, b, k: train.train_step(s, g, z, b, k, c))
-    logs = [step(state, g, z_table, input_pipeline.make_global(batch, mesh), jax.random.key(i))
-            for i in range(2)]
+    c.train.cache_positives = cached
+    cache = train.draw_positive_cache(g, z_table, c)
+    if cached:  # the cache holds G(z) of every row and the intervention layer's activations
+      np.testing.assert_allclose(cache.images[:5], g(z_table[:5]), rtol=1e-4, atol=1e-5)
+      want = g.features(z_table[:5], [c.negatives.layer])[c.negatives.layer]
+      np.testing.assert_allclose(cache.layer[:5], want, rtol=1e-4, atol=1e-5)
+    else:
+      assert cache is None
+    step = nnx.jit(lambda s, g, z, b, k, cache: train.train_step(s, g, z, b, k, c, cache=cache))
+    logs = [step(state, g, z_table, input_pipeline.make_global(batch, mesh), jax.random.key(i),
+                 cache) for i in range(2)]
     results.append(([float(l["loss"]) for l in logs],
                     [np.asarray(x) for x in jax.tree.leaves(nnx.state(state.models, nnx.Param))]))
-  (loss1, p1), (loss4, p4) = results
-  np.testing.assert_allclose(loss1, loss4, rtol=1e-5, atol=1e-6)
-  for a, b in zip(p1, p4):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # float reassociation across devices
+  (loss1, p1), *others = results
+  for loss, p in others:
+    np.testing.assert_allclose(loss1, loss, rtol=1e-5, atol=1e-6)
+    for a, b in zip(p1, p):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # float reassociation
 
 
 def test_optimizers_first_update_by_hand():
