@@ -103,10 +103,11 @@ def time_peer(config, steps: int) -> dict:
   z = torch.from_numpy(gen_lib.standard_z(b, g.sizes[0]).astype(np.float32))
   spec = torch.from_numpy(np.random.default_rng(0).normal(size=(b, t, 40)).astype(np.float32))
   n_frames = torch.full((b,), t, dtype=torch.long)
+  images = peer.generate(z) if config.train.cache_positives else None  # drawn once, as ours
   times = []
   for _ in range(steps + 2):
     t0 = time.time()
-    peer.step(z, spec, n_frames)
+    peer.step(z, spec, n_frames, images)
     times.append(time.time() - t0)
   return {"step_time_s": float(np.median(times[2:])), "torch": torch.__version__,
           "threads": torch.get_num_threads()}

@@ -1,7 +1,7 @@
 """The benchmark's peer: our `regular` train step written in PyTorch, for `--peer=torch`.
 
 The same computation as learner/train.train_step for `regular`: the frozen generator draws the
-positives G(z), the image and speech encoders embed them and the spectrograms, the matchmaps'
+positives G(z) (once, before the timed steps, under train.cache_positives, as ours), the image and speech encoders embed them and the spectrograms, the matchmaps'
 MISA gives the in-batch similarity matrix, the config's base loss (triplet with random impostors,
 or the in-batch softmax) is back-propagated and the config's optimizer (SGD with momentum or
 Adam, both with the L2 weight decay) steps. Built from our own modules' parameters, so both sides
@@ -135,10 +135,12 @@ class Peer:
     valid = _valid(frames, aud.shape[1])[None]  # [1, B, T']
     return (best * valid).sum(-1) / valid.sum(-1)
 
-  def loss(self, z, spec, n_frames, impostors=None):
+  def loss(self, z, spec, n_frames, impostors=None, images=None):
     """The regular loss on one batch; impostors: (image j [B], caption k [B]) for the triplet
-    base (default: drawn uniformly among the other B - 1, as learner/losses.py draws them)."""
-    sim = self.similarity(self.embed_images(self.generate(z)), self.embed_audio(spec, n_frames),
+    base (default: drawn uniformly among the other B - 1, as learner/losses.py draws them);
+    images: the positives when drawn beforehand (train.cache_positives), else G(z)."""
+    images = self.generate(z) if images is None else images
+    sim = self.similarity(self.embed_images(images), self.embed_audio(spec, n_frames),
                           n_frames)
     b = sim.shape[0]
     pos, anchors = torch.diagonal(sim), torch.arange(b)
@@ -153,10 +155,10 @@ class Peer:
     return (F.relu(margin + sim[j, anchors] - pos).mean()
             + F.relu(margin + sim[anchors, k] - pos).mean())
 
-  def step(self, z, spec, n_frames) -> float:
-    """One optimizer step; returns the loss."""
+  def step(self, z, spec, n_frames, images=None) -> float:
+    """One optimizer step; returns the loss. images: as in `loss`."""
     self.opt.zero_grad(set_to_none=True)
-    loss = self.loss(z, spec, n_frames)
+    loss = self.loss(z, spec, n_frames, images=images)
     loss.backward()
     self.opt.step()
     return float(loss.detach())
