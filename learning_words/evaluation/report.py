@@ -144,6 +144,9 @@ def collect_results(workdir: str, runs) -> tuple[dict, dict]:
 
 
 def format_value(v) -> str:
+  """A number for the tables: counts (ints) as they are, the rest with 3 decimals."""
+  if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+    return str(v)
   return "–" if v is None or not np.isfinite(v) else f"{v:.3f}"
 
 
