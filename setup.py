@@ -24,6 +24,7 @@ setup(
         "ml_collections",
         "espeakng-loader",  # bundles libespeak-ng + data: offline TTS for the synthetic world
         "pillow",  # JPEG decoding of the official layout, PNG figures
+        "matplotlib",  # the report's curves and intervals (Agg, off-screen)
         "tqdm",
         "tensorboardX",  # TensorBoard event files without TensorFlow (CLU's writers import it)
     ],

@@ -137,6 +137,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.negatives.layer = c.gan.get_ref("intervention_layer")
   c.negatives.mode = "random"      # random units (p) or 'cluster' (concept-guided units)
   c.negatives.ring = True          # the reference's mask: the peak's component + a 3x3 ring
+  # 'peak' (the method) or 'random': the control, each mask moved to a random place (wrapping at
+  # the edges: the same area, shape and unit draws), to tell edits where the caption matches from
+  # edits anywhere
+  c.negatives.location = "peak"
   c.negatives.candidates = 4       # tries per sample, all drawn in one generator call
   # Random mode's retry rule (negatives.retry_schedule): fresh units at p every try; after a
   # failed try the threshold falls by threshold_step with chance threshold_drop_prob, else p rises
@@ -173,6 +177,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Training (learning_words/learner/train.py): the reference's SGD recipe.
   c.train = ml_collections.ConfigDict()
   c.train.name = ""                # run name under WORKDIR/runs/ (default: the loss kind)
+  c.train.seed = -1                # weights, batch order, step keys (-1: `seed`, which also draws
+                                   # the world's captions and voices)
   c.train.kinds = ()               # the train stage's runs, one per loss kind (default: loss.kind)
   c.train.epochs = 150
   c.train.optimizer = "sgd"        # 'sgd' (reference: momentum, weight decay) or 'adam'
@@ -191,6 +197,14 @@ def get_config() -> ml_collections.ConfigDict:
   # step; the same image every epoch). Memory: N_z images (+ their intervention-layer
   # activations for the edited kinds), replicated on every device.
   c.train.cache_positives = False
+
+  # The reproduce experiment (learning_words/experiment.py, configs/reproduce.py): per training
+  # seed a `regular` warm-up, then each arm from it with the same budget. No seeds: off.
+  c.experiment = ml_collections.ConfigDict()
+  c.experiment.seeds = ()
+  c.experiment.warmup_epochs = 2
+  c.experiment.branch_epochs = 2
+  c.experiment.arms = ("regular", "edited_random", "edited_cluster", "edited_random_location")
 
   # Evaluation (learning_words/evaluation/, --mode=eval): each evaluator configured by its name.
   c.evals = ml_collections.ConfigDict()

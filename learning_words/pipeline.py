@@ -14,7 +14,7 @@ import os
 import time
 from typing import Callable, NamedTuple
 
-from learning_words import workdir as wd
+from learning_words import experiment, workdir as wd
 from learning_words.common import assets, console, errors, jsonio
 from learning_words.data import clevr_scenes, official
 from learning_words.evaluation import report as report_lib, runner
@@ -74,8 +74,11 @@ def build_data(config, workdir: str) -> str:
 
 
 def run_configs(config) -> list:
-  """The config of each run the train stage makes: one per loss kind of `train.kinds`
-  (default: `loss.kind`), named after its kind when there are several."""
+  """The config of each run the train stage makes, in order: the reproduce experiment's warm-ups
+  and arms (experiment.run_configs) when `experiment.seeds` is set, else one per loss kind of
+  `train.kinds` (default: `loss.kind`), named after its kind when there are several."""
+  if experiment.enabled(config):
+    return [c for _, c, _ in experiment.run_configs(config)]
   kinds = tuple(config.train.kinds) or (config.loss.kind,)
   out = []
   for kind in kinds:
@@ -111,7 +114,9 @@ def train(config, workdir: str) -> dict:
 def evaluate(config, workdir: str) -> dict:
   """Evaluates the train stage's runs (`train.kinds` or `train.name`), else every run under
   WORKDIR/runs, from its best (or latest: --config.evals.checkpoint=latest) checkpoint."""
-  if config.train.kinds or config.train.name:
+  if experiment.enabled(config):  # the arms; the warm-ups are only their starting points
+    runs = [name for name, _, warmup in experiment.run_configs(config) if not warmup]
+  elif config.train.kinds or config.train.name:
     runs = [run_name(c) for c in run_configs(config)]
   else:
     runs = wd.list_runs(workdir)

@@ -1,10 +1,11 @@
 """The benchmark's peer: our `regular` train step written in PyTorch, for `--peer=torch`.
 
 The same computation as learner/train.train_step for `regular`: the frozen generator draws the
-positives G(z) (once, before the timed steps, under train.cache_positives, as ours), the image and speech encoders embed them and the spectrograms, the matchmaps'
-MISA gives the in-batch similarity matrix, the config's base loss (triplet with random impostors,
-or the in-batch softmax) is back-propagated and the config's optimizer (SGD with momentum or
-Adam, both with the L2 weight decay) steps. Built from our own modules' parameters, so both sides
+positives G(z) (once, before the timed steps, under train.cache_positives, as ours), the image
+and speech encoders embed them and the spectrograms, the matchmaps' MISA gives the in-batch
+similarity matrix, the config's base loss (triplet with random impostors, or the in-batch
+softmax) is back-propagated and the config's optimizer (SGD with momentum or Adam, both with the
+L2 weight decay) steps. Built from our own modules' parameters, so both sides
 start from the same weights; layouts are NCHW / NCT as torch prefers. The learning-rate schedule
 is left out (a constant rate costs the same).
 

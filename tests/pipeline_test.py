@@ -1,6 +1,7 @@
 """The tiny pipeline end to end: render -> train_gan -> train_segmenter -> build_data -> train (two
 loss kinds) -> eval -> report; then, in the same workdir, the ladder's L0 (renders, stored
-positives) and L2 (inverted latents, edited negatives trained from them) by their overrides."""
+positives) and L2 (inverted latents, edited negatives trained from them) by their overrides, and
+the reproduce experiment (one seed, a warm-up and two arms)."""
 import json
 import os
 
@@ -50,6 +51,29 @@ def test_tiny_pipeline_runs_every_stage(tmp_path):
     assert results[run]["retrieval"]["A_r10"] == ev["A_r10"]
   assert os.path.isfile(os.path.join(str(tmp_path), "report", "report.md"))
   _ladder_rungs(c, str(tmp_path))
+  _experiment(c, str(tmp_path))
+
+
+def _experiment(c, workdir):
+  """The reproduce experiment, one seed, two arms, one epoch each, in the tiny workdir."""
+  e = c.copy_and_resolve_references()
+  e.train.kinds = ()
+  e.experiment.seeds, e.experiment.arms = (0,), ("regular", "edited_random_location")
+  e.experiment.warmup_epochs = e.experiment.branch_epochs = 1
+  e.evals.names = ("retrieval", "edited_recall")
+  for stage in ("train", "eval", "report"):
+    pipeline.run_stage(stage, e, workdir)
+  for run in ("warmup_seed0", "regular_seed0", "edited_random_location_seed0"):
+    assert os.path.isdir(os.path.join(workdir, "runs", run, "checkpoints", "3"))  # 24 / 8 steps
+  results = json.load(open(os.path.join(workdir, "report", "results.json")))
+  assert results["warmup_seed0"] == {}  # a starting point, not evaluated
+  for run in ("regular_seed0", "edited_random_location_seed0"):
+    assert set(results[run]) == {"retrieval", "edited_recall"}
+  md = open(os.path.join(workdir, "report", "report.md")).read()
+  r = results["regular_seed0"]["retrieval"]
+  row = next(line for line in md.splitlines() if line.startswith("| regular_seed0 | 1 | best"))
+  assert row.split(" | ")[3:5] == [f"{r['A_r1']:.3f}", f"{r['A_r5']:.3f}"]
+  assert "| edited_random_location_seed0 | " in md.split("## Drawn negatives in training")[1]
 
 
 def _ladder_rungs(c, workdir):

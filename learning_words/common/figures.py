@@ -1,8 +1,10 @@
-"""Image grids and PNG figures (pure numpy + pillow): grids with column labels, heat-map overlays,
-line plots (Pillow draws the few axes the report needs; no plotting library)."""
+"""Image grids and PNG figures: grids with column labels and heat-map overlays (numpy + pillow);
+line plots and interval plots (matplotlib, drawn off-screen with Agg)."""
 import os
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 # Line colours (matplotlib's tab10).
@@ -59,58 +61,61 @@ def overlay_heat(images: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np
   return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
+def _render(fig) -> np.ndarray:
+  """A matplotlib Figure drawn off-screen (Agg) -> uint8 [height, width, 3]."""
+  canvas = FigureCanvasAgg(fig)
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _figure(width: int, height: int, title: str):
+  fig = Figure(figsize=(width / 100, height / 100), dpi=100)
+  ax = fig.add_subplot()
+  ax.set_title(title, fontsize=10)
+  ax.tick_params(labelsize=8)
+  ax.grid(alpha=0.3)
+  return fig, ax
+
+
 def line_plot(series: dict, title: str, width: int = 640, height: int = 320,
-              xlabel: str = "step") -> np.ndarray:
-  """{name: (x [n], y [n])} drawn as lines on one pair of axes, legend at the right ->
-  uint8 [height, width, 3]. Non-finite points are left out; a series of one point is a dot."""
-  img = Image.new("RGB", (width, height), "white")
-  draw = ImageDraw.Draw(img)
-  font = ImageFont.load_default()
-  left, right, top, bottom = 64, width - 170, 24, height - 36
-  clean = {}
-  for name, (x, y) in series.items():
+              xlabel: str = "step", chance: float | None = None) -> np.ndarray:
+  """{name: (x [n], y [n])} drawn as lines on one pair of axes, legend at the right, and a dashed
+  line at `chance` -> uint8 [height, width, 3]. Non-finite points are left out; a series of one
+  point is a dot."""
+  fig, ax = _figure(width, height, title)
+  drawn = 0
+  for k, (name, (x, y)) in enumerate(series.items()):
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
     if keep.any():
       order = np.argsort(x[keep], kind="stable")
-      clean[name] = (x[keep][order], y[keep][order])
-  draw.text(((left + right - draw.textlength(title, font=font)) / 2, 6), title, fill="black",
-            font=font)
-  draw.rectangle((left, top, right, bottom), outline="black")
-  if not clean:
-    draw.text((left + 8, top + 8), "no data", fill="black", font=font)
-    return np.asarray(img)
-  xs = np.concatenate([x for x, _ in clean.values()])
-  ys = np.concatenate([y for _, y in clean.values()])
-  x0, x1 = float(xs.min()), float(xs.max())
-  y0, y1 = float(ys.min()), float(ys.max())
-  if x1 == x0:
-    x0, x1 = x0 - 0.5, x1 + 0.5
-  margin = 0.05 * (y1 - y0) if y1 > y0 else max(abs(y0) * 0.05, 0.5)
-  y0, y1 = y0 - margin, y1 + margin
-  to_px = lambda x, y: (left + (x - x0) / (x1 - x0) * (right - left),
-                        bottom - (y - y0) / (y1 - y0) * (bottom - top))
-  for v in np.linspace(x0, x1, 5):
-    px = to_px(v, y0)[0]
-    draw.line((px, bottom, px, bottom + 4), fill="black")
-    text = f"{v:.4g}"
-    draw.text((px - draw.textlength(text, font=font) / 2, bottom + 6), text, fill="black",
-              font=font)
-  for v in np.linspace(y0, y1, 5):
-    py = to_px(x0, v)[1]
-    draw.line((left - 4, py, left, py), fill="black")
-    text = f"{v:.4g}"
-    draw.text((left - 6 - draw.textlength(text, font=font), py - 6), text, fill="black", font=font)
-  draw.text(((left + right - draw.textlength(xlabel, font=font)) / 2, bottom + 20), xlabel,
-            fill="black", font=font)
-  for k, (name, (x, y)) in enumerate(clean.items()):
-    colour = PALETTE[k % len(PALETTE)]
-    points = [to_px(a, b) for a, b in zip(x, y)]
-    if len(points) > 1:
-      draw.line(points, fill=colour, width=2)
-    for px, py in points if len(points) <= 20 else points[-1:]:
-      draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
-    ly = top + 4 + 16 * k
-    draw.rectangle((right + 10, ly + 3, right + 20, ly + 11), fill=colour)
-    draw.text((right + 26, ly), str(name)[:24], fill="black", font=font)
-  return np.asarray(img)
+      ax.plot(x[keep][order], y[keep][order], marker="o" if keep.sum() <= 20 else None,
+              markersize=3, color=np.array(PALETTE[k % len(PALETTE)]) / 255, label=str(name)[:24])
+      drawn += 1
+  if chance is not None:
+    ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label=f"chance {chance:.3g}")
+  if not drawn:
+    ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
+  ax.set_xlabel(xlabel, fontsize=9)
+  if drawn or chance is not None:
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+  fig.subplots_adjust(left=0.1, right=0.72, top=0.9, bottom=0.16)
+  return _render(fig)
+
+
+def interval_plot(rows: dict, title: str, width: int = 640, height: int = 320,
+                  reference: float = 0.0, xlabel: str = "") -> np.ndarray:
+  """{label: (value, low, high)} as points with horizontal interval bars, one row each, and a
+  dashed vertical line at `reference` (0: no difference) -> uint8 [height, width, 3]."""
+  fig, ax = _figure(width, height, title)
+  labels = list(rows)
+  for i, label in enumerate(labels):
+    v, lo, hi = (float(x) for x in rows[label])
+    ax.plot([lo, hi], [i, i], color=np.array(PALETTE[0]) / 255, linewidth=2)
+    ax.plot([v], [i], "o", color=np.array(PALETTE[3]) / 255, markersize=5)
+  ax.axvline(reference, color="gray", linestyle="--", linewidth=1)
+  ax.set_yticks(range(len(labels)), [str(l)[:30] for l in labels], fontsize=8)
+  ax.set_ylim(-0.5, len(labels) - 0.5)
+  ax.set_xlabel(xlabel, fontsize=9)
+  fig.subplots_adjust(left=0.3, right=0.97, top=0.9, bottom=0.16)
+  return _render(fig)

@@ -90,20 +90,32 @@ def credit(pos, neg, tie_credit: float = 0.0) -> np.ndarray:
   return (pos > neg) + tie_credit * (pos == neg)
 
 
-def paired_wins(scores, with_, without, tie_credit: float = 0.0) -> tuple[float, int]:
-  """(wins, pairs): the i-th "with" image against the i-th "without"; scores [P]."""
+def paired_credits(scores, with_, without, tie_credit: float = 0.0) -> np.ndarray:
+  """Each pair's credit: the i-th "with" image against the i-th "without"; scores [P]."""
   n = min(len(with_), len(without))
   scores = np.asarray(scores)
-  return float(credit(scores[with_[:n]], scores[without[:n]], tie_credit).sum()), n
+  return credit(scores[with_[:n]], scores[without[:n]], tie_credit)
 
 
-def matched_wins(scores, counts, with_, without, tie_credit: float = 0.0) -> tuple[float, int]:
-  """(wins, pairs): every "with" image against every "without" image of the same object count;
-  scores, counts [P]."""
+def matched_credits(scores, counts, with_, without, tie_credit: float = 0.0) -> np.ndarray:
+  """Each pair's credit: every "with" image against every "without" image of the same object
+  count (with-major order); scores, counts [P]."""
   scores, counts = np.asarray(scores), np.asarray(counts)
   same = counts[with_][:, None] == counts[without][None, :]  # [n_with, n_without]
   wins = credit(scores[with_][:, None], scores[without][None, :], tie_credit)
-  return float(np.sum(wins * same)), int(np.sum(same))
+  return wins[same]
+
+
+def paired_wins(scores, with_, without, tie_credit: float = 0.0) -> tuple[float, int]:
+  """(wins, pairs) of paired_credits."""
+  c = paired_credits(scores, with_, without, tie_credit)
+  return float(c.sum()), len(c)
+
+
+def matched_wins(scores, counts, with_, without, tie_credit: float = 0.0) -> tuple[float, int]:
+  """(wins, pairs) of matched_credits."""
+  c = matched_credits(scores, counts, with_, without, tie_credit)
+  return float(c.sum()), len(c)
 
 
 def pool_categories(words: dict) -> dict:
@@ -228,17 +240,17 @@ def score_words(ctx: context.Context, matched: bool) -> dict:
   cfg = ctx.cfg.attributes
   s = word_similarities(ctx)
   sim, tie = s["sim"], float(cfg.tie_credit)
-  words = {}
+  words, credits, categories = {}, [], []
   for w_i, w in enumerate(WORDS):
     with_, without = protocol_images(s["pixels"][:, w_i], CATEGORY[w], s["resolution"],
                                      int(cfg.images))
-    wins = pairs = 0
-    for v in range(sim.shape[2]):
-      if matched:
-        w_v, p_v = matched_wins(sim[:, w_i, v], s["counts"], with_, without, tie)
-      else:
-        w_v, p_v = paired_wins(sim[:, w_i, v], with_, without, tie)
-      wins, pairs = wins + w_v, pairs + p_v
+    per_voice = [matched_credits(sim[:, w_i, v], s["counts"], with_, without, tie) if matched
+                 else paired_credits(sim[:, w_i, v], with_, without, tie)
+                 for v in range(sim.shape[2])]
+    word_credits = np.concatenate(per_voice)
+    credits.append(word_credits)
+    categories.append(np.full(len(word_credits), ATTRIBUTES.index(CATEGORY[w])))
+    wins, pairs = float(word_credits.sum()), len(word_credits)
     words[w] = {"category": CATEGORY[w], "score": wins / pairs if pairs else float("nan"),
                 "wins": wins, "pairs": pairs, "n_with": len(with_), "n_without": len(without)}
   per_word = sim.mean(axis=2)  # [P, 15]: each word's similarity, averaged over the voices
@@ -247,7 +259,11 @@ def score_words(ctx: context.Context, matched: bool) -> dict:
           "features": "pre-ReLU" if cfg.pre_relu else "post-ReLU", "tie_credit": tie,
           "chance": 0.5, **pool_categories(words),
           "word_ranking_spearman": ranking_agreement(per_word),
-          "image_variance_share": image_share(per_word), "words": words}
+          "image_variance_share": image_share(per_word), "words": words,
+          # every pair's credit and its category (index into ATTRIBUTES), in a fixed order: the
+          # paired intervals of evaluation/intervals.py resample them
+          "items": {"credit": np.concatenate(credits).tolist(),
+                    "category": np.concatenate(categories).astype(int).tolist()}}
 
 
 def run(ctx: context.Context) -> dict:

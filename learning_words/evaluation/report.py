@@ -5,13 +5,18 @@
   results.json  every run's numbers and the pipeline's wall time per stage (layout below).
   figures/      <run>_negatives.png: test positives | drawn negatives | masks, a row each;
                 <run>_words.png: each attribute word's matchmap heat map over the same images;
-                curve_<tag>.png: a training curve (loss, validation recall, ...) of every run.
+                curve_<tag>.png: a training curve (loss, validation recall, ...) of every run,
+                with the chance level where it has one; intervals_<metric>.png: the reproduce
+                experiment's arms minus regular with their 95% intervals.
 
 results.json:
   {"<run>": {"<evaluator>": {"<metric>": number or null}},   # every run with checkpoints
    "_groups": {"<group>": {"runs": ["<run>", ...],
                            "<evaluator>": {"<metric>": {"mean": m, "std": s, "n": n}}}},
-   "_pipeline_seconds": {"<stage>": seconds}}                # WORKDIR/pipeline_times.json
+   "_pipeline_seconds": {"<stage>": seconds},                # WORKDIR/pipeline_times.json
+   "_experiment": {"<arm>": {"<metric>": {"seeds": {"<k>": {"diff", "low", "high"}},
+                                          "mean": {"diff", "low", "high"}}}}}
+                                    # the reproduce experiment's arms minus regular (if any)
 Keys starting with "_" are reserved: no run may be named so. A run's numbers are its
 runs/<run>/eval/<evaluator>.json (written by --mode=eval) less the metadata (checkpoint, step,
 ...), nested dicts flattened with "/" (attributes: "categories/color", "words/red/score") and
@@ -38,10 +43,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from learning_words import workdir as wd
+from learning_words import experiment, workdir as wd
 from learning_words.common import errors, figures, jsonio, writers
 from learning_words.data import input_pipeline
-from learning_words.evaluation import attributes, suite
+from learning_words.evaluation import attributes, intervals, suite
 from learning_words.learner import drawing, matchmap
 from learning_words.models import encoders
 from learning_words.models import generator as gen_lib
@@ -139,8 +144,63 @@ def collect_results(workdir: str, runs) -> tuple[dict, dict]:
   return {**results, "_groups": groups, "_pipeline_seconds": times}, evals
 
 
+def experiment_differences(evals: dict) -> dict:
+  """{arm: {metric: {'seeds': {seed: interval}, 'mean': interval}}}: each arm of the reproduce
+  experiment minus `regular`, per seed it shares with `regular_seed<k>` and over those seeds
+  (intervals.paired_difference on the evaluators' items); arms or metrics without items are left
+  out."""
+  seeds = {}
+  for run in evals:
+    m = SEED_NAME.match(run)
+    if m and m["base"] in experiment.ARMS:
+      seeds.setdefault(m["base"], []).append(int(m["seed"]))
+  base = set(seeds.get("regular", ()))
+  out = {}
+  for arm in experiment.ARMS:
+    shared = sorted(s for s in seeds.get(arm, ()) if s in base)
+    if arm == "regular" or not shared:
+      continue
+    for metric in intervals.METRICS:
+      a = [intervals.items_of(evals[experiment.arm_name(arm, s)], metric) for s in shared]
+      b = [intervals.items_of(evals[experiment.arm_name("regular", s)], metric) for s in shared]
+      if any(x is None for x in a + b):
+        continue
+      per = {str(s): intervals.paired_difference([x], [y], metric)
+             for s, x, y in zip(shared, a, b)}
+      out.setdefault(arm, {})[metric] = {"seeds": per,
+                                         "mean": intervals.paired_difference(a, b, metric)}
+  return out
+
+
 # ---------------------------------------------------------------------------
 # Markdown.
+
+
+def format_interval(d: dict) -> str:
+  """'+0.012 [-0.020, +0.044]'."""
+  sign = lambda v: "–" if v is None or not np.isfinite(v) else f"{v:+.3f}"
+  return f"{sign(d['diff'])} [{sign(d['low'])}, {sign(d['high'])}]"
+
+
+def differences_table(diffs: dict) -> list:
+  """Markdown lines of experiment_differences: per arm and metric, each seed's difference from
+  `regular` and the mean over seeds, with 95% paired bootstrap intervals over the test items."""
+  if not diffs:
+    return []
+  seeds = sorted({s for arm in diffs.values() for m in arm.values() for s in m["seeds"]}, key=int)
+  lines = ["## Edited arms minus regular", "",
+           "Each arm's metric minus `regular`'s from the same warm-up, per seed and their mean, "
+           "with 95% percentile bootstrap intervals that resample the test items (the same "
+           "resample for both arms and every seed). Word tests: the mean of the categories; "
+           "retrieval: R@10.", "",
+           "| arm | metric | " + " | ".join(f"seed {s}" for s in seeds) + " | mean over seeds |",
+           "| --- " * (3 + len(seeds)) + "|"]
+  for arm, metrics in diffs.items():
+    for metric, d in metrics.items():
+      cells = [format_interval(d["seeds"][s]) if s in d["seeds"] else "–" for s in seeds]
+      lines.append(f"| {arm} | {metric} | " + " | ".join(cells)
+                   + f" | {format_interval(d['mean'])} |")
+  return lines + [""]
 
 
 def format_value(v) -> str:
@@ -270,11 +330,23 @@ def read_run_scalars(workdir: str, runs) -> dict:
   return {run: writers.read_scalars(wd.path(workdir, "runs", run, "tensorboard")) for run in runs}
 
 
-def curve_figures(scalars: dict) -> dict:
+def curve_figures(scalars: dict, chance: dict | None = None) -> dict:
   """{tag: line plot of every run that logged it} for the CURVE_TAGS that some run logged;
-  scalars: read_run_scalars' output."""
-  return {tag: figures.line_plot({run: s[tag] for run, s in scalars.items() if tag in s}, tag)
+  scalars: read_run_scalars' output; chance: {tag: chance level} drawn as a dashed line."""
+  chance = chance or {}
+  return {tag: figures.line_plot({run: s[tag] for run, s in scalars.items() if tag in s}, tag,
+                                 chance=chance.get(tag))
           for tag in CURVE_TAGS if any(tag in s for s in scalars.values())}
+
+
+def interval_figures(diffs: dict) -> dict:
+  """{metric: each arm's mean difference from regular over seeds with its interval}."""
+  metrics = {m for arm in diffs.values() for m in arm}
+  return {m: figures.interval_plot({arm: (d[m]["mean"]["diff"], d[m]["mean"]["low"],
+                                          d[m]["mean"]["high"])
+                                    for arm, d in diffs.items() if m in d},
+                                   f"{m}: arm minus regular (95% interval)")
+          for m in sorted(metrics)}
 
 
 def negatives_table(scalars: dict) -> list:
@@ -288,7 +360,8 @@ def negatives_table(scalars: dict) -> list:
            "with an accepted negative (the others add no edited term), the tries an accepted one "
            "took, the ablation mask's share of the image, the relative change inside it, and the "
            "chosen p or unit count.", "",
-           "| run | " + " | ".join(NEGATIVE_STATS) + " |", "| --- " * (1 + len(NEGATIVE_STATS)) + "|"]
+           "| run | " + " | ".join(NEGATIVE_STATS) + " |",
+           "| --- " * (1 + len(NEGATIVE_STATS)) + "|"]
   for run in runs:
     series = [scalars[run].get(f"neg/{k}") for k in NEGATIVE_STATS]
     cells = [format_value(float(np.mean(s[1])) if s is not None and len(s[1]) else None)
@@ -404,9 +477,16 @@ def write_report(config, workdir: str) -> str:
   if not main:
     return path
   scalars = read_run_scalars(workdir, runs)
-  curves = curve_figures(scalars)
+  recall5 = min(5, int(config.train.val_pairs)) / max(1, int(config.train.val_pairs))
+  curves = curve_figures(scalars, {"val/score": recall5, "val/A_r5": recall5,
+                                   "val/I_r5": recall5})
   for tag, image in curves.items():
     figures.save_png(os.path.join(folder, "figures", curve_file(tag)), image)
+  diffs = experiment_differences(evals)
+  for metric, image in interval_figures(diffs).items():
+    figures.save_png(os.path.join(folder, "figures", f"intervals_{metric}.png"), image)
+  if diffs:
+    results["_experiment"] = diffs
   jsonio.write_json(os.path.join(folder, "results.json"), results)
   names = evaluator_names(evals)
   lines = ["# Report", "", f"Runs: {', '.join(runs)}. Seeds of one experiment are named <base> "
@@ -416,6 +496,9 @@ def write_report(config, workdir: str) -> str:
     lines += ["No evaluations yet: run --mode=eval.", ""]
   for name in names:
     lines += evaluator_table(name, results, evals, runs)
+  lines += differences_table(diffs)
+  lines += [f"![{m}](figures/intervals_{m}.png)" for m in sorted(
+      {m for arm in diffs.values() for m in arm})] + ([""] if diffs else [])
   lines += negatives_table(scalars)
   lines += pipeline_table(results["_pipeline_seconds"]) + figure_lines
   lines += ["## Training curves", ""]

@@ -240,6 +240,7 @@ def run(ctx: context.Context) -> dict:
         rows, int(ctx.cfg.batch_size), desc="semantic: scoring")
     ranks = context.positive_ranks(pos, neg_scores)
     out.update(context.recall_at(ranks, KS), mean_rank=float(np.mean(ranks)))
+    out["items"] = {"caption": complete.tolist(), "rank": ranks.tolist()}
   else:
     out.update(context.recall_at([], KS), mean_rank=float("nan"))
   out.update({f"chance_r{k}": min(k, k_neg + 1) / (k_neg + 1) for k in KS})

@@ -202,7 +202,8 @@ def iou_at_levels(inter, above, present, level_index) -> np.ndarray:
   """IoU [K,C] of each unit above its chosen level with each cluster (0 where the union is)."""
   c = np.arange(np.shape(above)[0])
   i = np.asarray(inter, np.float64)[:, c, level_index]
-  union = np.asarray(present, np.float64)[:, None] + np.asarray(above, np.float64)[c, level_index] - i
+  union = (np.asarray(present, np.float64)[:, None]
+           + np.asarray(above, np.float64)[c, level_index] - i)
   return np.where(union > 0, i / np.maximum(union, 1e-12), 0.0)
 
 

@@ -1,8 +1,8 @@
 """Drawn negatives in the configured mode, and the example rows that figures show.
 
 Random mode is negatives.draw_negatives as is; cluster mode first picks each sample's clusters
-per candidate from its image feature at the peak (clustering.choose_clusters) and draws with the concept
-arrays' unit ranking. The train step, its TensorBoard images and the report all draw through here.
+per candidate from its image feature at the peak (clustering.choose_clusters) and draws with the
+concept arrays' unit ranking. The train step, its TensorBoard images and the report all draw through here.
 """
 import jax
 
@@ -12,7 +12,8 @@ from learning_words.models import encoders
 
 def draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_arrays=None):
   """(negatives [B,R,R,3], masks [B,R,R], accepted [B], statistics) of the positives G(z) (see
-  the module docstring and negatives.draw_negatives); concept_arrays: clustering.ConceptArrays, needed in cluster mode only."""
+  the module docstring and negatives.draw_negatives); concept_arrays: clustering.ConceptArrays,
+  needed in cluster mode only."""
   if config.negatives.mode != "cluster":
     return negatives.draw_negatives(g, z, x_layer, positives, mm, frames, key, config.negatives)
   if concept_arrays is None:
@@ -31,5 +32,6 @@ def draw_examples(models, g, z, spec, n_frames, key, config, concept_arrays=None
   positives, x_layer = encoders.draw_positives(g, z, config.negatives.layer)
   img, aud, frames = encoders.embed(models, positives, spec, n_frames)
   mm = matchmap.matchmap(img, aud, cosine=config.model.cosine)
-  neg, masks, _, _ = draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_arrays)
+  neg, masks, _, _ = draw(g, z, x_layer, positives, img, aud, mm, frames, key, config,
+                          concept_arrays)
   return positives, neg, masks

@@ -130,6 +130,22 @@ def peak_mask(heat, peak_yx, threshold=0.95, ring: bool = True):
   return dilate3x3(comp) if ring else comp
 
 
+def draw_shifts(key, batch: int, h: int, w: int):
+  """Random (dy, dx) per sample, int [B] each, uniform over the grid: where the control moves
+  each mask (negatives.location='random')."""
+  k_y, k_x = jax.random.split(key)
+  return (jax.random.randint(k_y, (batch,), 0, h), jax.random.randint(k_x, (batch,), 0, w))
+
+
+def shift_masks(masks, shifts):
+  """masks [..., B, h, w] rolled per sample by shifts (dy [B], dx [B]), wrapping at the edges, so
+  every mask keeps its area and shape."""
+  dy, dx = shifts
+  roll = jax.vmap(lambda m, a, b: jnp.roll(m, (a, b), axis=(-2, -1)), in_axes=(-3, 0, 0),
+                  out_axes=-3)
+  return roll(masks, dy, dx)
+
+
 def draw_tries(key, tries: int, batch: int, channels: int):
   """The random draws of random mode's tries: (uniforms [K,B,C] that select a unit where below
   the try's p, coins [K,B] that pick what a failed try changes). Fresh units every try."""
@@ -198,7 +214,8 @@ def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=Non
   g: the frozen Generator; z [B,Z] (only used when x_layer is None); x_layer [B,h_l,w_l,C]: the
   positive pass's output at cfg.layer; positives [B,R,R,3] = G(z); mm [B,h,w,T]: matchmaps on the
   image-feature grid; n_frames [B] valid matchmap frames; ranking [n_clusters,C] and cluster [B]
-  or [K,B] in cluster mode. cfg: layer, candidates (K tries), mode, ring, heat_threshold,
+  or [K,B] in cluster mode. cfg: layer, candidates (K tries), mode, ring, location ('peak', or
+  'random': the control, each sample's masks moved by a random wrapping shift), heat_threshold,
   threshold; random mode: p, p_step, threshold_step, threshold_drop_prob (retry_schedule); cluster
   mode: units, units_step, heat_threshold_step, cluster_threshold_step (cluster_schedule).
 
@@ -238,6 +255,14 @@ def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=Non
         jnp.repeat(jnp.asarray(heat_k), b), ring).reshape((k,) + heat.shape)
   else:
     raise ValueError(f"negatives mode must be 'random' or 'cluster', got {cfg.mode!r}")
+  location = getattr(cfg, "location", "peak")
+  if location == "random":  # the control: the same masks (area, shape) at a random place
+    shifts = draw_shifts(jax.random.fold_in(key, 1), b, *heat.shape[1:])
+    same = ablate is check
+    check = shift_masks(check, shifts)
+    ablate = check if same else shift_masks(ablate, shifts)
+  elif location != "peak":
+    raise ValueError(f"negatives location must be 'peak' or 'random', got {location!r}")
 
   def to_layer_and_image(mask):  # [n,B,h,w] bool -> [n,B,hl,wl], [n,B,R,R] float {0,1}
     n = mask.shape[0]

@@ -33,11 +33,17 @@ from learning_words.models import generator as gen_lib
 EDITED_KINDS = ("negatives_edited", "negatives_both")
 
 
+def train_seed(config) -> int:
+  """The seed of a run's initial weights, batch order and step keys: `train.seed`, or `seed`
+  (which also draws the world's captions and voices) when train.seed is -1."""
+  return int(config.seed) if int(config.train.seed) < 0 else int(config.train.seed)
+
+
 class TrainState(nnx.Module):
   """What a training checkpoint holds (the generator is not part of it)."""
 
   def __init__(self, config, steps_per_epoch: int):
-    self.models = encoders.Encoders(config.model, rngs=nnx.Rngs(config.seed))
+    self.models = encoders.Encoders(config.model, rngs=nnx.Rngs(train_seed(config)))
     self.opt = nnx.Optimizer(self.models, make_optimizer(config.train, steps_per_epoch),
                              wrt=nnx.Param)
 
@@ -195,7 +201,8 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
     init_from_run(state, os.path.join(os.path.dirname(run_dir), cfg.init_from))
   loader = input_pipeline.make_loader(src, batch_size=config.data.batch_size,
                                       frames=config.data.train_frames, train=True,
-                                      seed=config.seed, worker_count=config.data.worker_count)
+                                      seed=train_seed(config),
+                                      worker_count=config.data.worker_count)
   it = iter(loader)
   manager = make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), cfg.keep_checkpoints)
   start = checkpoints.restore(manager, {"models": state.models, "opt": state.opt, "data": it})
@@ -210,7 +217,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   examples_fn = nnx.jit(functools.partial(drawing.draw_examples, config=config))  # compiled once
   host = jax.process_index()
   writer = writers.Writer(os.path.join(run_dir, "tensorboard"), host == 0)
-  key = jax.random.key(config.seed)
+  key = jax.random.key(train_seed(config))
   end = total if max_steps is None else min(total, max_steps)
   # Cluster mode: concepts from the current encoders before the first step and every
   # `concepts.every_epochs` epochs; a resume in between restores the arrays the run was using.

@@ -365,7 +365,7 @@ def test_cluster_mode_grows_the_ablation_mask_and_checks_the_first(gen):
   mm, n_frames, peaks = planted_matchmaps(5)
   pos = np.asarray(g(z))
   first = oracle_masks(mm, peaks, 0.95, ring=False)  # on a 4x4 grid the ring fills it
-  last = oracle_masks(mm, peaks, 0.75, ring=False)  # heat 0.95, 0.85, 0.75: the last adds the 0.8 cell
+  last = oracle_masks(mm, peaks, 0.75, ring=False)  # heat 0.95, 0.85, 0.75: adds the 0.8 cell
   assert (last.sum((1, 2)) > first.sum((1, 2))).all()
   want = oracle_candidates(g, z, [np.kron(last, np.ones((1, 2, 2)))], ranking, cluster, [7])[0]
   # The change is measured inside the *first* mask (heat 0.95), not the grown one.
@@ -391,3 +391,25 @@ def test_cluster_schedule_and_bad_mode(gen):
   mm, n_frames, _ = planted_matchmaps(0)
   with pytest.raises(ValueError, match="mode"):
     jit_draw(gen, make_cfg(mode="gradient"))(z, mm, n_frames, jax.random.key(0), None, None)
+
+
+def test_random_location_control_moves_the_same_mask(gen):
+  """negatives.location='random': each sample's mask is the peak's mask rolled by its drawn shift
+  (same area and shape), and the edit lands there."""
+  g = nnx.merge(*gen)
+  cfg = make_cfg(threshold=0.0, location="random")
+  z = jax.random.normal(jax.random.key(9), (4, SIZES[0]))
+  mm, n_frames, peaks = planted_matchmaps(9)
+  key = jax.random.key(4)
+  neg, masks, _, stats = jit_draw(gen, cfg)(z, mm, n_frames, key, None, None)
+  dy, dx = (np.asarray(v) for v in negatives.draw_shifts(jax.random.fold_in(key, 1), 4, 4, 4))
+  at_peak = oracle_masks(mm, peaks)
+  moved = np.stack([np.roll(at_peak[b], (dy[b], dx[b]), axis=(0, 1)) for b in range(4)])
+  assert (dy != 0).any() or (dx != 0).any()
+  np.testing.assert_array_equal(np.asarray(masks), np.kron(moved, np.ones((1, 4, 4))))
+  np.testing.assert_allclose(float(stats["mask_area"]), at_peak.mean(), rtol=1e-6)
+  change = np.abs(np.asarray(neg) - np.asarray(g(z))).mean(-1)
+  inside = np.asarray(masks) > 0
+  assert change[inside].mean() > 4 * change[~inside].mean()
+  with pytest.raises(ValueError, match="location"):
+    jit_draw(gen, make_cfg(location="corner"))(z, mm, n_frames, key, None, None)

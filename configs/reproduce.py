@@ -1,0 +1,29 @@
+"""The paper's claim on the CPU world: a `regular` warm-up, then regular vs edited negatives (random
+units, concept-guided units, and the random-location control) with the same budget, three seeds.
+
+  python -m learning_words.main --config=configs/reproduce.py --workdir=workdir --mode=pipeline
+
+The quickstart's world and learner (configs/quickstart.py); runs are `warmup_seed<k>` and
+`<arm>_seed<k>` (learning_words/experiment.py). Running it again skips finished runs and resumes a
+stopped one. The epochs below are provisional: not yet chosen on validation.
+"""
+import importlib.util
+import os
+
+
+def _quickstart():
+  """configs/quickstart.py, loaded beside this file (so the preset loads from any directory)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "quickstart.py")
+  spec = importlib.util.spec_from_file_location("quickstart_preset", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config():
+  c = _quickstart().get_config()
+  c.train.kinds = ()
+  c.experiment.seeds = (0, 1, 2)
+  c.experiment.warmup_epochs = 2
+  c.experiment.branch_epochs = 2
+  return c
