@@ -11,7 +11,7 @@ def _has(img, rgb, tol=30):
 
 def test_line_plot_draws_each_series_and_the_chance_line():
   x = np.arange(10)
-  img = figures.line_plot({"a": (x, 0.01 * x), "b": (x, 0.02 * x + np.nan * (x == 3))}, "val",
+  img = figures.line_plot({"a": (x, 0.01 * x), "b": (x, np.where(x == 3, np.nan, 0.02 * x))}, "val",
                           chance=0.05)
   assert img.shape == (320, 640, 3) and img.dtype == np.uint8
   assert _has(img, figures.PALETTE[0]) and _has(img, figures.PALETTE[1])
