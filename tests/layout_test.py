@@ -26,6 +26,7 @@ LAYERS = [
     ("learning_words/world/", 3),  # world/ and learner/ are siblings: neither imports the other.
     ("learning_words/learner/", 3),
     ("learning_words/workdir.py", 4),
+    ("learning_words/experiment.py", 4),  # the reproduce experiment's runs (names, configs)
     ("learning_words/evaluation/", 5),
     ("learning_words/torch_peer.py", 5),
     ("learning_words/pipeline.py", 6),
