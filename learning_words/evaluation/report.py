@@ -167,8 +167,9 @@ def experiment_differences(evals: dict) -> dict:
         continue
       per = {str(s): intervals.paired_difference([x], [y], metric)
              for s, x, y in zip(shared, a, b)}
-      out.setdefault(arm, {})[metric] = {"seeds": per,
-                                         "mean": intervals.paired_difference(a, b, metric)}
+      mean = (per[str(shared[0])] if len(shared) == 1  # one seed: its interval is the mean's
+              else intervals.paired_difference(a, b, metric))
+      out.setdefault(arm, {})[metric] = {"seeds": per, "mean": mean}
   return out
 
 

@@ -56,8 +56,8 @@ def valid_clusters(centroids):
 def peak_product(img, aud, mm, n_frames):
   """img[b, y, x] * aud[b, t] at the peak (t, y, x) of the given matchmaps mm [B,h,w,T] -> [B, D].
 
-  With dot-product matchmaps this is `concepts.peak_products`; taking mm lets the step use the
-  matchmap (and so the peak) that the negative is drawn from, cosine or not.
+  Taking mm lets the step use the matchmap (and so the peak) that the negative is drawn from,
+  cosine or not.
   """
   t, y, x = negatives.peak(mm, n_frames)
   b = jnp.arange(img.shape[0])

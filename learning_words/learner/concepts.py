@@ -19,7 +19,6 @@ import numpy as np
 from scipy.cluster import hierarchy
 from scipy.spatial import distance
 
-from learning_words.learner import matchmap as mm_lib, negatives
 
 
 class Clusters(NamedTuple):
@@ -28,16 +27,6 @@ class Clusters(NamedTuple):
   members: list
   mean: np.ndarray
   std: np.ndarray
-
-
-def peak_products(img_feats, aud_feats, n_frames):
-  """img[b, y, x] * aud[b, t] at each pair's matchmap peak -> [B, D].
-
-  img_feats [B,h,w,D], aud_feats [B,T,D], n_frames [B] valid encoder frames.
-  """
-  t, y, x = negatives.peak(mm_lib.matchmap(img_feats, aud_feats), n_frames)
-  b = jnp.arange(img_feats.shape[0])
-  return img_feats[b, y, x] * aud_feats[b, t]
 
 
 def binarise(points, percentile: float = 99.0) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from learning_words.learner import concepts
+from learning_words.learner import clustering, concepts, matchmap
 
 
 def planted_points(n=3000, groups=3, size=6, noise_dims=14, seed=0):
@@ -59,7 +59,8 @@ def test_peak_products_matches_loop():
   img = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
   aud = rng.normal(size=(3, 8, 6)).astype(np.float32)
   n_frames = np.array([8, 4, 1])
-  got = np.asarray(jax.jit(concepts.peak_products)(img, aud, n_frames))
+  product = lambda i, a, n: clustering.peak_product(i, a, matchmap.matchmap(i, a), n)
+  got = np.asarray(jax.jit(product)(img, aud, n_frames))
   for b in range(3):
     scores = {(t, y, x): img[b, y, x] @ aud[b, t]
               for t in range(n_frames[b]) for y in range(4) for x in range(5)}

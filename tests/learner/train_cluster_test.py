@@ -1,6 +1,6 @@
 """Cluster-guided negatives in training (official-layout fixture, tiny random generator):
 compute_concepts is deterministic with a well-formed padded ranking, its feature pass is the step's
-(encoders.embed + concepts.peak_products), the cluster choice matches a numpy oracle and never
+(encoders.embed + clustering.peak_product), the cluster choice matches a numpy oracle and never
 picks a padded cluster, the drawn negatives follow the ranking, the cluster-mode step runs, traced
 once across different concept arrays, and the loop recomputes on schedule and resumes from the
 saved concept arrays."""
@@ -83,7 +83,8 @@ def test_pair_points_are_the_steps_peak_products(setup):
         state.models, encoders.draw_positives(g, z, c.negatives.layer)[0], spec, n)
   finally:
     state.models.train()
-  np.testing.assert_allclose(got, concepts.peak_products(img, aud, frames), rtol=1e-5, atol=1e-6)
+  want = clustering.peak_product(img, aud, matchmap.matchmap(img, aud), frames)  # tested by loop
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   img, aud, points, ok = (np.asarray(v) for v in (img, aud, points, ok))
   h, w = img.shape[1:3]
   for b in range(2):  # the reference's image points: runs of the time-mean matchmap (loop)
