@@ -5,7 +5,7 @@ units, concept-guided units, and the random-location control) with the same budg
 
 The quickstart's world and learner (configs/quickstart.py); runs are `warmup_seed<k>` and
 `<arm>_seed<k>` (learning_words/experiment.py). Running it again skips finished runs and resumes a
-stopped one. The epochs below are provisional: not yet chosen on validation.
+stopped one. Epochs as the quickstart's (2 warm-up, 2 per arm; chosen there on validation).
 """
 import importlib.util
 import os
@@ -22,8 +22,6 @@ def _quickstart():
 
 def get_config():
   c = _quickstart().get_config()
-  c.train.kinds = ()
   c.experiment.seeds = (0, 1, 2)
-  c.experiment.warmup_epochs = 2
-  c.experiment.branch_epochs = 2
+  c.experiment.arms = ("regular", "edited_random", "edited_cluster", "edited_random_location")
   return c

@@ -92,18 +92,29 @@ def credit(pos, neg, tie_credit: float = 0.0) -> np.ndarray:
 
 def paired_credits(scores, with_, without, tie_credit: float = 0.0) -> np.ndarray:
   """Each pair's credit: the i-th "with" image against the i-th "without"; scores [P]."""
+  w, wo = paired_images(with_, without)
+  return credit(np.asarray(scores)[w], np.asarray(scores)[wo], tie_credit)
+
+
+def paired_images(with_, without) -> tuple[np.ndarray, np.ndarray]:
+  """(with image, without image) of each pair of paired_credits."""
   n = min(len(with_), len(without))
-  scores = np.asarray(scores)
-  return credit(scores[with_[:n]], scores[without[:n]], tie_credit)
+  return np.asarray(with_[:n], int), np.asarray(without[:n], int)
 
 
 def matched_credits(scores, counts, with_, without, tie_credit: float = 0.0) -> np.ndarray:
   """Each pair's credit: every "with" image against every "without" image of the same object
   count (with-major order); scores, counts [P]."""
-  scores, counts = np.asarray(scores), np.asarray(counts)
+  w, wo = matched_images(counts, with_, without)
+  return credit(np.asarray(scores)[w], np.asarray(scores)[wo], tie_credit)
+
+
+def matched_images(counts, with_, without) -> tuple[np.ndarray, np.ndarray]:
+  """(with image, without image) of each pair of matched_credits, with-major."""
+  counts, with_, without = np.asarray(counts), np.asarray(with_, int), np.asarray(without, int)
   same = counts[with_][:, None] == counts[without][None, :]  # [n_with, n_without]
-  wins = credit(scores[with_][:, None], scores[without][None, :], tie_credit)
-  return wins[same]
+  w, wo = np.nonzero(same)
+  return with_[w], without[wo]
 
 
 def paired_wins(scores, with_, without, tie_credit: float = 0.0) -> tuple[float, int]:
@@ -240,15 +251,18 @@ def score_words(ctx: context.Context, matched: bool) -> dict:
   cfg = ctx.cfg.attributes
   s = word_similarities(ctx)
   sim, tie = s["sim"], float(cfg.tie_credit)
-  words, credits, categories = {}, [], []
+  words, credits, categories, images = {}, [], [], []
   for w_i, w in enumerate(WORDS):
     with_, without = protocol_images(s["pixels"][:, w_i], CATEGORY[w], s["resolution"],
                                      int(cfg.images))
+    pair_with = (matched_images(s["counts"], with_, without) if matched
+                 else paired_images(with_, without))[0]
     per_voice = [matched_credits(sim[:, w_i, v], s["counts"], with_, without, tie) if matched
                  else paired_credits(sim[:, w_i, v], with_, without, tie)
                  for v in range(sim.shape[2])]
     word_credits = np.concatenate(per_voice)
     credits.append(word_credits)
+    images.append(np.tile(pair_with, len(per_voice)))
     categories.append(np.full(len(word_credits), ATTRIBUTES.index(CATEGORY[w])))
     wins, pairs = float(word_credits.sum()), len(word_credits)
     words[w] = {"category": CATEGORY[w], "score": wins / pairs if pairs else float("nan"),
@@ -260,10 +274,12 @@ def score_words(ctx: context.Context, matched: bool) -> dict:
           "chance": 0.5, **pool_categories(words),
           "word_ranking_spearman": ranking_agreement(per_word),
           "image_variance_share": image_share(per_word), "words": words,
-          # every pair's credit and its category (index into ATTRIBUTES), in a fixed order: the
-          # paired intervals of evaluation/intervals.py resample them
+          # every pair's credit, category (index into ATTRIBUTES) and "with" image (index into the
+          # test images), in a fixed order: the paired intervals of evaluation/intervals.py
+          # resample the images
           "items": {"credit": np.concatenate(credits).tolist(),
-                    "category": np.concatenate(categories).astype(int).tolist()}}
+                    "category": np.concatenate(categories).astype(int).tolist(),
+                    "image": np.concatenate(images).astype(int).tolist()}}
 
 
 def run(ctx: context.Context) -> dict:

@@ -4,7 +4,8 @@ Cluster-guided negatives (REFERENCE.md "Clusters and dissection"), re-run every 
   1. data points: at each training pair's matchmap peak (t, y, x), img[y, x] * aud[t]  [N, D];
   2. clusters: groups of embedding dimensions that fire together -- each dimension binarised at
      its 99th percentile, 1 - Jaccard overlap between dimensions, average-linkage agglomerative
-     clustering (scipy), clusters of fewer than `min_size` dimensions dropped; a centroid is the
+     clustering (scipy) of the dimensions that fire at all, cut in proportion to them, clusters
+     of fewer than `min_size` dimensions dropped; a centroid is the
      cluster's indicator vector / its size (the reference's), projected on standardised features;
   3. dissection: per generator unit at the intervention layer, the IoU between its thresholded
      activation map and each cluster's segmentation of generated images, both upsampled
@@ -49,14 +50,25 @@ def jaccard(active) -> np.ndarray:
 
 def cluster_dimensions(points, n_clusters: int = 250, percentile: float = 99.0,
                        min_size: int = 4) -> Clusters:
-  """Groups of co-firing dimensions of points [N,D] (see the module docstring)."""
+  """Groups of co-firing dimensions of points [N,D] (see the module docstring).
+
+  n_clusters is per D dimensions: the dimensions that never fire (never above their percentile,
+  as ReLU leaves many of a young model's) are singletons at distance 1 that average linkage would
+  cut off first, so the live ones are cut into n_clusters * live / D clusters (the reference's
+  clusters-to-dimensions ratio on the dimensions that can form clusters).
+  """
   points = np.asarray(points, np.float64)
   d = points.shape[1]
-  dist = 1.0 - jaccard(binarise(points, percentile))
-  np.fill_diagonal(dist, 0.0)
-  tree = hierarchy.linkage(distance.squareform(dist, checks=False), method="average")
-  labels = hierarchy.cut_tree(tree, n_clusters=min(int(n_clusters), d)).ravel()
-  groups = [np.flatnonzero(labels == label) for label in np.unique(labels)]
+  active = binarise(points, percentile)
+  live = np.flatnonzero(active.any(0))
+  groups = []
+  if len(live) >= 2:
+    dist = 1.0 - jaccard(active[:, live])
+    np.fill_diagonal(dist, 0.0)
+    tree = hierarchy.linkage(distance.squareform(dist, checks=False), method="average")
+    n_cut = min(len(live), max(1, round(min(int(n_clusters), d) * len(live) / d)))
+    labels = hierarchy.cut_tree(tree, n_clusters=n_cut).ravel()
+    groups = [live[labels == label] for label in np.unique(labels)]
   members = sorted((m for m in groups if len(m) >= min_size), key=lambda m: (-len(m), m[0]))
   centroids = np.zeros((len(members), d), np.float32)
   for i, m in enumerate(members):

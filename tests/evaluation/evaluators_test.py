@@ -120,6 +120,10 @@ def test_reference_protocol_and_matched_counts_by_hand():
   counts = np.array([1, 1, 0, 0, 2, 1, 2, 2, 0])
   # 0 vs {1, 5}: 0.9 > 0.5, 0.9 > 0.3 (2 wins); 4 vs {7}: 0.3 < 0.8; 6 vs {7}: 0.2 < 0.8.
   assert attributes.matched_wins(scores, counts, with_, without) == (2.0, 4)
+  # The pairs' images, as listed above (the intervals resample the "with" images).
+  assert [x.tolist() for x in attributes.paired_images(with_, without)] == [[0, 4, 6], [1, 5, 7]]
+  assert [x.tolist() for x in attributes.matched_images(counts, with_, without)] == [
+      [0, 0, 4, 6], [1, 5, 7, 7]]
   # Categories pool their words' pairs: colour = (1 + 1) / (3 + 1), not the words' mean.
   words = {"red": {"wins": 1.0, "pairs": 3}, "blue": {"wins": 1.0, "pairs": 1},
            "large": {"wins": 0.0, "pairs": 1}, "cube": {"wins": 0.0, "pairs": 0}}

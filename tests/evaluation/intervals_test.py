@@ -30,14 +30,37 @@ def test_bernoulli_differences_match_the_normal_interval():
 def test_word_tests_pool_categories_and_seeds_average():
   # base: category 0 credits 0, 0, 1, 1 (0.5), category 1 credit 1 (1.0): mean 0.75; the arm wins
   # every pair: 1.0. Difference 0.25 in seed 0; in seed 1 the runs tie: the mean over seeds 0.125.
-  category = np.array([0, 0, 0, 0, 1])
-  base = [np.array([0.0, 0.0, 1.0, 1.0, 1.0]), category]
-  arm = [np.ones(5), category]
+  category, image = np.array([0, 0, 0, 0, 1]), np.arange(5)
+  base = [np.array([0.0, 0.0, 1.0, 1.0, 1.0]), category, image]
+  arm = [np.ones(5), category, image]
   got = intervals.paired_difference([arm], [base], "attributes")
   assert got["diff"] == pytest.approx(0.25)
   assert got["low"] <= 0.25 <= got["high"]
   two = intervals.paired_difference([arm, base], [base, base], "attributes")
   assert two["diff"] == pytest.approx(0.125)
+
+
+def test_word_tests_resample_images_not_pairs():
+  """400 pairs on 4 "with" images, 100 pairs each; the arm wins every pair of images 0 and 1, the
+  base every pair of images 2 and 3 (one category). The difference is 0. Resampled by pair, the
+  interval would be about +-1.96 sqrt(1 / 400) = +-0.098; resampled by image, the difference is
+  the mean of 4 draws of +-1 with replacement, which is -1 (or +1) with probability 1/16 > 2.5%:
+  the interval spans [-1, +1], at least [-0.5, +0.5] with bootstrap noise."""
+  image = np.repeat(np.arange(4), 100)
+  category = np.zeros(400, int)
+  arm = [(image < 2).astype(float), category, image]
+  base = [(image >= 2).astype(float), category, image]
+  got = intervals.paired_difference([arm], [base], "attributes", n_resamples=4000)
+  assert got["diff"] == 0.0
+  assert got["low"] <= -0.5 and got["high"] >= 0.5
+
+
+def test_word_tests_refuse_different_pairs():
+  category = np.zeros(4, int)
+  arm = [np.ones(4), category, np.array([0, 0, 1, 1])]
+  base = [np.ones(4), category, np.array([0, 1, 1, 1])]
+  with pytest.raises(ValueError, match="same items"):
+    intervals.paired_difference([arm], [base], "attributes_matched")
 
 
 def test_runs_on_different_items_are_refused():

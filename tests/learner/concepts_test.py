@@ -41,6 +41,19 @@ def test_cluster_dimensions_recovers_planted_groups():
   np.testing.assert_allclose(clusters.std, points.std(0), rtol=1e-5)
 
 
+def test_cluster_dimensions_cuts_live_dimensions_in_proportion():
+  """32 dead dimensions (never above their percentile) beside the 32 planted ones: 32 clusters per
+  64 dimensions cut the 32 live ones into the same 16 clusters, so the groups are kept."""
+  points = planted_points()
+  dead = np.zeros((points.shape[0], 32), np.float32)
+  points = np.concatenate([dead[:, :16], points, dead[:, 16:]], axis=1)
+  clusters = concepts.cluster_dimensions(points, n_clusters=32, percentile=99, min_size=4)
+  assert sorted(map(list, clusters.members)) == [list(range(16 + g * 6, 16 + g * 6 + 6))
+                                                 for g in range(3)]
+  # Every dimension dead: no cluster (and no error).
+  assert len(concepts.cluster_dimensions(np.zeros((10, 8)), 4).members) == 0
+
+
 def test_jaccard_matches_loop():
   rng = np.random.default_rng(1)
   active = rng.random((50, 7)) < 0.3
