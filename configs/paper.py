@@ -2,7 +2,8 @@
 the captions: `synth` (TTS, the default) or `natural` (recorded).
 
   python -m learning_words.main --config=configs/paper.py:natural --workdir=/mnt/lw \
-      --mode=pipeline --config.data.official_dir=/path/to/audio_clevrgan
+      --mode=pipeline --config.data.official_dir=/path/to/audio_clevrgan \
+      --config.gan.official_weights=/path/to/generator.pth
 
 128 px images, 1024 training / 2048 evaluation frames, batch 32 (REFERENCE.md "Training").
 """
@@ -24,7 +25,8 @@ def get_config(variant: str = "synth"):
   c.data.eval_frames = 2048
   c.data.batch_size = 32
   c.data.worker_count = 8
-  # The reference's 128 px Progressive GAN (official weights convert to it).
+  # The reference's 128 px Progressive GAN. With --config.gan.official_weights (required by the
+  # pipeline on the official data) the widths are read from that file and replace these.
   c.gan.sizes = (512, 512, 512, 512, 256, 128, 64)
   c.gan.d_sizes = (512, 512, 512, 256, 128, 64)
   c.gan.intervention_layer = "layer4"    # the reference's default: 8x8 of the 128 px generator

@@ -99,6 +99,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.gan.checkpoint_every = 500
   c.gan.retrain = False                  # True: train a new generator instead of the shipped one
   c.gan.intervention_layer = "layer6"    # where negatives are drawn (16x16 at 32 px)
+  # The reference's generator.pth (ablate/proggan.py's layout): converted into WORKDIR/gan/official
+  # by --mode=convert or the pipeline, its widths read from the file (they replace gan.sizes);
+  # build_data then checks it against the official data: over the first `agreement_ids` train
+  # ids, G(z_i) must be closer to images/<i>.jpg than to another id's image by agreement_min_gain
+  # dB of mean PSNR (convert/agreement.py).
+  c.gan.official_weights = ""
+  c.gan.agreement_ids = 16
+  c.gan.agreement_min_gain = 3.0
   c.gan.diagnose_layers = ("layer4", "layer6")  # layers the world report's edit diagnostics cover
 
   # Attribute segmenter (learning_words/world/train_segmenter.py): labels and checks GAN images.
@@ -197,6 +205,12 @@ def get_config() -> ml_collections.ConfigDict:
   # step; the same image every epoch). Memory: N_z images (+ their intervention-layer
   # activations for the edited kinds), replicated on every device.
   c.train.cache_positives = False
+
+  # --mode=convert: a trained reference model (model_best_<name>.pth.tar) -> WORKDIR/runs/<run>,
+  # evaluated by --mode=eval and a starting point for --config.train.init_from=<run>.
+  c.convert = ml_collections.ConfigDict()
+  c.convert.model_file = ""
+  c.convert.run = "reference"
 
   # The reproduce experiment (learning_words/experiment.py, configs/reproduce.py): per training
   # seed a `regular` warm-up, then each arm from it with the same budget. No seeds: off.

@@ -8,7 +8,7 @@ its output when that already exists (the shipped generator counts), so `run_pipe
 the inverted worlds of the ladder; train resumes from its
 checkpoints, eval and report always run). Each
 stage's wall time goes to WORKDIR/pipeline_times.json for the report. TOOLS are modes that are not
-stages (shipping trained weights into the package).
+stages (shipping trained weights into the package; converting the reference's PyTorch files).
 """
 import os
 import time
@@ -16,7 +16,9 @@ from typing import Callable, NamedTuple
 
 from learning_words import experiment, workdir as wd
 from learning_words.common import assets, console, errors, jsonio
-from learning_words.data import clevr_scenes, official
+from learning_words.convert import (agreement, reference_encoders as ref_enc,
+                                    reference_generator as ref_gen)
+from learning_words.data import clevr_scenes, input_pipeline, official
 from learning_words.evaluation import report as report_lib, runner
 from learning_words.learner import train as train_lib
 from learning_words.world import (build_data as build_data_lib, invert as invert_lib, scenes,
@@ -59,9 +61,13 @@ def _latents_done(config, workdir) -> str | None:
 
 
 def build_data(config, workdir: str) -> str:
-  """Builds the image / spoken-caption dataset (and, for the synthetic world, its report)."""
+  """Builds the image / spoken-caption dataset (and, for the synthetic world, its report; for
+  the official data with the official generator, their agreement check)."""
   if wd.data_source(config) == "official":
-    return official.prepare(config, wd.path(workdir, "data")).data_dir
+    folder = official.prepare(config, wd.path(workdir, "data")).data_dir
+    if config.gan.official_weights:
+      check_agreement(config, workdir, folder)
+    return folder
   fingerprint = wd.weights_fingerprint(config, workdir)
   if fingerprint is None:
     raise errors.MissingError("build_data needs a generator and a segmenter: run "
@@ -71,6 +77,62 @@ def build_data(config, workdir: str) -> str:
       config, wd.path(workdir, "data"), wd.scenes_dir(config, workdir),
       wd.load_generator(config, workdir), wd.load_segmenter(config, workdir), fingerprint,
       wd.load_latents(config, workdir))
+
+
+def _agreement_file(workdir: str) -> str:
+  return wd.path(workdir, "data", "generator_agreement.json")
+
+
+def check_agreement(config, workdir: str, data_dir: str) -> dict:
+  """The converted official generator against the official images (convert/agreement.py);
+  written to WORKDIR/data/generator_agreement.json when they agree, else an InputError."""
+  n = int(config.gan.agreement_ids)
+  first = input_pipeline.load_eval_arrays(data_dir, "train", int(config.data.eval_frames), n)
+  result = agreement.check(wd.load_generator(config, workdir), first["image"],
+                           first["z_index"], float(config.gan.agreement_min_gain))
+  console.say(f"[build_data] generator and data agree: mean PSNR {result['psnr']:.1f} dB over "
+              f"the first {result['n']} train ids, {result['gain']:+.1f} dB over mismatched ids")
+  jsonio.write_json(_agreement_file(workdir), result)
+  return result
+
+
+def _data_built(config, workdir) -> str | None:
+  folder = wd.dataset_dir(config, workdir)
+  if folder and wd.data_source(config) == "official" and config.gan.official_weights:
+    return folder if os.path.isfile(_agreement_file(workdir)) else None
+  return folder
+
+
+def prepare_official_generator(config, workdir: str):
+  """With --config.gan.official_weights: converts the file once (WORKDIR/gan/official) and sets
+  config.gan.sizes to its widths, so every stage builds the generator the file holds."""
+  if not config.gan.official_weights:
+    return
+  folder = wd.official_generator_dir(workdir)
+  sizes = ref_gen.read_sizes(folder)
+  if sizes is None:
+    console.say(f"[convert] {config.gan.official_weights} -> {folder}")
+    sizes = ref_gen.convert(config.gan.official_weights, folder)
+  config.gan.sizes = tuple(sizes)
+
+
+def convert(config, workdir: str) -> dict:
+  """`--mode=convert`: the official generator (gan.official_weights) and / or a trained
+  reference model (convert.model_file, into WORKDIR/runs/<convert.run>)."""
+  if not config.gan.official_weights and not config.convert.model_file:
+    raise errors.ConfigError("--mode=convert needs --config.gan.official_weights=generator.pth "
+                             "and / or --config.convert.model_file=model_best_<name>.pth.tar")
+  out = {}
+  if config.gan.official_weights:
+    out["generator"] = {"folder": wd.official_generator_dir(workdir),
+                        "sizes": list(config.gan.sizes)}
+  if config.convert.model_file:
+    run_dir = wd.path(workdir, "runs", config.convert.run)
+    saved = ref_enc.convert(config.convert.model_file, config, run_dir,
+                            lambda d: train_lib.make_checkpoint_manager(
+                                d, int(config.train.keep_checkpoints)))
+    out["model"] = {"run": config.convert.run, "folder": run_dir, **saved}
+  return out
 
 
 def run_configs(config) -> list:
@@ -149,13 +211,14 @@ STAGES = {
     "train_gan": Stage(train_gan, wd.generator_dir),
     "train_segmenter": Stage(train_segmenter, wd.segmenter_weights_dir),
     "invert": Stage(invert, _latents_done),
-    "build_data": Stage(build_data, wd.dataset_dir),
+    "build_data": Stage(build_data, _data_built),
     "train": Stage(train, _always_runs),
     "eval": Stage(evaluate, _always_runs),
     "report": Stage(report, _always_runs),
 }
 
 TOOLS = {
+    "convert": convert,
     "ship_gan": lambda c, w: gan_lib.ship_generator(c, wd.path(w, "gan"),
                                                     wd.path(w, "data", "world_report.json")),
     "ship_segmenter": lambda c, w: seg_lib.ship_segmenter(c, wd.path(w, "segmenter"),
@@ -183,6 +246,11 @@ def run_pipeline(config, workdir: str) -> list[str]:
   """Runs every stage in order, skipping finished ones, then prints the results and where the
   report is; returns the stages not run (empty unless it stops at train_gan for want of a
   generator)."""
+  if wd.data_source(config) == "official" and not config.gan.official_weights:
+    raise errors.ConfigError(
+        "--config.data.source=official needs --config.gan.official_weights=generator.pth: the "
+        "official images are that generator's G(z_i), and every stage that redraws positives or "
+        "draws negatives must use it (see README, 'Using the official files')")
   start = time.time()
   names = list(STAGES)
   for i, stage in enumerate(names):
@@ -209,6 +277,7 @@ def run_pipeline(config, workdir: str) -> list[str]:
 
 def run(mode: str, config, workdir: str):
   """Runs `mode`: the whole pipeline, one stage, or a tool (whose result is printed)."""
+  prepare_official_generator(config, workdir)
   if mode == "pipeline":
     return run_pipeline(config, workdir)
   if mode in TOOLS:

@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from learning_words.common import assets, checkpoints, errors
+from learning_words.convert import reference_generator as ref_gen
 from learning_words.data import audio_clevrgan, clevr_scenes, official
 from learning_words.models import encoders, generator as gen_lib
 from learning_words.models.segmenter import Segmenter
@@ -73,8 +74,17 @@ def _weights_dir(kind: str, retrain: bool, config, trained: str) -> str | None:
   return trained if os.path.isdir(trained) else None
 
 
+def official_generator_dir(workdir: str) -> str:
+  """Where --config.gan.official_weights is converted to (convert/reference_generator.py)."""
+  return path(workdir, "gan", "official")
+
+
 def generator_dir(config, workdir: str) -> str | None:
-  """The generator's weights the later stages use (None: neither shipped nor trained)."""
+  """The generator's weights the later stages use (None: neither converted, shipped nor
+  trained): the converted official one when --config.gan.official_weights is set."""
+  if config.gan.official_weights:
+    folder = official_generator_dir(workdir)
+    return folder if ref_gen.read_sizes(folder) is not None else None
   return _weights_dir("generator", config.gan.retrain, config,
                       path(workdir, "gan", "generator_ema"))
 

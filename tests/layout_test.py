@@ -25,6 +25,7 @@ LAYERS = [
     ("learning_words/models/", 2),
     ("learning_words/world/", 3),  # world/ and learner/ are siblings: neither imports the other.
     ("learning_words/learner/", 3),
+    ("learning_words/convert/", 3),  # the reference's PyTorch files -> our weights
     ("learning_words/workdir.py", 4),
     ("learning_words/experiment.py", 4),  # the reproduce experiment's runs (names, configs)
     ("learning_words/evaluation/", 5),

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from learning_words import workdir as wd
-from learning_words.common import jsonio
+from learning_words.common import jsonio, mesh as mesh_lib
 from learning_words.data import input_pipeline
 from learning_words.evaluation import context, suite
 from learning_words.models import generator as gen_lib
@@ -35,7 +35,12 @@ def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
   which = which or config.evals.checkpoint
   names = suite.check_names(config.evals.names)
   data_dir = wd.require_dataset(config, workdir)
+  # One device holds the generator and each run's encoders: restored weights keep the sharding
+  # they were saved with (a trainer's mesh, or one device), and the evaluators' jitted passes
+  # need them on the same devices.
+  one = mesh_lib.make_mesh(jax.local_devices()[:1])
   g = wd.load_generator(config, workdir)
+  mesh_lib.replicate(g, one)
   seg = wd.load_segmenter(config, workdir, required=False)
   data = input_pipeline.load_eval_arrays(data_dir, config.evals.split, config.data.eval_frames,
                                          suite.pairs_needed(config, names))
@@ -45,6 +50,7 @@ def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
   results = {}
   for run in runs:
     models, step = wd.load_encoders(config, wd.path(workdir, "runs", run), which)
+    mesh_lib.replicate(models, one)
     ctx = make_context(config, models, g, data, seg, cache, latents, scenes)
     meta = {"run": run, "checkpoint": which, "step": step, "dataset": data_dir,
             "split": config.evals.split, "seed": int(config.evals.seed)}

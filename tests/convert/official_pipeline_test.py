@@ -1,0 +1,89 @@
+"""The official files end to end: an official-layout fixture whose images a converted random
+reference generator drew (id i = G(z_i), z_i row i of RandomState(1)); build_data converts the
+generator (its widths from the file, not the config), checks it against the images, and a few
+`negatives_edited` steps and the evaluators run on it. Drawn with another z seed, the check fails
+with a message that says so."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from configs import tiny
+from learning_words import pipeline, workdir as wd
+from learning_words.common import errors, figures
+from learning_words.convert import torch_files, reference_generator as ref_gen
+from learning_words.models import encoders, generator as gen_lib
+from tests.convert.reference_generator_test import reference_file
+
+SIZES = (16, 16, 12, 8)  # 16 px; the tiny config says (16, 16, 16, 8): the file's widths win
+
+
+def drawn_layout(official_layout, root, weights, z_seed):
+  """A copy of the fixture whose images/<i>.jpg are G(z_i) of the reference file `weights`."""
+  shutil.copytree(official_layout[0], root)
+  # 10 more train ids (the captions of the first ones again): 16, two batches of 8 (8 devices).
+  train = [int(i) for i in open(os.path.join(root, "name_list_train.txt")).read().split()]
+  for k, new in enumerate(range(100, 110)):
+    for sub, ext in (("audio", "wav"), ("text", "txt")):
+      shutil.copy(os.path.join(root, sub, f"{train[k % len(train)]}.{ext}"),
+                  os.path.join(root, sub, f"{new}.{ext}"))
+  with open(os.path.join(root, "name_list_train.txt"), "w") as f:
+    f.write("\n".join(str(i) for i in train + list(range(100, 110))) + "\n")
+  Image.new("RGB", (16, 16)).save(os.path.join(root, "images", "100.jpg"))  # redrawn below
+  for new in range(101, 110):
+    shutil.copy(os.path.join(root, "images", "100.jpg"), os.path.join(root, "images", f"{new}.jpg"))
+  g = ref_gen.to_generator(torch_files.read_state_dict(weights))
+  ids = sorted(int(f[:-4]) for f in os.listdir(os.path.join(root, "images")))
+  z = gen_lib.standard_z(max(ids) + 1, SIZES[0], seed=z_seed)[ids]
+  for i, image in zip(ids, figures.to_uint8(encoders.generate(g, z))):
+    Image.fromarray(image).save(os.path.join(root, "images", f"{i}.jpg"), quality=95)
+  return root
+
+
+def official_config(root, weights):
+  c = tiny.get_config()
+  c.data.source, c.data.official_dir = "official", root
+  c.gan.official_weights = weights
+  c.loss.kind = "negatives_edited"
+  c.data.batch_size, c.train.val_pairs, c.train.epochs = 8, 2, 1
+  c.negatives.threshold = 0.2
+  c.evals.names = ("retrieval", "edited_recall")
+  c.evals.retrieval.n_pairs = c.evals.edited_recall.captions = 2
+  return c
+
+
+def test_official_files_run_end_to_end(official_layout, tmp_path):
+  weights = str(tmp_path / "generator.pth")
+  torch.save({"state_dict": reference_file(SIZES, seed=3)}, weights)
+  root = drawn_layout(official_layout, str(tmp_path / "official"), weights, z_seed=1)
+  c = official_config(root, weights)
+  work = str(tmp_path / "work")
+  pipeline.run("build_data", c, work)
+  assert tuple(c.gan.sizes) == SIZES  # read from the file
+  agree = json.load(open(os.path.join(work, "data", "generator_agreement.json")))
+  # 4:2:0 JPEG of 16 px colour noise: ~14 dB against the own image, ~8 against another's.
+  assert agree["n"] == 16 and agree["gain"] >= c.gan.agreement_min_gain
+  assert pipeline.STAGES["train_gan"].existing(c, work) == wd.official_generator_dir(work)
+  pipeline.run("train", c, work)
+  results = pipeline.run("eval", c, work)
+  got = results["negatives_edited"]["results"]
+  assert set(got) == {"retrieval", "edited_recall"}
+  assert all(np.isfinite(v) for v in got["retrieval"].values() if isinstance(v, float))
+
+  # The same files drawn from z of another seed: the check fails and says what to look at.
+  wrong = drawn_layout(official_layout, str(tmp_path / "wrong"), weights, z_seed=2)
+  c = official_config(wrong, weights)
+  with pytest.raises(errors.InputError, match="generator and the data disagree.*another id's image.*RandomState"):
+    pipeline.run("build_data", c, str(tmp_path / "work_wrong"))
+  assert pipeline.STAGES["build_data"].existing(c, str(tmp_path / "work_wrong")) is None
+
+
+def test_official_data_without_the_official_generator_is_refused(official_layout, tmp_path):
+  c = tiny.get_config()
+  c.data.source, c.data.official_dir = "official", official_layout[0]
+  with pytest.raises(errors.ConfigError, match="official_weights=generator.pth"):
+    pipeline.run_pipeline(c, str(tmp_path))
