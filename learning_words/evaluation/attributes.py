@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from learning_words.common import batching, figures
+from learning_words.common import batching, errors, figures
 from learning_words.data import audio
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.evaluation import context
@@ -213,8 +213,8 @@ def word_similarities(ctx: context.Context) -> dict:
     pixels = scene_pixels(scenes)
   else:
     if ctx.seg is None:
-      raise FileNotFoundError("attributes needs the attribute segmenter "
-                              "(WORKDIR/segmenter/weights)")
+      raise errors.MissingError("attributes needs the attribute segmenter "
+                                "(WORKDIR/segmenter/weights): run --mode=train_segmenter")
     images = ctx.data["image"][:len(z_index)] if ctx.stored else figures.to_uint8(
         batching.map_batches(lambda zi: encoders.generate(ctx.g, ctx.z_table[zi]), (z_index,),
                              batch, desc="attributes: images"))

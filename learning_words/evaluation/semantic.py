@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 from scipy import optimize
 
-from learning_words.common import batching, checkpoints, figures
+from learning_words.common import batching, checkpoints, errors, figures
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.evaluation import context
 from learning_words.learner import matchmap, negatives
@@ -219,7 +219,8 @@ def score_batch(models, g, z, spec, n_frames, layer_masks, units, layer: str, co
 def run(ctx: context.Context) -> dict:
   """R@1 and R@3 of each positive among its one-attribute negatives (complete captions only)."""
   if ctx.seg is None:
-    raise FileNotFoundError("semantic needs the attribute segmenter (WORKDIR/segmenter/weights)")
+    raise errors.MissingError("semantic needs the attribute segmenter (WORKDIR/segmenter/weights): "
+                              "run --mode=train_segmenter")
   s = ctx.cfg.semantic
   n = min(int(s.captions), len(ctx.data["z_index"]))
   data = ctx.take(n)
