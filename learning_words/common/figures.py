@@ -90,7 +90,7 @@ def line_plot(series: dict, title: str, width: int = 640, height: int = 320,
     if keep.any():
       order = np.argsort(x[keep], kind="stable")
       ax.plot(x[keep][order], y[keep][order], marker="o" if keep.sum() <= 20 else None,
-              markersize=3, color=np.array(PALETTE[k % len(PALETTE)]) / 255, label=str(name)[:24])
+              markersize=3, color=np.array(PALETTE[k % len(PALETTE)]) / 255, label=str(name))
       drawn += 1
   if chance is not None:
     ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label=f"chance {chance:.3g}")
@@ -98,8 +98,8 @@ def line_plot(series: dict, title: str, width: int = 640, height: int = 320,
     ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
   ax.set_xlabel(xlabel, fontsize=9)
   if drawn or chance is not None:
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-  fig.subplots_adjust(left=0.1, right=0.72, top=0.9, bottom=0.16)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+  fig.subplots_adjust(left=0.1, right=0.66, top=0.9, bottom=0.16)  # room for 28-char names
   return _render(fig)
 
 
