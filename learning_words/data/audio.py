@@ -11,6 +11,7 @@ test oracle for the spectrogram).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -162,6 +163,7 @@ def _slaney_mel_to_hz(mel):
   return np.where(mel >= 15.0, logarithmic, linear)
 
 
+@functools.lru_cache(maxsize=8)  # the same few filterbanks for every recording
 def _mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax):
   """Returns [n_mels, n_fft//2 + 1] triangular Slaney filters, area-normalised.
 
@@ -178,11 +180,16 @@ def _mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax):
   return weights * (2.0 / (hi - lo))
 
 
+@functools.lru_cache(maxsize=8)
+def _hamming(n: int) -> np.ndarray:
+  return scipy.signal.windows.hamming(n, sym=True)
+
+
 def _power_spectrogram(wav, n_fft, hop):
   """Returns the [T, n_fft//2 + 1] power of centred, Hamming-windowed frames."""
   padded = np.pad(wav, n_fft // 2, mode="reflect")
   frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
-  window = scipy.signal.windows.hamming(n_fft, sym=True)
+  window = _hamming(n_fft)
   spectrum = np.fft.rfft(frames * window, axis=1)
   return spectrum.real ** 2 + spectrum.imag ** 2
 
