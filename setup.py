@@ -31,7 +31,7 @@ setup(
     extras_require={
         # PyTorch only for the benchmark's peer (and converting the reference's files); a CPU
         # machine is best served by the CPU wheel (pip's --index-url https://download.pytorch.org/whl/cpu).
-        "torch": ["torch"],
+        "torch": ["torch>=2"],
         "test": ["pytest", "pytest-xdist", "librosa", "torch"],
     },
 )

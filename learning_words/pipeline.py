@@ -15,12 +15,13 @@ import time
 from typing import Callable, NamedTuple
 
 from learning_words import experiment, workdir as wd
-from learning_words.common import assets, console, errors, jsonio
+from learning_words.common import assets, checkpoints, console, errors, jsonio
 from learning_words.convert import (agreement, reference_encoders as ref_enc,
                                     reference_generator as ref_gen)
 from learning_words.data import clevr_scenes, input_pipeline, official
 from learning_words.evaluation import report as report_lib, runner
 from learning_words.learner import train as train_lib
+from learning_words.models import generator as gen_lib
 from learning_words.world import (build_data as build_data_lib, invert as invert_lib, scenes,
                                   train_gan as gan_lib, train_segmenter as seg_lib)
 
@@ -92,27 +93,49 @@ def check_agreement(config, workdir: str, data_dir: str) -> dict:
                            first["z_index"], float(config.gan.agreement_min_gain))
   console.say(f"[build_data] generator and data agree: mean PSNR {result['psnr']:.1f} dB over "
               f"the first {result['n']} train ids, {result['gain']:+.1f} dB over mismatched ids")
-  jsonio.write_json(_agreement_file(workdir), result)
+  jsonio.write_json(_agreement_file(workdir), {**result, "generator": _generator_print(workdir)})
   return result
+
+
+def _generator_print(workdir: str) -> str:
+  return checkpoints.fingerprint_folders(wd.official_generator_dir(workdir))
 
 
 def _data_built(config, workdir) -> str | None:
   folder = wd.dataset_dir(config, workdir)
   if folder and wd.data_source(config) == "official" and config.gan.official_weights:
-    return folder if os.path.isfile(_agreement_file(workdir)) else None
+    checked = jsonio.read_json(_agreement_file(workdir))  # {} when never checked
+    return folder if checked.get("generator") == _generator_print(workdir) else None
   return folder
 
 
-def prepare_official_generator(config, workdir: str):
-  """With --config.gan.official_weights: converts the file once (WORKDIR/gan/official) and sets
-  config.gan.sizes to its widths, so every stage builds the generator the file holds."""
+NEEDS_NO_GENERATOR = ("render", "train_segmenter", "build_data", "convert", "ship_segmenter")
+
+
+def prepare_official_generator(config, workdir: str, mode: str = "pipeline"):
+  """With --config.gan.official_weights: converts the file (once; again when the file changed)
+  into WORKDIR/gan/official and sets config.gan.sizes to its widths, so every stage builds the
+  generator the file holds. On the official data every mode that draws images needs it."""
   if not config.gan.official_weights:
+    if wd.data_source(config) == "official" and mode not in NEEDS_NO_GENERATOR:
+      raise errors.ConfigError(
+          "--config.data.source=official needs --config.gan.official_weights=generator.pth: the "
+          "official images are that generator's G(z_i), and every stage that redraws positives "
+          "or draws negatives must use it (see README, 'Using the official files')")
     return
   folder = wd.official_generator_dir(workdir)
-  sizes = ref_gen.read_sizes(folder)
-  if sizes is None:
+  if not ref_gen.converted_from(folder, config.gan.official_weights):
     console.say(f"[convert] {config.gan.official_weights} -> {folder}")
-    sizes = ref_gen.convert(config.gan.official_weights, folder)
+    ref_gen.convert(config.gan.official_weights, folder)
+  sizes = ref_gen.read_sizes(folder)
+  layers = gen_lib.layer_names(sizes)
+  if config.gan.intervention_layer not in layers:
+    raise errors.ConfigError(f"--config.gan.intervention_layer={config.gan.intervention_layer} is "
+                             f"not a layer of {config.gan.official_weights} ({', '.join(layers)})")
+  res = gen_lib.resolution_of(sizes)
+  if wd.data_source(config) == "official" and res != int(config.data.image_size):
+    raise errors.ConfigError(f"{config.gan.official_weights} draws {res} px images; set "
+                             f"--config.data.image_size={res} (now {config.data.image_size})")
   config.gan.sizes = tuple(sizes)
 
 
@@ -246,11 +269,6 @@ def run_pipeline(config, workdir: str) -> list[str]:
   """Runs every stage in order, skipping finished ones, then prints the results and where the
   report is; returns the stages not run (empty unless it stops at train_gan for want of a
   generator)."""
-  if wd.data_source(config) == "official" and not config.gan.official_weights:
-    raise errors.ConfigError(
-        "--config.data.source=official needs --config.gan.official_weights=generator.pth: the "
-        "official images are that generator's G(z_i), and every stage that redraws positives or "
-        "draws negatives must use it (see README, 'Using the official files')")
   start = time.time()
   names = list(STAGES)
   for i, stage in enumerate(names):
@@ -277,7 +295,7 @@ def run_pipeline(config, workdir: str) -> list[str]:
 
 def run(mode: str, config, workdir: str):
   """Runs `mode`: the whole pipeline, one stage, or a tool (whose result is printed)."""
-  prepare_official_generator(config, workdir)
+  prepare_official_generator(config, workdir, mode)
   if mode == "pipeline":
     return run_pipeline(config, workdir)
   if mode in TOOLS:

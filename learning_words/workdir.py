@@ -185,8 +185,8 @@ def load_generator(config, workdir: str) -> gen_lib.Generator:
   if folder is None:
     raise errors.MissingError("no generator: run --mode=train_gan (or --mode=pipeline "
                               "--config.gan.retrain=True) first")
-  return checkpoints.restore_weights(lambda: gen_lib.Generator(config.gan.sizes,
-                                                               rngs=nnx.Rngs(0)), folder)
+  sizes = ref_gen.read_sizes(folder) or config.gan.sizes  # a converted file's own widths
+  return checkpoints.restore_weights(lambda: gen_lib.Generator(sizes, rngs=nnx.Rngs(0)), folder)
 
 
 def load_segmenter(config, workdir: str, required: bool = True) -> Segmenter | None:

@@ -10,7 +10,7 @@ The file holds {epoch, model_state_dict, best_eval, recall_now, optimizer}; in t
          ([out, in, 1, k] -> our 1-D [k, in, out] over time).
 Our encoders are built from `config.model`; a shape that differs names the key and the config key
 to change (the reference's are the paper preset's). The run's checkpoint gets the models item only,
-with the file's best validation recall as its score, so `--mode=eval` and `--config.train.init_from`
+with the file's validation score ((A_r5 + I_r5) / 2 of `recall_now`, else `best_eval`), so `--mode=eval` and `--config.train.init_from`
 restore it like a trained run.
 """
 import os
@@ -18,7 +18,7 @@ import os
 import jax.numpy as jnp
 from flax import nnx
 
-from learning_words.common import checkpoints
+from learning_words.common import checkpoints, errors
 from learning_words.convert import torch_files
 from learning_words.models import davenet, encoders
 
@@ -72,16 +72,42 @@ def load_into(models: encoders.Encoders, state: dict, path: str = ""):
   torch_files.check_consumed(state, path)
 
 
+def check_config(model_cfg):
+  """The reference's encoders differ from ours in settings no weight shape shows: refuse the ones
+  that would run the converted weights as another function."""
+  want = {"image_pools": 4, "mask_padding": False, "cosine": False}
+  wrong = {k: v for k, v in want.items() if model_cfg.get(k, v) != v}
+  if wrong:
+    raise errors.ConfigError(
+        "a reference model runs with " + " ".join(f"--config.model.{k}={v}" for k, v in
+                                                  wrong.items())
+        + " (now " + ", ".join(f"{k}={model_cfg.get(k)}" for k in wrong) + ")")
+
+
+def file_score(obj: dict) -> float:
+  """The checkpoint's validation score: (A_r5 + I_r5) / 2 of its own recall (`recall_now`) when
+  the file has it, else `best_eval` (the best so far: the file's own for model_best_*)."""
+  now = obj.get("recall_now")
+  if isinstance(now, dict) and "A_r5" in now and "I_r5" in now:
+    return (float(now["A_r5"]) + float(now["I_r5"])) / 2
+  return float(obj.get("best_eval", 0.0) or 0.0)
+
+
 def convert(path: str, config, run_dir: str, make_manager) -> dict:
   """Writes the reference model file `path` as run `run_dir`'s checkpoint (step = the file's
   epoch); make_manager(checkpoint folder) -> the trainer's Orbax manager. Returns
-  {'step', 'score'}."""
+  {'step', 'score'}. A run that already has checkpoints is refused (name another run)."""
+  folder = os.path.join(run_dir, "checkpoints")
+  if os.path.isdir(folder) and os.listdir(folder):
+    raise errors.ConfigError(f"{run_dir} already has checkpoints: pass another "
+                             "--config.convert.run (or remove that run)")
+  check_config(config.model)
   obj = torch_files.load(path)
   models = encoders.Encoders(config.model, rngs=nnx.Rngs(0))
   load_into(models, torch_files.unwrap(obj, path), path)
   step = max(1, int(obj.get("epoch", 1) or 1))
-  score = float(obj.get("best_eval", 0.0) or 0.0)
-  manager = make_manager(os.path.join(run_dir, "checkpoints"))
+  score = file_score(obj)
+  manager = make_manager(folder)
   checkpoints.save(manager, step, {"models": models}, metrics={"score": score})
   manager.wait_until_finished()
   return {"step": step, "score": score}

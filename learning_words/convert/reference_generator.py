@@ -7,6 +7,7 @@ The equalised-lr scale gain / sqrt(fan_in) is computed by both implementations, 
 so a conv weight maps to our HWIO kernel by a transpose and `wscale.b` to the bias. The widths
 [z_dim, depth@4x4, depth@8x8, ...] follow from the weight shapes.
 """
+import hashlib
 import json
 import os
 import re
@@ -78,14 +79,33 @@ def to_generator(state: dict, path: str = "") -> gen_lib.Generator:
   return g
 
 
+def _source(path: str) -> dict:
+  """What identifies the file a folder was converted from: its path and the hash of its bytes."""
+  h = hashlib.sha1()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return {"source": os.path.abspath(path), "sha1": h.hexdigest()}
+
+
 def convert(path: str, out_dir: str) -> tuple:
   """Writes the generator of reference file `path` to `out_dir` (our weights folder, plus
-  sizes.json); returns its sizes."""
+  sizes.json with the widths and the source file); returns its sizes."""
   g = to_generator(torch_files.read_state_dict(path), path)
   checkpoints.save_weights(out_dir, g)
   with open(os.path.join(out_dir, SIZES_FILE), "w") as f:
-    json.dump({"sizes": list(g.sizes), "source": os.path.abspath(path)}, f)
+    json.dump({"sizes": list(g.sizes), **_source(path)}, f)
   return g.sizes
+
+
+def converted_from(folder: str, path: str) -> bool:
+  """Whether `folder` holds the conversion of the file at `path` as it is now."""
+  file = os.path.join(folder, SIZES_FILE)
+  if not os.path.isfile(file) or not os.path.isfile(path):
+    return False
+  with open(file) as f:
+    saved = json.load(f)
+  return all(saved.get(k) == v for k, v in _source(path).items())
 
 
 def read_sizes(folder: str) -> tuple | None:

@@ -30,6 +30,9 @@ def load(path: str) -> dict:
                             "https://download.pytorch.org/whl/cpu)") from e
   try:
     obj = torch.load(path, map_location="cpu", weights_only=True)
+  except TypeError as e:  # torch.load without weights_only: an old PyTorch
+    raise errors.InputError(f"reading {path} needs PyTorch >= 1.13 (torch.load(weights_only=True))"
+                            f"; this one is {torch.__version__}") from e
   except Exception as e:  # pickle, zip or torch errors: all mean "not a readable state dict"
     raise ConversionError(f"{path}: not a readable PyTorch state dict ({e})") from e
   if not isinstance(obj, dict):
@@ -49,8 +52,14 @@ def unwrap(obj: dict, path: str = "") -> dict:
     if not hasattr(value, "shape"):
       raise ConversionError(f"{path}: key {key!r} is not a tensor ({type(value).__name__})")
     name = key[len(PREFIX):] if key.startswith(PREFIX) else key
-    array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-    out[name] = array if array.dtype.kind in "iu" else array.astype(np.float32)
+    try:
+      if hasattr(value, "detach"):  # a tensor; bfloat16 / float16 go through float32
+        value = value.detach().cpu()
+        value = value.float() if value.is_floating_point() else value
+      array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+    except (TypeError, RuntimeError) as e:
+      raise ConversionError(f"{path}: key {key!r} cannot be read as an array ({e})") from e
+    out[name] = array if array.dtype.kind in "iub" else array.astype(np.float32)
   return out
 
 

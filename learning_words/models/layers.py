@@ -1,8 +1,9 @@
 """Progressive GAN building blocks: equalised-learning-rate convolutions and pixel norm.
 
 Weights are drawn from N(0, 1) and scaled at run time by gain / sqrt(fan_in) (equalised learning
-rate, Karras et al. 2018). The scale is stored as a non-trained `WScale` variable so that official
-checkpoints, which carry their own scale, convert one to one.
+rate, Karras et al. 2018). The scale is kept as a non-trained `WScale` variable, computed at build
+time; the reference's files do not store it either (it computes the same gain / sqrt(fan_in)), so
+their weights convert one to one (learning_words/convert/reference_generator.py).
 """
 import math
 

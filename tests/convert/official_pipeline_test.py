@@ -68,11 +68,20 @@ def test_official_files_run_end_to_end(official_layout, tmp_path):
   # 4:2:0 JPEG of 16 px colour noise: ~14 dB against the own image, ~8 against another's.
   assert agree["n"] == 16 and agree["gain"] >= c.gan.agreement_min_gain
   assert pipeline.STAGES["train_gan"].existing(c, work) == wd.official_generator_dir(work)
+  assert pipeline.STAGES["build_data"].existing(c, work) is not None  # checked: not redone
   pipeline.run("train", c, work)
   results = pipeline.run("eval", c, work)
   got = results["negatives_edited"]["results"]
   assert set(got) == {"retrieval", "edited_recall"}
   assert all(np.isfinite(v) for v in got["retrieval"].values() if isinstance(v, float))
+
+  # Another file at the same path is converted anew, and the data checked again.
+  folder = wd.official_generator_dir(work)
+  assert ref_gen.converted_from(folder, weights)
+  torch.save(reference_file(SIZES, seed=4), weights)
+  assert not ref_gen.converted_from(folder, weights)
+  with pytest.raises(errors.InputError, match="disagree"):
+    pipeline.run("build_data", c, work)
 
   # The same files drawn from z of another seed: the check fails and says what to look at.
   wrong = drawn_layout(official_layout, str(tmp_path / "wrong"), weights, z_seed=2)
@@ -85,5 +94,6 @@ def test_official_files_run_end_to_end(official_layout, tmp_path):
 def test_official_data_without_the_official_generator_is_refused(official_layout, tmp_path):
   c = tiny.get_config()
   c.data.source, c.data.official_dir = "official", official_layout[0]
-  with pytest.raises(errors.ConfigError, match="official_weights=generator.pth"):
-    pipeline.run_pipeline(c, str(tmp_path))
+  for mode in ("pipeline", "train", "eval"):
+    with pytest.raises(errors.ConfigError, match="official_weights=generator.pth"):
+      pipeline.run(mode, c, str(tmp_path))

@@ -94,6 +94,8 @@ def test_converted_encoders_match_the_reference_model(kind, tmp_path):
   assert out["model"] == {"run": "reference", "folder": run_dir, "step": 7, "score": 0.42}
   models, step = wd.load_encoders(c, run_dir, "best")  # what --mode=eval restores
   assert step == 7
+  with pytest.raises(errors.ConfigError, match="already has checkpoints.*convert.run"):
+    pipeline.run("convert", c, str(tmp_path))  # never mixed into an existing run
   if kind == "small":  # --config.train.init_from=reference starts from the same weights
     fresh = train.TrainState(c, steps_per_epoch=3)
     train.init_from_run(fresh, run_dir)
@@ -135,6 +137,14 @@ def test_missing_key_and_wrong_shape_name_the_key():
     ref_enc.load_into(models, large, "m.pth.tar")  # a large file into a small config
 
 
-def test_convert_mode_needs_a_file(tmp_path):
+def test_convert_mode_needs_a_file_and_the_reference_settings(tmp_path):
   with pytest.raises(errors.ConfigError, match="official_weights.*model_file"):
     pipeline.run("convert", tiny.get_config(), str(tmp_path))
+  c = config("small")
+  c.model.image_pools, c.model.cosine = 2, True  # shapes alike, another function
+  with pytest.raises(errors.ConfigError, match="image_pools=4 --config.model.cosine=False"):
+    ref_enc.check_config(c.model)
+  # The checkpoint's own recall when the file has it, else the best so far.
+  assert ref_enc.file_score({"recall_now": {"A_r5": 0.2, "I_r5": 0.4}, "best_eval": 0.5}) == \
+      pytest.approx(0.3)
+  assert ref_enc.file_score({"best_eval": 0.5}) == 0.5
