@@ -5,7 +5,8 @@ units, concept-guided units, and the random-location control) with the same budg
 
 The quickstart's world and learner (configs/quickstart.py); runs are `warmup_seed<k>` and
 `<arm>_seed<k>` (learning_words/experiment.py). Running it again skips finished runs and resumes a
-stopped one. Epochs as the quickstart's (2 warm-up, 2 per arm; chosen there on validation).
+stopped one. 2 warm-up + 2 branch epochs: each arm gets the quickstart's 4-epoch budget (README,
+"The reproduce experiment").
 """
 import importlib.util
 import os
@@ -22,6 +23,7 @@ def _quickstart():
 
 def get_config():
   c = _quickstart().get_config()
+  c.train.kinds = ()
   c.experiment.seeds = (0, 1, 2)
   c.experiment.arms = ("regular", "edited_random", "edited_cluster", "edited_random_location")
   return c
