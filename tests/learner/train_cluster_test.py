@@ -26,7 +26,8 @@ def _config():
   c.data.batch_size = 2
   c.train.val_pairs = 2
   c.negatives.threshold = 0.2
-  c.concepts.n_clusters = 2  # embed_dim 8 cut in 2: at least one cluster of >= 4 dimensions
+  c.concepts.n_clusters = 2  # the live dimensions of embed_dim 8 cut in about 2
+  c.concepts.min_size = 2    # clusters of >= 2 dimensions kept: at least one
   c.concepts.dissect_images = 6
   c.concepts.chunk = 4
   c.concepts.dissect_size = 16
@@ -55,7 +56,7 @@ def test_compute_concepts_is_deterministic_with_a_padded_ranking(setup):
     np.testing.assert_array_equal(a, b)
   k = clustering.padded_clusters(c)
   units = gen_lib.layer_shapes(c.gan.sizes)[c.negatives.layer][2]
-  assert k == 2  # min(n_clusters 2, embed_dim 8 // min_size 4)
+  assert k == 2  # min(n_clusters 2, embed_dim 8 // min_size 2)
   assert first.centroids.shape == (k, c.model.embed_dim)
   assert first.ranking.shape == (k, units) and first.ranking.dtype == np.int32
   for row in first.ranking:
