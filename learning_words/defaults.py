@@ -113,6 +113,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.segmenter = ml_collections.ConfigDict()
   c.segmenter.widths = (32, 64, 96)      # U-Net channels at R, R/2, R/4
   c.segmenter.batch_size = 32
+  c.segmenter.crop = 0                   # train on random crops of this side (0: whole renders)
   c.segmenter.steps = 2_000
   c.segmenter.lr = 2e-3                  # Adam, cosine-decayed to 0
   c.segmenter.log_every = 50

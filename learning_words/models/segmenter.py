@@ -25,6 +25,18 @@ def make_coordinates(batch: int, res: int) -> jax.Array:
   return jnp.broadcast_to(jnp.stack([x, y], axis=-1), (batch, res, res, 2))
 
 
+def crop_coordinates(offsets, size: int, res: int) -> np.ndarray:
+  """The coordinates [B, size, size, 2] of square crops of R px images whose top-left pixels are
+  offsets [B, 2] (row, column): each crop keeps its place in the whole image, so a net trained on
+  crops sees the rows (and the perspective) it will see on whole images."""
+  t = (np.arange(res, dtype=np.float32) + 0.5) / res * 2.0 - 1.0
+  offsets = np.asarray(offsets)
+  span = np.arange(size)
+  y = t[offsets[:, :1] + span]  # [B, size]
+  x = t[offsets[:, 1:] + span]
+  return np.stack(np.broadcast_arrays(x[:, None, :], y[:, :, None]), axis=-1)
+
+
 class ConvBlock(nnx.Module):
   """Two 3x3 conv -> BatchNorm -> ReLU layers: [B,h,w,cin] -> [B,h,w,cout]."""
 
@@ -60,12 +72,15 @@ class Segmenter(nnx.Module):
     self.heads = nnx.Dict({a: nnx.Conv(w0, 1 + len(VOCAB[a]), (1, 1), rngs=rngs)
                            for a in ATTRIBUTES})
 
-  def __call__(self, images) -> dict:
-    """images [B,R,R,3] in [-1,1] -> {attr: logits [B,R,R,1+len(VOCAB[attr])]}."""
+  def __call__(self, images, coordinates=None) -> dict:
+    """images [B,R,R,3] in [-1,1] -> {attr: logits [B,R,R,1+len(VOCAB[attr])]}. coordinates
+    [B,R,R,2]: where the pixels lie in the whole image (default: the images are whole)."""
     b, res = images.shape[0], images.shape[1]
     if res % 4 or images.shape[2] != res:
       raise ValueError(f"need square images with a side divisible by 4, got {images.shape}")
-    x = jnp.concatenate([images, make_coordinates(b, res).astype(images.dtype)], axis=-1)
+    if coordinates is None:
+      coordinates = make_coordinates(b, res)
+    x = jnp.concatenate([images, coordinates.astype(images.dtype)], axis=-1)
     f0 = self.enc0(x)
     f1 = self.enc1(downsample(f0))
     f2 = self.mid(downsample(f1))

@@ -1,5 +1,9 @@
 """`--mode=train_segmenter`: trains the per-pixel attribute segmenter on the ground-truth renders.
 
+With `segmenter.crop` it trains on random square crops of that side (each with the coordinates of
+its place in the whole render), which costs (crop / R)^2 of whole renders per step: the 128 px
+segmenter's way to fit a CPU. It is scored on whole val renders either way.
+
 Loss: the sum over heads (shape, colour, size, material) of the mean per-pixel softmax
 cross-entropy; Adam with a cosine-decayed learning rate. Batches are drawn by indices that depend
 only on (seed, step), so a resumed run sees exactly the batches the uninterrupted one would. After
@@ -19,11 +23,11 @@ from flax import nnx
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from learning_words.common import (assets, batching, checkpoints, figures, jsonio,
+from learning_words.common import (assets, batching, checkpoints, errors, figures, jsonio,
                                    mesh as mesh_lib, periodic, writers)
 from learning_words.data import clevr_scenes
 from learning_words.data.vocabulary import ATTRIBUTES, COLOR_RGB, VOCAB
-from learning_words.models.segmenter import Segmenter, predict, to_float
+from learning_words.models.segmenter import Segmenter, crop_coordinates, predict, to_float
 
 KEYS = ("image", *ATTRIBUTES)
 
@@ -49,12 +53,33 @@ def compute_losses(logits: dict, labels: dict) -> dict:
       logits[a], labels[a].astype(jnp.int32)).mean() for a in ATTRIBUTES}
 
 
+def crop_batch(arrays: dict, offsets, size: int) -> dict:
+  """{key: [B,size,size,...]}: the square crop of each row of arrays {key: [B,R,R,...]} whose
+  top-left pixel is offsets [B,2] (row, column), plus its "coordinates" in the whole image."""
+  res = next(iter(arrays.values())).shape[1]
+  offsets = np.asarray(offsets)
+  span = np.arange(size)
+  rows = (offsets[:, :1] + span)[:, :, None]  # [B,size,1]
+  cols = (offsets[:, 1:] + span)[:, None, :]  # [B,1,size]
+  b = np.arange(len(offsets))[:, None, None]
+  out = {k: v[b, rows, cols] for k, v in arrays.items()}
+  out["coordinates"] = crop_coordinates(offsets, size, res)
+  return out
+
+
+def crop_offsets(seed: int, step: int, batch: int, size: int, res: int) -> np.ndarray:
+  """Top-left pixels [batch, 2] of the crops at `step`, a function of (seed, step) only (so a
+  resumed run crops as the uninterrupted one), uniform over the places a crop fits."""
+  return np.random.default_rng([seed, step, 1]).integers(0, res - size + 1, size=(batch, 2))
+
+
 @nnx.jit
-def train_step(s: SegState, images, labels: dict) -> dict:
-  """One Adam step on the summed per-head loss; returns losses and object-pixel accuracies."""
+def train_step(s: SegState, images, labels: dict, coordinates=None) -> dict:
+  """One Adam step on the summed per-head loss; returns losses and object-pixel accuracies.
+  coordinates: where crops lie in their whole images (None: the images are whole)."""
 
   def loss_fn(seg):
-    logits = seg(to_float(images))
+    logits = seg(to_float(images), coordinates)
     terms = compute_losses(logits, labels)
     return sum(terms.values()), (terms, logits)
 
@@ -170,8 +195,12 @@ def train_segmenter(config, seg_dir: str, scenes_dir: str) -> str:
   `scenes_dir`, scores it on their val split, returns the weights folder SEG_DIR/weights."""
   cfg = config.segmenter
   train = clevr_scenes.load_arrays(scenes_dir, "train", KEYS)
-  logging.info("train_segmenter: %d training renders %s", len(train["image"]),
-               train["image"].shape[1:])
+  res = train["image"].shape[1]
+  if cfg.crop and (cfg.crop % 4 or not 0 < cfg.crop <= res):
+    raise errors.ConfigError(f"--config.segmenter.crop={cfg.crop}: must be 0 (whole renders) or a "
+                     f"multiple of 4 up to the render side {res}")
+  logging.info("train_segmenter: %d training renders %s, %s", len(train["image"]),
+               train["image"].shape[1:], f"crops of {cfg.crop} px" if cfg.crop else "whole")
   mesh = mesh_lib.make_mesh()
   s = SegState(cfg, config.seed)
   manager = checkpoints.make_manager(os.path.join(seg_dir, "checkpoints"))
@@ -185,8 +214,12 @@ def train_segmenter(config, seg_dir: str, scenes_dir: str) -> str:
   step_rate = writers.StepRate(start)
   for step in bar:
     idx = batching.host_batch_indices(config.seed, step, len(train["image"]), cfg.batch_size)
-    batch = {k: jax.make_array_from_process_local_data(sharding, train[k][idx]) for k in KEYS}
-    terms = train_step(s, batch["image"], {a: batch[a] for a in ATTRIBUTES})
+    rows = {k: train[k][idx] for k in KEYS}
+    if cfg.crop:
+      rows = crop_batch(rows, crop_offsets(config.seed, step, len(idx), cfg.crop, res), cfg.crop)
+    batch = {k: jax.make_array_from_process_local_data(sharding, v) for k, v in rows.items()}
+    terms = train_step(s, batch["image"], {a: batch[a] for a in ATTRIBUTES},
+                       batch.get("coordinates"))
     done = step + 1
     if periodic.itstime(done, cfg.log_every, cfg.steps):
       terms = {k: float(v) for k, v in terms.items()}
