@@ -225,12 +225,23 @@ def _built(folder: str) -> str | None:
   return folder if os.path.isfile(os.path.join(folder, "dataset_info.json")) else None
 
 
+def _renders_done(config, workdir) -> str | None:
+  """The renders' folder; on the official data, where only the segmenter trains on renders, a
+  note once a segmenter is at hand (e.g. the shipped 128 px one): no renders are needed."""
+  folder = _built(wd.scenes_dir(config, workdir))
+  if folder is None and wd.data_source(config) == "official":
+    seg = wd.segmenter_weights_dir(config, workdir)
+    if seg is not None:
+      return f"not needed (official data; the segmenter is {seg})"
+  return folder
+
+
 def _always_runs(config, workdir) -> None:
   del config, workdir
 
 
 STAGES = {
-    "render": Stage(render, lambda c, w: _built(wd.scenes_dir(c, w))),
+    "render": Stage(render, _renders_done),
     "train_gan": Stage(train_gan, wd.generator_dir),
     "train_segmenter": Stage(train_segmenter, wd.segmenter_weights_dir),
     "invert": Stage(invert, _latents_done),

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from configs import quickstart
-from learning_words import workdir as wd
+from configs import paper, quickstart
+from learning_words import pipeline, workdir as wd
 from learning_words.common import assets
 from learning_words.models import generator as gen_lib
 from learning_words.models import segmenter as seg_lib
@@ -53,6 +53,25 @@ def test_shipped_segmenter_loads_with_its_provenance(tmp_path):
   for head in ("shape", "color", "size", "material"):
     assert pred[head].shape == (16, 32, 32)
     assert np.mean(pred[head][objects] == arrays[head][objects]) >= 0.9, head
+
+
+def test_shipped_128px_segmenter_reads_unseen_renders_and_spares_the_official_renders(tmp_path):
+  c = paper.get_config()  # the official data at 128 px
+  prov = assets.read_provenance("segmenter", c)
+  assert prov["resolution"] == 128 and prov["segmenter_config"]["crop"] == c.segmenter.crop
+  seg = wd.load_segmenter(c, str(tmp_path))
+  # Whole 128 px renders it never saw (seed 99), against the renderer's ground truth.
+  arrays, _, _ = scenes.render_scenes(8, 99, 128, c.world.min_objects, c.world.max_objects)
+  pred = seg_lib.predict(seg, arrays["image"], batch_size=8)
+  objects = arrays["object_id"] > 0
+  for head in ("shape", "color", "size", "material"):
+    assert pred[head].shape == (8, 128, 128)
+    assert np.mean(pred[head][objects] == arrays[head][objects]) >= 0.85, head
+  # With a segmenter at hand the official pipeline renders nothing (only the segmenter needs
+  # renders there); the synthetic world still renders for its GAN and world report.
+  assert "not needed" in pipeline.STAGES["render"].existing(c, str(tmp_path))
+  c.data.source = "synthetic"
+  assert pipeline.STAGES["render"].existing(c, str(tmp_path)) is None
 
 
 def test_pipeline_prefers_shipped_weights_unless_retraining(tmp_path):
