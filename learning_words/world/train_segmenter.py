@@ -259,8 +259,9 @@ def ship_segmenter(config, seg_dir: str, pipeline_times_json: str) -> str:
   times = jsonio.read_json(pipeline_times_json)
   return assets.ship("segmenter", os.path.join(seg_dir, "weights"), config, {
       "segmenter_config": config.segmenter.to_dict(),
-      "command": "python -m learning_words.main --config=configs/quickstart.py --workdir=WORKDIR "
-                 "--mode=train_segmenter --config.segmenter.retrain=True",
+      "command": "python -m learning_words.main --config=PRESET --workdir=WORKDIR "
+                 "--mode=train_segmenter --config.segmenter.retrain=True, with the world_config "
+                 "and segmenter_config recorded here",
       "steps": scores.get("steps"), "train_seconds": times.get("train_segmenter"),
       "val_images": scores.get("num_val"),
       "accuracy": {a: {k: scores[a][k] for k in ("object_accuracy", "pixel_accuracy")}
