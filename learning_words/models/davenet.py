@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from learning_words.models import layers
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 N_MELS = 40
@@ -112,8 +114,17 @@ def valid_mask(n_frames, t: int):
 
 
 def pool_time(x):
-  """Max pool 3 / stride 2 / pad 1 over time: [B,T,C] -> [B,ceil(T/2),C]."""
-  return nnx.max_pool(x, (3,), strides=(2,), padding=((1, 1),))
+  """Max pool 3 / stride 2 / pad 1 over time: [B,T,C] -> [B,ceil(T/2),C].
+
+  Output i is max(x[2i-1], x[2i], x[2i+1]): the frames, padded with -inf, are paired and each
+  pair meets the next pair's first frame. Built from maxima rather than `nnx.max_pool`, whose
+  gradient XLA computes by select-and-scatter (on CPU 5.8 against 33 ms, forward and backward,
+  at 512 frames x 128 channels, batch 32)."""
+  b, t, c = x.shape
+  n = -(-t // 2)
+  padded = jnp.pad(x, ((0, 0), (1, 2 * n + 1 - t), (0, 0)), constant_values=-jnp.inf)
+  pairs = padded.reshape(b, n + 1, 2, c)  # (x[2i-1], x[2i]) for i = 0..n
+  return jnp.maximum(jnp.maximum(pairs[:, :n, 0], pairs[:, :n, 1]), pairs[:, 1:, 0])
 
 
 class ImageEncoder(nnx.Module):
@@ -146,7 +157,7 @@ class ImageEncoder(nnx.Module):
     i = 0
     for block, depth in enumerate(VGG16_DEPTHS):
       if 0 < block <= self.pools:  # pool between blocks only: VGG16's fifth pool is dropped
-        x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+        x = layers.max_pool2x2(x)
       for _ in range(depth):
         x = jax.nn.relu(self.convs[i](x))
         i += 1

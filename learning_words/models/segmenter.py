@@ -53,7 +53,7 @@ class ConvBlock(nnx.Module):
 
 def downsample(x):
   """2x2 max pooling: [B,h,w,C] -> [B,h/2,w/2,C]."""
-  return nnx.max_pool(x, (2, 2), strides=(2, 2))
+  return layers.max_pool2x2(x)
 
 
 class Segmenter(nnx.Module):

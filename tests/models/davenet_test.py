@@ -157,6 +157,24 @@ def test_pool_time_matches_torch_semantics():
       assert got[0, o, c] == max(window)
 
 
+@pytest.mark.parametrize("frames", [8, 9])
+def test_pools_match_flax_max_pool_values_and_gradients(frames):
+  """pool_time and layers.max_pool2x2 against flax's max_pool (select-and-scatter gradient) on
+  tie-free inputs, odd sizes included."""
+  from learning_words.models import layers
+  rng = np.random.default_rng(frames)
+  pairs = [(davenet.pool_time, lambda x: nnx.max_pool(x, (3,), strides=(2,), padding=((1, 1),)),
+            (2, frames, 3)),
+           (layers.max_pool2x2, lambda x: nnx.max_pool(x, (2, 2), strides=(2, 2)),
+            (2, frames, frames + 2, 3))]
+  for ours, flax_pool, shape in pairs:
+    x = jnp.asarray(rng.permutation(np.prod(shape)).reshape(shape).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=flax_pool(x).shape).astype(np.float32))
+    np.testing.assert_array_equal(ours(x), flax_pool(x))
+    np.testing.assert_array_equal(jax.grad(lambda x: (ours(x) * w).sum())(x),
+                                  jax.grad(lambda x: (flax_pool(x) * w).sum())(x))
+
+
 def test_unknown_audio_kind():
   with pytest.raises(ValueError, match="small"):
     davenet.AudioEncoder("huge", SLIM_AUDIO, 8, rngs=nnx.Rngs(0))
