@@ -175,6 +175,20 @@ def test_pools_match_flax_max_pool_values_and_gradients(frames):
                                   jax.grad(lambda x: (flax_pool(x) * w).sum())(x))
 
 
+@pytest.mark.parametrize("frames", [3, 8, 12])
+def test_conv_time_matches_flax_conv_when_the_kernel_outgrows_the_input(frames):
+  """Values and gradients of conv_time against flax's own "SAME" conv, for inputs shorter than
+  the kernel (the windowed matmul) and as long (the conv itself)."""
+  conv = davenet.make_torch_default_conv(6, 5, (9,), rngs=nnx.Rngs(1))
+  x = jax.random.normal(jax.random.key(frames), (2, frames, 6))
+  np.testing.assert_allclose(davenet.conv_time(conv, x), conv(x), rtol=1e-5, atol=1e-6)
+  gd, state = nnx.split(conv)
+  loss = lambda f: jax.grad(lambda st, x: (f(nnx.merge(gd, st), x) ** 2).sum(), argnums=(0, 1))
+  ours, theirs = loss(davenet.conv_time)(state, x), loss(lambda c, x: c(x))(state, x)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_unknown_audio_kind():
   with pytest.raises(ValueError, match="small"):
     davenet.AudioEncoder("huge", SLIM_AUDIO, 8, rngs=nnx.Rngs(0))
