@@ -370,8 +370,7 @@ def test_cluster_mode_first_acceptable_candidate_wins(gen):
   np.testing.assert_allclose(float(stats["mean_strength"]), np.mean(np.array(counts)[choice]))
 
 
-@pytest.mark.parametrize("first_tries", [0, 1])  # 1: the later tries' grown masks in a 2nd call
-def test_cluster_mode_grows_the_ablation_mask_and_checks_the_first(gen, first_tries):
+def test_cluster_mode_grows_the_ablation_mask_and_checks_the_first(gen):
   g = nnx.merge(*gen)
   ranking = np.tile(np.arange(8, dtype=np.int32), (2, 1))
   cluster = np.array([1, 0, 1, 0])
@@ -385,8 +384,7 @@ def test_cluster_mode_grows_the_ablation_mask_and_checks_the_first(gen, first_tr
   # The change is measured inside the *first* mask (heat 0.95), not the grown one.
   change = np.array([oracle_change(want[i], pos[i], np.kron(first[i], np.ones((4, 4))))
                      for i in range(4)])
-  cfg = make_cfg(mode="cluster", threshold=1e9, heat_threshold_step=0.1, ring=False,
-                 first_tries=first_tries, retry_share=1.0)
+  cfg = make_cfg(mode="cluster", threshold=1e9, heat_threshold_step=0.1, ring=False)
   neg, masks, accepted, stats = jit_draw(gen, cfg)(z, mm, n_frames, jax.random.key(0), ranking,
                                                    cluster)
   assert not np.asarray(accepted).any() and float(stats["mean_strength"]) == 7.0
