@@ -33,16 +33,11 @@ def get_config():
   c.model.audio_kind = "small"
   c.model.audio_widths = (64, 128, 128)
   c.model.embed_dim = 128
-  # More tries than the reference's 4: with its rule (fresh units at p = 0.5, the threshold 0.95
+  # 8 tries per sample: with the reference's rule (fresh units at p = 0.5, the threshold 0.95
   # lowered by 0.01 on a fifth of the failed tries) a 4-epoch `regular` model's negatives were
   # accepted for 29% of 320 training pairs at 8 tries against 18% at 4 (mask 6.3% of the image
-  # with the ring); unaccepted samples add no edited term. 12 tries, of which the last 9 go only
-  # to the quarter of the batch still without a negative after 3 (negatives.retry_plan): 5.25
-  # renders per sample instead of 8. On the trained quickstart `negatives_edited` model (320
-  # training pairs) 98.1% were accepted, against 97.8% with all of 8 tries for every sample.
-  c.negatives.candidates = 12
-  c.negatives.first_tries = 3
-  c.negatives.retry_share = 0.25
+  # with the ring); unaccepted samples add no edited term.
+  c.negatives.candidates = 8
   c.negatives.units = 18          # 140 / 512 and 40 / 512 of layer6's 64 units
   c.negatives.units_step = 5
   c.concepts.n_clusters = 64      # the reference's 250 of 512 dims, scaled to embed_dim 128

@@ -26,8 +26,4 @@ def get_config():
   c.train.kinds = ()
   c.experiment.seeds = (0, 1, 2)
   c.experiment.arms = ("regular", "edited_random", "edited_cluster", "edited_random_location")
-  # Every sample gets all 8 tries, as in the measured run: after a `regular` warm-up few
-  # negatives pass (21-40%), and the quickstart's retry plan would cut that further (README).
-  c.negatives.candidates = 8
-  c.negatives.first_tries = 0
   return c

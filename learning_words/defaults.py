@@ -151,11 +151,6 @@ def get_config() -> ml_collections.ConfigDict:
   # edits anywhere
   c.negatives.location = "peak"
   c.negatives.candidates = 4       # tries per sample, all drawn in one generator call
-  # Fewer renders (negatives.retry_plan): every sample gets the first `first_tries` tries and only
-  # a `retry_share` of the batch, the samples still without a negative, gets the rest (0: all
-  # tries for every sample, as the reference's loop would reach them).
-  c.negatives.first_tries = 0
-  c.negatives.retry_share = 0.25
   # Random mode's retry rule (negatives.retry_schedule): fresh units at p every try; after a
   # failed try the threshold falls by threshold_step with chance threshold_drop_prob, else p rises
   # by p_step. The reference trains at a fixed p = 0.5 (its p schedule is dead code there).

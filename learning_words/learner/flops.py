@@ -8,7 +8,6 @@ whose input needs none. Elementwise work (activations, norms, pools, the optimiz
 On CPU this is checked against XLA's own count; on GPUs, where XLA's count leaves out cuDNN
 convolutions, it is the benchmark's only count.
 """
-from learning_words.learner import negatives
 from learning_words.models import davenet, generator as gen_lib
 
 
@@ -94,11 +93,8 @@ def train_step(config, kind: str | None = None) -> dict:
            "audio_encoder": b * trained(audio_encoder(m, frames)),
            "matchmaps": 3.0 * b * b * pair}
   if kind in ("negatives_edited", "negatives_both"):
-    n = config.negatives
-    first, share = negatives.retry_plan(int(n.candidates), b, n.get("first_tries", 0),
-                                        n.get("retry_share", 1.0))
-    renders = first * b + (int(n.candidates) - first) * share
-    parts["negatives"] = (renders * generator(config.gan.sizes, n.layer)  # candidates
+    k = int(config.negatives.candidates)
+    parts["negatives"] = (k * b * generator(config.gan.sizes, config.negatives.layer)  # candidates
                           + b * pair                                   # the mask's matchmap
                           + b * trained(image) + 3.0 * b * pair)       # scoring the negatives
   parts["total"] = sum(parts.values())

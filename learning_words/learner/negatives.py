@@ -11,9 +11,7 @@ The reference retries one sample at a time with host round trips until the chang
 reaches a threshold, and never trains on a rejected negative. Here K tries, drawn by the
 reference's retry rule (random mode: fresh units at p every try, the threshold lowered on a coin
 flip, `retry_schedule`; cluster mode: more units and larger masks, `cluster_schedule`), are
-rendered in ONE batched generator call over [K * B] (or, with a retry plan, the first F tries for
-all and the rest for the samples still without a negative, up to a share of the batch: two calls,
-`retry_plan`); the first acceptable try wins, and samples
+rendered in ONE batched generator call over [K * B]; the first acceptable try wins, and samples
 with none are flagged (`accepted`) so that the loss leaves them out. As in the reference, the
 change is measured on the image encoder's input (ImageNet-normalised). Everything is jittable and
 traced once per shape; there is no loop over the batch.
@@ -22,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from learning_words.common import errors
 from learning_words.models import davenet
 
 
@@ -198,19 +195,6 @@ def candidate_units(ranking, cluster, counts):
   return jnp.stack([select_units_ranked(ranking, clusters[i], int(counts[i])) for i in range(k)])
 
 
-def retry_plan(tries: int, batch: int, first_tries: int, retry_share: float) -> tuple[int, int]:
-  """(F, M): every sample gets the first F of the K tries, and only M of the B samples (those
-  still without an accepted negative, first in batch order) get the other K - F, so a step
-  renders F * B + (K - F) * M candidates instead of K * B. first_tries 0 (or >= K): all K tries
-  for every sample (M = B)."""
-  if not 0 < first_tries < tries:
-    return tries, batch
-  if not 0 < retry_share <= 1:
-    raise errors.ConfigError(f"--config.negatives.retry_share must be in (0, 1], got "
-                             f"{retry_share}")
-  return int(first_tries), max(1, int(np.ceil(retry_share * batch)))
-
-
 def relative_change(images, positives, masks):
   """||(neg - pos) * mask|| / ||pos * mask|| per image. images [...,R,R,3], masks [...,R,R].
 
@@ -288,42 +272,21 @@ def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=Non
 
   ablate_layer, ablate_img = to_layer_and_image(ablate)
   check_img = ablate_img if ablate is check else to_layer_and_image(check)[1]
-  norm_pos = davenet.normalize_images(positives)
+  ablation = ablate_layer[..., None] * units[:, :, None, None, :]  # [K, B, hl, wl, C]
+  edited = (x_layer[None] * (1.0 - ablation)).reshape(k * b, hl, wl, c)  # r = 0
+  images = g.render_from(cfg.layer, edited).reshape(k, b, res, res, 3)
 
-  def render(tries, rows):  # the tries' images [n, M, R, R, 3] and changes [n, M] of batch rows
-    mask = ablate_layer if ablate_layer.shape[0] == 1 else ablate_layer[tries]
-    ablation = mask[:, rows][..., None] * units[tries][:, rows, None, None, :]
-    n, m = ablation.shape[:2]
-    edited = (x_layer[rows][None] * (1.0 - ablation)).reshape(n * m, hl, wl, c)  # r = 0
-    images = g.render_from(cfg.layer, edited).reshape(n, m, res, res, 3)
-    change = relative_change(davenet.normalize_images(images), norm_pos[rows][None],
-                             check_img[:, rows])
-    return images, change
-
-  first, share = retry_plan(k, b, getattr(cfg, "first_tries", 0), getattr(cfg, "retry_share", 1))
-  images, change = render(slice(0, first), slice(None))  # [F,B,...], [F,B]
-  last = jnp.full((b,), k - 1)
-  if first < k:  # the later tries only for the first `share` rows still without a negative
-    pending = ~jnp.any(change >= accept[:first], axis=0)
-    rows = jnp.argsort(~pending, stable=True)[:share]  # pending rows first, in batch order
-    later, later_change = render(slice(first, k), rows)  # [K-F,M,...], [K-F,M]
-    change = jnp.concatenate([change, jnp.full((k - first, b), -jnp.inf).at[:, rows].set(
-        later_change)])  # rows without the later tries never pass them
-    place = jnp.zeros((b,), jnp.int32).at[rows].set(jnp.arange(share, dtype=jnp.int32))
-    last = jnp.where(jnp.zeros((b,), bool).at[rows].set(True), k - 1, first - 1)
+  change = relative_change(davenet.normalize_images(images),
+                           davenet.normalize_images(positives)[None], check_img)  # [K, B]
   ok = change >= accept
   accepted = jnp.any(ok, axis=0)
-  choice = jnp.where(accepted, jnp.argmax(ok, axis=0), last)  # first acceptable, else the last
+  choice = jnp.where(accepted, jnp.argmax(ok, axis=0), k - 1)  # first acceptable, else the last
 
   def pick(v):  # [K, B, ...] -> [B, ...] at each sample's chosen try
     index = choice.reshape((1, b) + (1,) * (v.ndim - 2))
     return jnp.take_along_axis(v, index, axis=0)[0]
 
-  negatives = jnp.take_along_axis(images, jnp.minimum(choice, first - 1).reshape(
-      (1, b, 1, 1, 1)), axis=0)[0]
-  if first < k:
-    from_later = later[jnp.clip(choice - first, 0, k - first - 1), place]
-    negatives = jnp.where((choice >= first)[:, None, None, None], from_later, negatives)
+  negatives = pick(images)
   masks = pick(jnp.broadcast_to(ablate_img, (k, b, res, res)))
   n_ok = jnp.sum(accepted)
   stats = {

@@ -22,18 +22,3 @@ def test_conv_count_matches_xla_on_a_padded_conv():
   cost = cost.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   assert cost["flops"] == 2 * flops.conv2d(4, 3, 16, 32)
-
-
-def test_a_retry_plan_counts_only_the_candidates_it_renders():
-  from configs import tiny
-  from learning_words.learner import negatives
-  c = tiny.get_config()
-  c.data.batch_size, c.negatives.candidates = 8, 4
-  full = flops.train_step(c, "negatives_edited")["negatives"]
-  c.negatives.first_tries, c.negatives.retry_share = 1, 0.25
-  plan = flops.train_step(c, "negatives_edited")["negatives"]
-  # All 4 tries for 8 samples is 32 renders; 1 try for 8 and 3 more for 2 of them is 14.
-  assert full - plan == (32 - 14) * flops.generator(c.gan.sizes, c.negatives.layer)
-  assert negatives.retry_plan(4, 8, 1, 0.25) == (1, 2)
-  assert negatives.retry_plan(4, 8, 3, 0.3) == (3, 3)  # ceil(2.4)
-  assert negatives.retry_plan(4, 8, 0, 0.25) == (4, 8) == negatives.retry_plan(4, 8, 4, 0.25)
