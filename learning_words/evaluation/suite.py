@@ -9,8 +9,8 @@
 
 Each evaluator is `run(ctx: context.Context) -> dict` (JSON-able), deterministic for
 `config.evals.seed`: it receives the encoders, the generator and the data, never a trainer.
-`semantic` and `attributes` need the attribute segmenter; without one (e.g. an official dataset
-evaluated in a workdir that never trained one) they are recorded as skipped, as are
+`semantic` and `attributes` need the attribute segmenter; without one (at a resolution with no
+shipped one, in a workdir that never trained one) they are recorded as skipped, as are
 `edited_recall` and `semantic` on stored positives (no latent to edit).
 """
 import time
