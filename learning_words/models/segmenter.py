@@ -18,13 +18,6 @@ from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.models import layers
 
 
-def make_coordinates(batch: int, res: int) -> jax.Array:
-  """Pixel-centre coordinates [B, R, R, 2] (x = column, y = row), each in [-1, 1]."""
-  t = (jnp.arange(res, dtype=jnp.float32) + 0.5) / res * 2.0 - 1.0
-  y, x = jnp.meshgrid(t, t, indexing="ij")
-  return jnp.broadcast_to(jnp.stack([x, y], axis=-1), (batch, res, res, 2))
-
-
 def crop_coordinates(offsets, size: int, res: int) -> np.ndarray:
   """The coordinates [B, size, size, 2] of square crops of R px images whose top-left pixels are
   offsets [B, 2] (row, column): each crop keeps its place in the whole image, so a net trained on
@@ -35,6 +28,12 @@ def crop_coordinates(offsets, size: int, res: int) -> np.ndarray:
   y = t[offsets[:, :1] + span]  # [B, size]
   x = t[offsets[:, 1:] + span]
   return np.stack(np.broadcast_arrays(x[:, None, :], y[:, :, None]), axis=-1)
+
+
+def make_coordinates(batch: int, res: int) -> jax.Array:
+  """Pixel-centre coordinates [B, R, R, 2] (x = column, y = row), each in [-1, 1]: the crop of the
+  whole image."""
+  return jnp.asarray(crop_coordinates(np.zeros((batch, 2), np.int64), res, res))
 
 
 class ConvBlock(nnx.Module):
@@ -49,11 +48,6 @@ class ConvBlock(nnx.Module):
   def __call__(self, x):
     x = jax.nn.relu(self.norm1(self.conv1(x)))
     return jax.nn.relu(self.norm2(self.conv2(x)))
-
-
-def downsample(x):
-  """2x2 max pooling: [B,h,w,C] -> [B,h/2,w/2,C]."""
-  return layers.max_pool2x2(x)
 
 
 class Segmenter(nnx.Module):
@@ -82,8 +76,8 @@ class Segmenter(nnx.Module):
       coordinates = make_coordinates(b, res)
     x = jnp.concatenate([images, coordinates.astype(images.dtype)], axis=-1)
     f0 = self.enc0(x)
-    f1 = self.enc1(downsample(f0))
-    f2 = self.mid(downsample(f1))
+    f1 = self.enc1(layers.max_pool2x2(f0))
+    f2 = self.mid(layers.max_pool2x2(f1))
     u1 = self.dec1(jnp.concatenate([layers.upsample2x(f2), f1], axis=-1))
     u0 = self.dec0(jnp.concatenate([layers.upsample2x(u1), f0], axis=-1))
     return {a: self.heads[a](u0) for a in ATTRIBUTES}

@@ -197,8 +197,8 @@ def train_segmenter(config, seg_dir: str, scenes_dir: str) -> str:
   train = clevr_scenes.load_arrays(scenes_dir, "train", KEYS)
   res = train["image"].shape[1]
   if cfg.crop and (cfg.crop % 4 or not 0 < cfg.crop <= res):
-    raise errors.ConfigError(f"--config.segmenter.crop={cfg.crop}: must be 0 (whole renders) or a "
-                     f"multiple of 4 up to the render side {res}")
+    raise errors.ConfigError(f"--config.segmenter.crop={cfg.crop}: must be 0 (whole renders) or "
+                             f"a multiple of 4 up to the render side {res}")
   logging.info("train_segmenter: %d training renders %s, %s", len(train["image"]),
                train["image"].shape[1:], f"crops of {cfg.crop} px" if cfg.crop else "whole")
   mesh = mesh_lib.make_mesh()
