@@ -12,7 +12,7 @@ from PIL import Image
 
 from configs import tiny
 from learning_words import pipeline, workdir as wd
-from learning_words.common import checkpoints
+from learning_words.common import checkpoints, errors
 from learning_words.models import segmenter as seg_lib
 from learning_words.world import train_segmenter as st
 from learning_words.world import scenes
@@ -124,11 +124,36 @@ def test_scores_match_a_plain_loop():
   assert results["size"]["confusion"] == want and results["size"]["classes"][0] == "background"
 
 
+def test_crops_and_their_coordinates_match_slices_of_the_whole_render(batch):
+  images, maps = batch
+  arrays = {"image": images, **maps}
+  offsets = st.crop_offsets(3, 7, 8, 8, 16)
+  assert offsets.shape == (8, 2) and offsets.min() >= 0 and offsets.max() <= 8
+  np.testing.assert_array_equal(offsets, st.crop_offsets(3, 7, 8, 8, 16))  # (seed, step) only
+  assert not np.array_equal(offsets, st.crop_offsets(3, 8, 8, 8, 16))
+  crops = st.crop_batch(arrays, offsets, 8)
+  whole = np.asarray(seg_lib.make_coordinates(8, 16))
+  for i, (r, c) in enumerate(offsets.tolist()):
+    for k, v in arrays.items():
+      np.testing.assert_array_equal(crops[k][i], v[i, r:r + 8, c:c + 8])
+    np.testing.assert_array_equal(crops["coordinates"][i], whole[i, r:r + 8, c:c + 8])
+  # A crop of the top-left corner holds the whole render's top-left coordinates.
+  assert crops["coordinates"].shape == (8, 8, 8, 2)
+  corner = st.crop_batch(arrays, np.zeros((8, 2), int), 8)["coordinates"]
+  np.testing.assert_allclose(corner[0, 0, 0], [-1 + 1 / 16, -1 + 1 / 16])
+  np.testing.assert_allclose(corner[0, 0, 7], [-1 + 15 / 16, -1 + 1 / 16])  # x runs along columns
+
+
 def test_stage_trains_scores_and_resumes_exactly(tmp_path):
   config = tiny.get_config()
   config.world.num_train, config.world.num_val = 24, 6
+  config.segmenter.crop = 8  # crops of the 16 px renders; scored on whole val renders
   workdir = str(tmp_path / "work")
   pipeline.render(config, workdir)
+  config.segmenter.crop = 6
+  with pytest.raises(errors.ConfigError, match="segmenter.crop=6"):
+    pipeline.train_segmenter(config, workdir)
+  config.segmenter.crop = 8
   assert "train_segmenter" in pipeline.STAGES
   assert pipeline.STAGES["train_segmenter"].existing(config, workdir) is None
   out = pipeline.train_segmenter(config, workdir)
