@@ -8,8 +8,11 @@ samples/s, FLOPs per step (XLA's cost analysis counts one device's share: it is 
 device count; and the analytic count of learner/flops.py, the only one on GPUs, where XLA's
 leaves out cuDNN convolutions) and the achieved FLOP/s of each; their ratio; and the
 time of validation recall over 500 pairs at the paper's shapes (8x8x512 images, 2048 frames through
-the large speech encoder -> 32 x 512). Weights are random: speed does not depend on them (the
-negatives' candidate schedule is fixed), so no dataset or trained generator is needed.
+the large speech encoder -> 32 x 512). Weights are random, so no dataset or trained generator is
+needed. The regular step's speed does not depend on them; the edited step's does a little: it
+renders only the candidate tries still needed (negatives.first_acceptable), so its JSON carries
+the drawn negatives' statistics (`negatives`: accepted_rate, mean_tries, renders per sample...),
+the analytic count uses the measured renders, and XLA's count holds one round of renders.
 With --peer=torch, the same regular step in PyTorch (torch_peer.py, built from the same initial
 weights, same batch) is timed after ours: `peer_regular_step_s` and `ours_over_peer`.
 """
@@ -76,15 +79,19 @@ def time_step(config, kind: str, steps: int) -> dict:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", float("nan"))) * mesh.devices.size  # per device -> the step's
-  analytic = flops_lib.train_step(config, kind)["total"]
-  times = []
+  times, neg = [], []
   for i in range(steps + 2):
     t0 = time.time()
     st, logs = compiled(st, z_table, batch, jax.random.key(i), cache)
     jax.block_until_ready((st, logs))
     times.append(time.time() - t0)
+    neg.append({k[4:]: float(v) for k, v in logs.items() if k.startswith("neg/")})
   step_s = float(np.median(times[2:]))
-  return {"step_time_s": step_s, "samples_per_s": config.data.batch_size / step_s,
+  # The candidate renders depend on the data (a work queue); XLA counts its loop body once.
+  negatives = {k: float(np.mean([n[k] for n in neg[2:]])) for k in neg[0]}
+  analytic = flops_lib.train_step(config, kind, negatives.get("renders"))["total"]
+  out = {"negatives": negatives} if negatives else {}
+  return {**out, "step_time_s": step_s, "samples_per_s": config.data.batch_size / step_s,
           "flops_per_step": flops, "flops_per_s": flops / step_s,
           "analytic_flops_per_step": analytic, "analytic_flops_per_s": analytic / step_s,
           "compile_s": compile_s,

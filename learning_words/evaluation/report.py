@@ -55,7 +55,8 @@ EXAMPLES = 4  # test pairs in each run's figures
 CURVE_TAGS = ("loss", "val/score", "val/A_r5", "val/I_r5", "neg/accepted_rate", "neg/mask_area",
               "neg/mean_tries")
 # The drawn negatives' training statistics (negatives.draw_negatives), averaged over a run's log.
-NEGATIVE_STATS = ("accepted_rate", "mean_tries", "mask_area", "mean_change", "mean_strength")
+NEGATIVE_STATS = ("accepted_rate", "mean_tries", "mask_area", "mean_change", "mean_strength",
+                  "renders")
 HEADLINE = {"retrieval": ("A_r1", "A_r5", "A_r10", "I_r1", "I_r5", "I_r10"),
             "edited_recall": ("r1", "r5"), "semantic": ("r1", "r3"),
             "attributes": ("categories/color", "categories/material", "categories/size",
@@ -359,8 +360,9 @@ def negatives_table(scalars: dict) -> list:
   lines = ["## Drawn negatives in training", "",
            "Means over each run's logged steps (negatives.draw_negatives): the fraction of samples "
            "with an accepted negative (the others add no edited term), the tries an accepted one "
-           "took, the ablation mask's share of the image, the relative change inside it, and the "
-           "chosen p or unit count.", "",
+           "took, the ablation mask's share of the image, the relative change inside it, the "
+           "chosen p or unit count, and the candidate tries rendered per sample (runs before "
+           "the work queue rendered every try).", "",
            "| run | " + " | ".join(NEGATIVE_STATS) + " |",
            "| --- " * (1 + len(NEGATIVE_STATS)) + "|"]
   for run in runs:

@@ -10,12 +10,14 @@ from learning_words.learner import clustering, matchmap, negatives
 from learning_words.models import encoders
 
 
-def draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_arrays=None):
+def draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_arrays=None,
+         groups: int = 1):
   """(negatives [B,R,R,3], masks [B,R,R], accepted [B], statistics) of the positives G(z) (see
   the module docstring and negatives.draw_negatives); concept_arrays: clustering.ConceptArrays,
-  needed in cluster mode only."""
+  needed in cluster mode only; groups: negatives.first_acceptable's work queues (one per device)."""
   if config.negatives.mode != "cluster":
-    return negatives.draw_negatives(g, z, x_layer, positives, mm, frames, key, config.negatives)
+    return negatives.draw_negatives(g, z, x_layer, positives, mm, frames, key, config.negatives,
+                                    groups=groups)
   if concept_arrays is None:
     raise ValueError("negatives.mode='cluster' needs the concept arrays "
                      "(clustering.compute_concepts)")
@@ -24,7 +26,7 @@ def draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_ar
   cluster = clustering.choose_clusters(k_clusters, feature, concept_arrays,
                                        int(config.negatives.candidates))
   return negatives.draw_negatives(g, z, x_layer, positives, mm, frames, k_units, config.negatives,
-                                  ranking=concept_arrays.ranking, cluster=cluster)
+                                  ranking=concept_arrays.ranking, cluster=cluster, groups=groups)
 
 
 def draw_examples(models, g, z, spec, n_frames, key, config, concept_arrays=None):

@@ -74,10 +74,11 @@ def trained(per_layer: list[float], first_needs_grad: bool = False) -> float:
   return 3.0 * sum(per_layer) - (0.0 if first_needs_grad else per_layer[0])
 
 
-def train_step(config, kind: str | None = None) -> dict:
+def train_step(config, kind: str | None = None, renders: float | None = None) -> dict:
   """{part: FLOPs} of one train step of `kind` (default config.loss.kind) on the global batch,
   and their 'total'. Positives come from the generator unless data.positives is 'stored' or
-  train.cache_positives reads them from the cache."""
+  train.cache_positives reads them from the cache. renders: candidate tries rendered per sample
+  (the step's `neg/renders`; they depend on the data), default all negatives.candidates."""
   kind = kind or config.loss.kind
   m, b = config.model, int(config.data.batch_size)
   stored = config.data.get("positives", "generator") == "stored"
@@ -93,7 +94,7 @@ def train_step(config, kind: str | None = None) -> dict:
            "audio_encoder": b * trained(audio_encoder(m, frames)),
            "matchmaps": 3.0 * b * b * pair}
   if kind in ("negatives_edited", "negatives_both"):
-    k = int(config.negatives.candidates)
+    k = float(config.negatives.candidates if renders is None else renders)
     parts["negatives"] = (k * b * generator(config.gan.sizes, config.negatives.layer)  # candidates
                           + b * pair                                   # the mask's matchmap
                           + b * trained(image) + 3.0 * b * pair)       # scoring the negatives

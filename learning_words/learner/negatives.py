@@ -11,8 +11,10 @@ The reference retries one sample at a time with host round trips until the chang
 reaches a threshold, and never trains on a rejected negative. Here K tries, drawn by the
 reference's retry rule (random mode: fresh units at p every try, the threshold lowered on a coin
 flip, `retry_schedule`; cluster mode: more units and larger masks, `cluster_schedule`), are
-rendered in ONE batched generator call over [K * B]; the first acceptable try wins, and samples
-with none are flagged (`accepted`) so that the loss leaves them out. As in the reference, the
+drawn up front; the first acceptable try wins, and samples with none are flagged (`accepted`) so
+that the loss leaves them out. Only the tries that can still matter are rendered: a work queue
+(`first_acceptable`) renders B tries per batched generator call, so most samples cost one or two
+renders, not K. As in the reference, the
 change is measured on the image encoder's input (ImageNet-normalised). Everything is jittable and
 traced once per shape; there is no loop over the batch.
 """
@@ -207,7 +209,82 @@ def relative_change(images, positives, masks):
   return num / jnp.maximum(den, 1e-8)
 
 
-def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=None, cluster=None):
+def first_acceptable(render, x_layer, ablate_layer, units, check_img, accept, positives,
+                     groups: int = 1):
+  """Each sample's first acceptable try, rendering only the tries that are still needed.
+
+  Try k of sample i ablates units[k, i] inside ablate_layer[k, i] (a [1,...] mask serves every
+  try) and is acceptable when its relative change inside check_img[k, i] reaches accept[k, i].
+  The answer equals rendering all K tries and taking the first acceptable one, but a work queue
+  renders B tries per round: the samples still pending share the B slots (with P of them pending,
+  each gets its next ceil(B / P) or so tries), so after the first round (try 0 of everyone) the
+  few hard samples take many tries at once. A round is one batched generator call; rounds repeat
+  in a while loop until every sample has an acceptable try or has used all K.
+
+  render: layer output [n,hl,wl,C] -> images [n,R,R,3]; x_layer [B,hl,wl,C]; ablate_layer
+  [K|1,B,hl,wl]; units [K,B,C]; check_img [K|1,B,R,R]; accept [K,B]; positives [B,R,R,3].
+  groups: the batch is cut into this many equal groups, each with its own queue (one per device,
+  so that the queue's gathers stay on the device that holds the group).
+  Returns (images [B,R,R,3]: the chosen try, or the last try where none was acceptable;
+  choice int [B]; accepted bool [B]; change [B] of the returned image; renders: tries rendered
+  per sample, a scalar, at most K).
+  """
+  k, b = accept.shape
+  if b % groups:
+    raise ValueError(f"a batch of {b} does not split into {groups} groups")
+  n = b // groups
+
+  def split(v, batch_axis):  # batch axis -> [groups, n] at the front
+    v = jnp.moveaxis(v, batch_axis, 0)
+    return v.reshape((groups, n) + v.shape[1:])
+
+  def one_group(x, ablate, unit, check, thr, pos):  # every batch axis first, tries second
+    pos_n = davenet.normalize_images(pos)
+
+    def pending(state):
+      next_try, done = state[0], state[1]
+      return ~done & (next_try < k)
+
+    def round_(state):
+      next_try, done, choice, change, images, rounds = state
+      todo = pending(state)
+      count = jnp.maximum(jnp.sum(todo), 1)
+      slot = jnp.arange(n)
+      sample = jnp.argsort(~todo, stable=True)[slot % count]  # the pending samples first
+      t = next_try[sample] + slot // count
+      valid = todo[sample] & (t < k)
+      tc = jnp.minimum(t, k - 1)
+      mask = ablate[sample, jnp.minimum(tc, ablate.shape[1] - 1)]  # [n,hl,wl]
+      out = render(x[sample] * (1.0 - mask[..., None] * unit[sample, tc][:, None, None, :]))
+      c = relative_change(davenet.normalize_images(out), pos_n[sample],
+                          check[sample, jnp.minimum(tc, check.shape[1] - 1)])
+      ok = valid & (c >= thr[sample, tc])
+      first = jnp.minimum(jax.ops.segment_min(jnp.where(ok, t, k), sample, n), k)  # [n]
+      keep = valid & (jnp.where(ok, t == first[sample], (t == k - 1) & (first[sample] == k)))
+      dest = jnp.where(keep, sample, n)  # one kept slot per sample at most; others dropped
+      images = images.at[dest].set(out, mode="drop")
+      change = change.at[dest].set(c, mode="drop")
+      found = first < k
+      reached = jax.ops.segment_max(jnp.where(valid, t + 1, 0), sample, n)
+      return (jnp.maximum(next_try, reached), done | found, jnp.where(found, first, choice),
+              change, images, rounds + 1)
+
+    start = (jnp.zeros(n, jnp.int32), jnp.zeros(n, bool), jnp.full(n, k - 1, jnp.int32),
+             jnp.zeros(n, pos.dtype), jnp.zeros_like(pos), jnp.int32(0))
+    _, done, choice, change, images, rounds = jax.lax.while_loop(
+        lambda s: jnp.any(pending(s)), round_, start)
+    return images, choice, done, change, rounds
+
+  images, choice, done, change, rounds = jax.vmap(one_group)(
+      split(x_layer, 0), split(ablate_layer, 1), split(units, 1), split(check_img, 1),
+      split(accept, 1), split(positives, 0))
+  merge = lambda v: v.reshape((b,) + v.shape[2:])
+  return (merge(images), merge(choice), merge(done), merge(change),
+          jnp.mean(rounds.astype(jnp.float32)))
+
+
+def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=None, cluster=None,
+                   groups: int = 1):
   """Edited negatives of a batch of positives -> (negatives [B,R,R,3], masks [B,R,R],
   accepted bool [B], stats).
 
@@ -224,7 +301,9 @@ def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=Non
   figures only: training gives such a sample no edited term, as the reference never trains on a
   rejected negative). masks: the chosen try's ablation mask at image resolution. stats (scalars):
   accepted_rate, mean_tries (tries an accepted sample took), mean_strength (chosen p or unit
-  count), mean_change (chosen relative change), mask_area (the chosen ablation masks' mean).
+  count), mean_change (chosen relative change), mask_area (the chosen ablation masks' mean),
+  renders (tries rendered per sample, <= K). groups: see first_acceptable (the train step passes
+  its device count).
   """
   if x_layer is None:
     x_layer = g.features(z, [cfg.layer])[cfg.layer]
@@ -272,29 +351,23 @@ def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=Non
 
   ablate_layer, ablate_img = to_layer_and_image(ablate)
   check_img = ablate_img if ablate is check else to_layer_and_image(check)[1]
-  ablation = ablate_layer[..., None] * units[:, :, None, None, :]  # [K, B, hl, wl, C]
-  edited = (x_layer[None] * (1.0 - ablation)).reshape(k * b, hl, wl, c)  # r = 0
-  images = g.render_from(cfg.layer, edited).reshape(k, b, res, res, 3)
+  render = lambda edited: g.render_from(cfg.layer, edited)
+  negatives, choice, accepted, change, renders = first_acceptable(
+      render, x_layer, ablate_layer, units, check_img, accept, positives, groups)
 
-  change = relative_change(davenet.normalize_images(images),
-                           davenet.normalize_images(positives)[None], check_img)  # [K, B]
-  ok = change >= accept
-  accepted = jnp.any(ok, axis=0)
-  choice = jnp.where(accepted, jnp.argmax(ok, axis=0), k - 1)  # first acceptable, else the last
-
-  def pick(v):  # [K, B, ...] -> [B, ...] at each sample's chosen try
-    index = choice.reshape((1, b) + (1,) * (v.ndim - 2))
+  def pick(v):  # [K or 1, B, ...] -> [B, ...] at each sample's chosen try
+    index = jnp.minimum(choice, v.shape[0] - 1).reshape((1, b) + (1,) * (v.ndim - 2))
     return jnp.take_along_axis(v, index, axis=0)[0]
 
-  negatives = pick(images)
-  masks = pick(jnp.broadcast_to(ablate_img, (k, b, res, res)))
+  masks = pick(ablate_img)
   n_ok = jnp.sum(accepted)
   stats = {
       "accepted_rate": jnp.mean(accepted.astype(jnp.float32)),
       "mean_tries": jnp.sum(jnp.where(accepted, choice + 1, 0)) / jnp.maximum(n_ok, 1),
       "mean_strength": jnp.mean(pick(strength)),
-      "mean_change": jnp.mean(pick(change)),
+      "mean_change": jnp.mean(change),
       "mask_area": jnp.mean(masks),
+      "renders": renders,
   }
   return (jax.lax.stop_gradient(negatives), jax.lax.stop_gradient(masks), accepted,
           jax.tree.map(jax.lax.stop_gradient, stats))

@@ -96,10 +96,11 @@ def draw_positive_cache(g, z_table, config, sharding=None) -> PositiveCache | No
 
 
 def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays=None,
-               cache: PositiveCache | None = None):
+               cache: PositiveCache | None = None, groups: int = 1):
   """One SGD step; returns the logged scalars (every loss term and the negatives' statistics).
   concept_arrays: clustering.ConceptArrays, needed in cluster mode only; cache: the positives
-  drawn once (draw_positive_cache), else the step draws them."""
+  drawn once (draw_positive_cache), else the step draws them; groups: the mesh's devices (one
+  queue of candidate renders each, negatives.first_acceptable)."""
   kind = config.loss.kind
   k_neg, k_loss = jax.random.split(key)
   if stored_positives(config):
@@ -121,7 +122,7 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       mm = jax.lax.stop_gradient(matchmap.matchmap(img, aud, cosine=config.model.cosine))
       neg, _, accepted, stats = drawing.draw(g, z, x_layer, positives, jax.lax.stop_gradient(img),
                                    jax.lax.stop_gradient(aud), mm, frames, k_neg, config,
-                                   concept_arrays)
+                                   concept_arrays, groups)
       img_neg = models.image(neg)
       s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
     loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin,
@@ -213,7 +214,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   z_table = jax.device_put(jnp.asarray(gen_lib.latent_table(latents, n_z, g.sizes[0])),
                            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   cache = draw_positive_cache(g, z_table, config, z_table.sharding)
-  step_fn = nnx.jit(functools.partial(train_step, config=config))
+  step_fn = nnx.jit(functools.partial(train_step, config=config, groups=mesh.size))
   examples_fn = nnx.jit(functools.partial(drawing.draw_examples, config=config))  # compiled once
   host = jax.process_index()
   writer = writers.Writer(os.path.join(run_dir, "tensorboard"), host == 0)

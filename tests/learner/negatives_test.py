@@ -204,7 +204,7 @@ def gen():
   return nnx.split(g)
 
 
-def jit_draw(gen, cfg, traces=None):
+def jit_draw(gen, cfg, traces=None, groups=1):
   graphdef, state = gen
 
   @jax.jit
@@ -214,7 +214,7 @@ def jit_draw(gen, cfg, traces=None):
     g = nnx.merge(graphdef, state)
     x = g.features(z, [cfg.layer])[cfg.layer]
     return negatives.draw_negatives(g, z, x, g.render_from(cfg.layer, x), mm, n_frames, key, cfg,
-                                    ranking, cluster)
+                                    ranking, cluster, groups)
   return lambda *a: draw(state, *a)
 
 
@@ -247,15 +247,33 @@ def test_random_mode_traces_once_and_edits_inside_the_mask(gen, ring):
     assert inside > 4 * outside, (inside, outside)
     assert np.asarray(accepted).all() and float(stats["accepted_rate"]) == 1.0
     assert float(stats["mean_tries"]) == 1.0
+    assert float(stats["renders"]) == 1.0  # one round: try 0 of every sample
     np.testing.assert_allclose(float(stats["mean_strength"]), 0.5)
     np.testing.assert_allclose(float(stats["mask_area"]), want.mean(), rtol=1e-6)
     assert float(stats["mean_change"]) > 0
   assert len(traces) == 1
 
 
-def test_random_mode_matches_the_reference_retry_loop(gen):
-  """Batched tries against the reference's per-sample loop (one generator call per try) with the
-  same random draws: the same negatives, acceptance, tries and statistics."""
+def oracle_rounds(needed, k, slots):
+  """Rounds of the work queue (first_acceptable) for samples that need needed[i] tries (their
+  first acceptable try + 1, or k), `slots` renders a round shared in order among the pending
+  samples: a plain loop over rounds and slots."""
+  done_tries, rounds = [0] * len(needed), 0
+  while any(d < n for d, n in zip(done_tries, needed)):
+    pending = [i for i, (d, n) in enumerate(zip(done_tries, needed)) if d < n]
+    got = [0] * len(needed)
+    for slot in range(slots):
+      got[pending[slot % len(pending)]] += 1
+    done_tries = [min(d + g, k) for d, g in zip(done_tries, got)]
+    rounds += 1
+  return rounds
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_random_mode_matches_the_reference_retry_loop(gen, groups):
+  """The work queue against the reference's per-sample loop (one generator call per try) with the
+  same random draws: the same negatives, acceptance, tries and statistics, in one queue or in
+  one per group of 4 samples; and as many rounds as a plain simulation of the queue takes."""
   g = nnx.merge(*gen)
   b, k = 12, 4
   z = jax.random.normal(jax.random.key(7), (b, SIZES[0]))
@@ -294,7 +312,7 @@ def test_random_mode_matches_the_reference_retry_loop(gen):
     want_neg.append(image)
     want_tries.append(t + 1)
     want_p.append(min(p, 1.0))
-  neg, masks, accepted, stats = jit_draw(gen, cfg)(z, mm, n_frames, key, None, None)
+  neg, masks, accepted, stats = jit_draw(gen, cfg, groups=groups)(z, mm, n_frames, key, None, None)
   want_ok = np.array(want_ok)
   assert 0 < want_ok.mean() < 1 and len(set(want_tries)) > 2  # several outcomes exercised
   np.testing.assert_array_equal(np.asarray(accepted), want_ok)
@@ -304,6 +322,9 @@ def test_random_mode_matches_the_reference_retry_loop(gen):
   np.testing.assert_allclose(float(stats["mean_tries"]), np.mean(np.array(want_tries)[want_ok]),
                              rtol=1e-6)
   np.testing.assert_allclose(float(stats["mean_strength"]), np.mean(want_p), rtol=1e-6)
+  n = b // groups
+  rounds = [oracle_rounds(want_tries[i:i + n], k, n) for i in range(0, b, n)]
+  np.testing.assert_allclose(float(stats["renders"]), np.mean(rounds), rtol=1e-6)
 
 
 def test_random_mode_none_accepted(gen):
@@ -313,6 +334,7 @@ def test_random_mode_none_accepted(gen):
   _, _, accepted, stats = jit_draw(gen, cfg)(z, mm, n_frames, jax.random.key(0), None, None)
   assert not np.asarray(accepted).any() and float(stats["accepted_rate"]) == 0.0
   assert float(stats["mean_tries"]) == 0.0
+  assert float(stats["renders"]) == 3.0  # every try of every sample: K rounds of B
 
 
 def oracle_candidates(g, z, masks_layer, ranking, cluster, counts):
