@@ -23,15 +23,31 @@ BATCH_KEYS = ("id", "z_index", "image", "spec", "n_frames")
 
 
 class Featurise(grain.transforms.RandomMap):
-  """Record -> {id, z_index, image, spec [frames, 40], n_frames}; random crop when `train`."""
+  """Record -> {id, z_index, image, spec [frames, 40], n_frames}; random crop when `train`.
 
-  def __init__(self, frames: int, train: bool):
+  Training reads every caption once per epoch, and its log-mel (the whole recording, before the
+  crop) does not change: the first `cache_bytes` of them are kept by record id, so later epochs
+  only crop. The cached arrays are the computed ones, so results do not depend on the cache.
+  """
+
+  def __init__(self, frames: int, train: bool, cache_bytes: int = 0):
     self.frames = frames
     self.train = train
+    self.cache_bytes = cache_bytes
+    self._specs, self._cached = {}, 0
+
+  def log_mel(self, element) -> np.ndarray:
+    key = int(element["id"])
+    spec = self._specs.get(key)
+    if spec is None:
+      spec = audio.log_mel_spectrogram(records.decode_pcm16(np.asarray(element["waveform"])))
+      if self._cached + spec.nbytes <= self.cache_bytes:
+        self._specs[key] = spec
+        self._cached += spec.nbytes
+    return spec
 
   def random_map(self, element, rng: np.random.Generator):
-    wav = records.decode_pcm16(np.asarray(element["waveform"]))
-    spec = audio.log_mel_spectrogram(wav)
+    spec = self.log_mel(element)
     offset = 0
     if self.train and spec.shape[0] > self.frames:
       offset = int(rng.integers(0, spec.shape[0] - self.frames + 1))
@@ -50,11 +66,12 @@ def open_source(data_dir: str, split: str):
 
 
 def make_loader(source, *, batch_size: int, frames: int, train: bool, seed: int,
-                worker_count: int = 0) -> grain.DataLoader:
+                worker_count: int = 0, cache_gb: float = 0.0) -> grain.DataLoader:
   """Per-host loader: seeded shuffle (train), this host's shard, featurise, batch.
 
   `batch_size` is the GLOBAL batch; each of the jax.process_count() hosts loads its share.
   Training repeats forever and drops the last partial batch; evaluation is one ordered pass.
+  cache_gb: log-mels kept across epochs (Featurise), shared out among the worker processes.
   """
   hosts = jax.process_count()
   if worker_count > 0 and not flags.FLAGS.is_parsed():
@@ -68,7 +85,7 @@ def make_loader(source, *, batch_size: int, frames: int, train: bool, seed: int,
       shuffle=train, num_epochs=None if train else 1, seed=seed)
   return grain.DataLoader(
       data_source=source, sampler=sampler,
-      operations=[Featurise(frames, train),
+      operations=[Featurise(frames, train, int(cache_gb * 2**30) // max(worker_count, 1)),
                   grain.transforms.Batch(batch_size // hosts, drop_remainder=train)],
       worker_count=worker_count)
 

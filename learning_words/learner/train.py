@@ -203,7 +203,8 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   loader = input_pipeline.make_loader(src, batch_size=config.data.batch_size,
                                       frames=config.data.train_frames, train=True,
                                       seed=train_seed(config),
-                                      worker_count=config.data.worker_count)
+                                      worker_count=config.data.worker_count,
+                                      cache_gb=config.data.spec_cache_gb)
   it = iter(loader)
   manager = make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), cfg.keep_checkpoints)
   start = checkpoints.restore(manager, {"models": state.models, "opt": state.opt, "data": it})

@@ -53,6 +53,32 @@ def test_train_crops_are_random_windows_of_the_full_spectrogram(data_dir, offici
   assert len(set(offsets)) > 1
 
 
+def test_cached_log_mels_give_the_same_batches_and_respect_the_budget(data_dir, official_layout):
+  """Three epochs with the log-mel cache equal three without it (same seed, same crops); a
+  budget of two recordings keeps two, and every crop still matches its file's spectrogram."""
+  root, _ = official_layout
+  src = input_pipeline.open_source(data_dir, "train")
+  run = lambda gb: [next(it) for it in [iter(input_pipeline.make_loader(
+      src, batch_size=2, frames=32, train=True, seed=4, cache_gb=gb))] for _ in range(9)]
+  for got, want in zip(run(1.0), run(0.0)):  # 6 records, 3 batches per epoch
+    for k in input_pipeline.BATCH_KEYS:
+      np.testing.assert_array_equal(got[k], want[k])
+  full = {i: _full_spec(root, i) for i in FIXTURE_SPLITS["train"]}
+  sizes = sorted(f.nbytes for f in full.values())
+  featurise = input_pipeline.Featurise(32, train=True, cache_bytes=sizes[0] + sizes[1])
+  rng = np.random.default_rng(0)
+  for _ in range(2):
+    for k in range(len(src)):
+      out = featurise.random_map(src[k], rng)
+      diffs = [np.abs(full[int(out["id"])][o:o + 32] - out["spec"]).max()
+               for o in range(full[int(out["id"])].shape[0] - 31)]
+      assert min(diffs) < 1e-4
+  kept = featurise._specs  # pylint: disable=protected-access
+  assert 1 <= len(kept) <= 2 and sum(v.nbytes for v in kept.values()) <= sizes[0] + sizes[1]
+  for i, spec in kept.items():
+    np.testing.assert_allclose(spec, full[i], atol=1e-4)
+
+
 def test_resume_gives_exactly_the_same_next_batches(data_dir):
   src = input_pipeline.open_source(data_dir, "train")
   make = lambda: input_pipeline.make_loader(src, batch_size=2, frames=32, train=True, seed=3)
