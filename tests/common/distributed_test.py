@@ -26,8 +26,9 @@ def _start_workers(tmp_path, n: int = 2):
   """n worker processes joined on 127.0.0.1, two CPU devices each; returns [(process, i)]."""
   port = _free_port()
   # Own environment: the pytest process forces 8 devices (conftest.py); each worker gets 2.
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": worker.ROOT,
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+  flags = " ".join(flags + ["--xla_force_host_platform_device_count=2"])
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": worker.ROOT, "XLA_FLAGS": flags}
   env.pop("JAX_COORDINATOR_ADDRESS", None)
   procs = []
   for i in range(n):
