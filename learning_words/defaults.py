@@ -135,6 +135,10 @@ def get_config() -> ml_collections.ConfigDict:
   # BatchNorm statistics): a padded caption is then encoded as at its own length, like the word
   # test's recordings (davenet.AudioEncoder). The reference feeds the padding through (False).
   c.model.mask_padding = False
+  # The encoders' convolutions compute in this dtype: 'float32', or 'bfloat16' on GPUs / TPUs
+  # (parameters, BatchNorm, embeddings, matchmaps and losses stay float32). On this CPU bfloat16
+  # convolutions are slower than float32.
+  c.model.dtype = "float32"
 
   # Loss (learning_words/learner/losses.py).
   c.loss = ml_collections.ConfigDict()

@@ -82,19 +82,23 @@ def pooled_frames(n_frames, t_out: int, ratio_or_encoder):
   return jnp.clip(jnp.asarray(n_frames) // ratio, 1, int(t_out)).astype(jnp.int32)
 
 
-def make_vgg_conv(cin: int, cout: int, *, rngs: nnx.Rngs) -> nnx.Conv:
-  """3x3 conv initialised as torchvision's VGG: N(0, 2 / fan_out) weights, zero biases."""
+def make_vgg_conv(cin: int, cout: int, *, rngs: nnx.Rngs, dtype=None) -> nnx.Conv:
+  """3x3 conv initialised as torchvision's VGG: N(0, 2 / fan_out) weights, zero biases.
+  dtype: the compute dtype (parameters stay float32)."""
   init = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-  return nnx.Conv(cin, cout, (3, 3), padding="SAME", kernel_init=init, rngs=rngs)
+  return nnx.Conv(cin, cout, (3, 3), padding="SAME", kernel_init=init, rngs=rngs, dtype=dtype)
 
 
-def make_torch_default_conv(cin: int, cout: int, kernel, *, rngs: nnx.Rngs) -> nnx.Conv:
-  """Conv ("SAME" padding) with torch's default init: weights and biases U(+-1/sqrt(fan_in))."""
+def make_torch_default_conv(cin: int, cout: int, kernel, *, rngs: nnx.Rngs,
+                            dtype=None) -> nnx.Conv:
+  """Conv ("SAME" padding) with torch's default init: weights and biases U(+-1/sqrt(fan_in)).
+  dtype: the compute dtype (parameters stay float32)."""
   bound = 1.0 / math.sqrt(cin * math.prod(kernel))
   bias_init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(
       key, shape, dtype, -bound, bound)
   return nnx.Conv(cin, cout, tuple(kernel), padding="SAME", rngs=rngs, bias_init=bias_init,
-                  kernel_init=jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"))
+                  kernel_init=jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+                  dtype=dtype)
 
 
 def receptive_field(kind: str, kernel: int = 17) -> int:
@@ -117,9 +121,11 @@ def conv_time(conv: nnx.Conv, x):
   if t >= k:
     return conv(x)
   lo = (k - 1) // 2
-  padded = jnp.pad(x, ((0, 0), (lo, k - 1 - lo), (0, 0)))
+  dtype = conv.dtype or x.dtype
+  padded = jnp.pad(x.astype(dtype), ((0, 0), (lo, k - 1 - lo), (0, 0)))
   windows = jnp.stack([padded[:, j:j + t] for j in range(k)], axis=2)  # [B,T,k,C]
-  return jnp.einsum("btkc,kco->bto", windows, conv.kernel[...]) + conv.bias[...]
+  return (jnp.einsum("btkc,kco->bto", windows, conv.kernel[...].astype(dtype))
+          + conv.bias[...].astype(dtype))
 
 
 def valid_mask(n_frames, t: int):
@@ -147,20 +153,21 @@ class ImageEncoder(nnx.Module):
   widths: the five VGG16 block widths, (64, 128, 256, 512, 512) for the reference; slim presets
   shrink them. pools: 2x max-pools between blocks, 4 in the reference (128 px -> 8x8); 32 px
   presets use 2 so the matchmap keeps the reference's 8x8 grid (the first blocks then pool).
-  Images [B,R,R,3] in [-1,1] -> [B,R/2**pools,R/2**pools,embed_dim].
+  Images [B,R,R,3] in [-1,1] -> [B,R/2**pools,R/2**pools,embed_dim], float32 whatever the
+  convolutions compute in (dtype; parameters stay float32).
   """
 
   def __init__(self, widths=(64, 128, 256, 512, 512), embed_dim: int = 512, *, rngs: nnx.Rngs,
-               pools: int = 4):
+               pools: int = 4, dtype=None):
     if len(widths) != len(VGG16_DEPTHS):
       raise ValueError(f"need {len(VGG16_DEPTHS)} block widths, got {widths}")
     convs, cin = [], 3
     for width, depth in zip(widths, VGG16_DEPTHS):
       for _ in range(depth):
-        convs.append(make_vgg_conv(cin, int(width), rngs=rngs))
+        convs.append(make_vgg_conv(cin, int(width), rngs=rngs, dtype=dtype))
         cin = int(width)
     self.convs = nnx.List(convs)
-    self.embed = make_torch_default_conv(cin, embed_dim, (3, 3), rngs=rngs)
+    self.embed = make_torch_default_conv(cin, embed_dim, (3, 3), rngs=rngs, dtype=dtype)
     self.embed_dim = embed_dim
     self.pools = pools
 
@@ -175,7 +182,7 @@ class ImageEncoder(nnx.Module):
       for _ in range(depth):
         x = jax.nn.relu(self.convs[i](x))
         i += 1
-    x = self.embed(x)  # [B, R/2**pools, R/2**pools, D]
+    x = self.embed(x).astype(jnp.float32)  # [B, R/2**pools, R/2**pools, D]
     return x if pre_relu else jax.nn.relu(x)
 
 
@@ -190,10 +197,11 @@ class AudioEncoder(nnx.Module):
   kernel: the time width of the convs after each pool (the reference's 17). It sets how much of
   a caption one output frame sees: 249 input frames for small at 17 (about 5 spoken words of our
   TTS), 81 at 5 (one or two), see `receptive_field`.
+  dtype: the convolutions' compute dtype (parameters, the BatchNorm and the output stay float32).
   """
 
   def __init__(self, kind: str = "large", widths=(128, 256, 512), embed_dim: int = 512, *,
-               rngs: nnx.Rngs, mask_padding: bool = False, kernel: int = 17):
+               rngs: nnx.Rngs, mask_padding: bool = False, kernel: int = 17, dtype=None):
     self.pooling_ratio = audio_pooling_ratio(kind)
     self.mask_padding = bool(mask_padding)
     self.kind = kind
@@ -207,11 +215,11 @@ class AudioEncoder(nnx.Module):
     mids += mids[-1:] * (n_pools - 1 - len(mids))
     # Momentum / epsilon as torch's BatchNorm2d defaults (momentum 0.1 there is 0.9 here).
     self.norm = nnx.BatchNorm(1, momentum=0.9, epsilon=1e-5, rngs=rngs)
-    self.mel = make_torch_default_conv(N_MELS, w_mel, (1,), rngs=rngs)
-    self.local = make_torch_default_conv(w_mel, w_local, (11,), rngs=rngs)
+    self.mel = make_torch_default_conv(N_MELS, w_mel, (1,), rngs=rngs, dtype=dtype)
+    self.local = make_torch_default_conv(w_mel, w_local, (11,), rngs=rngs, dtype=dtype)
     cins, couts = [w_local] + mids, mids + [embed_dim]
-    self.stages = nnx.List([make_torch_default_conv(ci, co, (int(kernel),), rngs=rngs)
-                            for ci, co in zip(cins, couts)])
+    self.stages = nnx.List([make_torch_default_conv(ci, co, (int(kernel),), rngs=rngs,
+                                                    dtype=dtype) for ci, co in zip(cins, couts)])
 
   def __call__(self, spec, n_frames=None, use_running_average: bool | None = None):
     """spec [B,T,40] -> [B,T',D]; use_running_average overrides the module's train / eval mode.
@@ -225,7 +233,8 @@ class AudioEncoder(nnx.Module):
     if spec.shape[-1] != N_MELS:
       raise ValueError(f"expected [B, T, {N_MELS}] log-mel features, got {spec.shape}")
     n = jnp.asarray(n_frames) if self.mask_padding and n_frames is not None else None
-    keep = lambda x, n: x if n is None else x * valid_mask(n, x.shape[1])[..., None]
+    keep = lambda x, n: x if n is None else x * valid_mask(n, x.shape[1])[..., None].astype(
+        x.dtype)
     # One BatchNorm channel over all B*T*40 values, as BatchNorm2d(1) on the 1x40xT input.
     x = spec[..., None]
     mask = None if n is None else jnp.broadcast_to(
@@ -238,4 +247,4 @@ class AudioEncoder(nnx.Module):
         n = -(-n // 2)  # ceil: the frames a stride-2 pool keeps of a recording of n frames
       # Masked again before the conv: the pool's window at frame n reaches the last valid frame.
       x = keep(jax.nn.relu(conv_time(conv, keep(pool_time(x), n))), n)
-    return x
+    return x.astype(jnp.float32)

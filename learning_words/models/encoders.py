@@ -8,22 +8,38 @@ trained on.
 import functools
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
-from learning_words.common import batching
+from learning_words.common import batching, errors
 from learning_words.models import davenet
 from learning_words.models.segmenter import to_float
 
 
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(cfg):
+  """config.model.dtype -> the encoders' convolution dtype (parameters stay float32)."""
+  name = cfg.get("dtype", "float32")
+  if name not in COMPUTE_DTYPES:
+    raise errors.ConfigError(f"--config.model.dtype={name!r}: choose one of "
+                             f"{sorted(COMPUTE_DTYPES)}")
+  return COMPUTE_DTYPES[name]
+
+
 class Encoders(nnx.Module):
-  """The trained models: image and speech encoders (config.model)."""
+  """The trained models: image and speech encoders (config.model). Their convolutions compute in
+  config.model.dtype (bfloat16 for accelerators); parameters, the speech BatchNorm and the
+  embeddings (hence matchmaps and losses) stay float32."""
 
   def __init__(self, cfg, *, rngs: nnx.Rngs):
+    dtype = compute_dtype(cfg)
     self.image = davenet.ImageEncoder(cfg.image_widths, cfg.embed_dim, rngs=rngs,
-                                      pools=cfg.image_pools)
+                                      pools=cfg.image_pools, dtype=dtype)
     self.audio = davenet.AudioEncoder(cfg.audio_kind, cfg.audio_widths, cfg.embed_dim, rngs=rngs,
                                       mask_padding=cfg.get("mask_padding", False),
-                                      kernel=cfg.get("audio_kernel", 17))
+                                      kernel=cfg.get("audio_kernel", 17), dtype=dtype)
 
 
 def embed(models: Encoders, images, spec, n_frames):

@@ -272,3 +272,43 @@ def test_receptive_field_by_gradient(kernel):
   # ReLUs can zero a few edge frames' gradients; the span never exceeds the field.
   assert reached.max() - reached.min() + 1 <= by_hand
   assert reached.max() - reached.min() + 1 >= by_hand - 8
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_embeddings():
+  """model.dtype='bfloat16': the same float32 parameters as the float32 encoders (same init),
+  convolutions in bfloat16, float32 embeddings within bfloat16's precision of the float32 ones,
+  float32 gradients; the windowed conv path too (kernel longer than its input); a bad name is a
+  ConfigError naming the key."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from learning_words.common import errors  # pylint: disable=g-import-not-at-top
+  from learning_words.models import encoders  # pylint: disable=g-import-not-at-top
+  cfg = tiny.get_config().model
+  cfg.mask_padding, cfg.audio_kernel = True, 33  # 64 frames pool to 8: the windowed conv
+  models = {}
+  for name in ("float32", "bfloat16"):
+    cfg.dtype = name
+    models[name] = encoders.Encoders(cfg, rngs=nnx.Rngs(0))
+  f32, b16 = (nnx.state(models[n], nnx.Param) for n in ("float32", "bfloat16"))
+  for a, b in zip(jax.tree.leaves(f32), jax.tree.leaves(b16)):
+    assert b.dtype == jnp.float32
+    np.testing.assert_array_equal(a, b)
+  assert models["bfloat16"].image.convs[0].dtype == jnp.bfloat16
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+  spec = jnp.asarray(rng.normal(size=(2, 64, 40)), jnp.float32)
+  n_frames = jnp.array([64, 40])
+
+  def loss(m):
+    img, aud, _ = encoders.embed(m, images, spec, n_frames)
+    return jnp.mean(img ** 2) + jnp.mean(aud ** 2), (img, aud)
+
+  out = {n: nnx.grad(loss, has_aux=True)(m) for n, m in models.items()}
+  for want, got in zip(out["float32"][1], out["bfloat16"][1]):
+    assert got.dtype == jnp.float32
+    rel = float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want))
+    assert 0 < rel < 0.05, rel  # bfloat16 keeps 8 bits of mantissa: about 0.4% per rounding
+  grads = jax.tree.leaves(nnx.state(out["bfloat16"][0], nnx.Param))
+  assert grads and all(g.dtype == jnp.float32 for g in grads)
+  cfg.dtype = "float16"
+  with pytest.raises(errors.ConfigError, match="model.dtype"):
+    encoders.Encoders(cfg, rngs=nnx.Rngs(0))
