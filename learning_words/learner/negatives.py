@@ -13,9 +13,9 @@ reference's retry rule (random mode: fresh units at p every try, the threshold l
 flip, `retry_schedule`; cluster mode: more units and larger masks, `cluster_schedule`), are
 drawn up front; the first acceptable try wins, and samples with none are flagged (`accepted`) so
 that the loss leaves them out. Only the tries that can still matter are rendered: a work queue
-(`first_acceptable`) renders B tries per batched generator call, so most samples cost one or two
-renders, not K. As in the reference, the
-change is measured on the image encoder's input (ImageNet-normalised). Everything is jittable and
+(`first_acceptable`) renders B tries per batched generator call, for as many rounds as the
+hardest samples need (3-4 in quickstart training), not K. As in the reference, the change is
+measured on the image encoder's input (ImageNet-normalised). Everything is jittable and
 traced once per shape; there is no loop over the batch.
 """
 import jax
