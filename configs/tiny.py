@@ -49,4 +49,6 @@ def get_config():
   c.evals.attributes.images = 8
   c.evals.attributes.pool = 8
   c.evals.attributes.voices = ("en-us",)
+  c.evals.localisation.n_pairs = 8
+  c.evals.edit_effect.captions = 8
   return c

@@ -156,6 +156,9 @@ def get_config() -> ml_collections.ConfigDict:
   # the edges: the same area, shape and unit draws), to tell edits where the caption matches from
   # edits anywhere
   c.negatives.location = "peak"
+  # The matchmap that places the masks: 'model' (the training similarity), 'dot' (the reference's
+  # compute_matchmap default, whatever the training similarity) or 'cosine'.
+  c.negatives.heat = "model"
   c.negatives.candidates = 4       # tries per sample, all drawn in one generator call
   # Random mode's retry rule (negatives.retry_schedule): fresh units at p every try; after a
   # failed try the threshold falls by threshold_step with chance threshold_drop_prob, else p rises
@@ -229,7 +232,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Evaluation (learning_words/evaluation/, --mode=eval): each evaluator configured by its name.
   c.evals = ml_collections.ConfigDict()
-  c.evals.names = ("retrieval", "edited_recall", "semantic", "attributes", "attributes_matched")
+  c.evals.names = ("retrieval", "edited_recall", "semantic", "attributes", "attributes_matched",
+                   "localisation", "word_pointing", "edit_effect")
   c.evals.checkpoint = "best"      # 'best' (by validation (A_r5 + I_r5) / 2), 'latest' or a step
   c.evals.split = "test"           # held-out pairs; evaluators take the first ones of the split
   c.evals.seed = 0                 # drawn negatives, generated test material, image choices
@@ -254,5 +258,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.evals.attributes.voices = ("en-us",)  # one recording per word, as the reference; several
                                           # voices pool their pairs
   c.evals.attributes.pre_relu = True  # image features before the encoder's last ReLU (reference)
-  c.evals.attributes.tie_credit = 0.0  # a tie's share of a win (the reference: strict wins, 0)
+  c.evals.attributes.tie_credit = 0.0
+  c.evals.localisation = ml_collections.ConfigDict()
+  c.evals.localisation.n_pairs = 500
+  c.evals.edit_effect = ml_collections.ConfigDict()
+  c.evals.edit_effect.captions = 200  # a tie's share of a win (the reference: strict wins, 0)
   return c

@@ -198,7 +198,8 @@ def image_share(sim) -> float:
 
 def word_similarities(ctx: context.Context) -> dict:
   """What both evaluators score, computed once per context: {'sim' [P, 15, V] MISA of each test
-  image against each word's recordings, 'pixels' [P, 15], 'counts' [P] parsed objects, 'labels'}."""
+  image against each word's recordings, 'pixels' [P, 15], 'counts' [P] parsed objects, 'labels',
+  and the features scored: 'image_features' [P,h,w,D], 'word_features' ([15 V, T', D], [15 V])}."""
   if "attributes" in ctx.memo:
     return ctx.memo["attributes"]
   cfg = ctx.cfg.attributes
@@ -238,7 +239,7 @@ def word_similarities(ctx: context.Context) -> dict:
                                      cosine=bool(ctx.config.model.cosine)))  # [P, W*V]
   out = {"sim": sim.reshape(len(z_index), len(WORDS), len(voices)), "pixels": pixels,
          "counts": np.array([len(s["objects"]) for s in scenes]), "labels": labels,
-         "voices": list(voices),
+         "voices": list(voices), "image_features": img, "word_features": (aud, frames),
          "resolution": int(ctx.data["image"].shape[1] if ctx.stored
                            else gen_lib.resolution_of(ctx.g.sizes))}
   ctx.memo["attributes"] = out

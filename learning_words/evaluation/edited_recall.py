@@ -36,13 +36,15 @@ def negatives_config(config) -> ml_collections.FrozenConfigDict:
   return ml_collections.FrozenConfigDict(cfg)
 
 
-@functools.partial(nnx.jit, static_argnames=("cfg", "count", "cosine"))
-def score_batch(models, g, z, spec, n_frames, key, cfg, count: int, cosine: bool):
-  """(positive MISA [B], negatives' MISA [B, count], draw statistics) of one batch of captions."""
+@functools.partial(nnx.jit, static_argnames=("cfg", "count", "cosine", "heat_cosine"))
+def score_batch(models, g, z, spec, n_frames, key, cfg, count: int, cosine: bool,
+                heat_cosine: bool):
+  """(positive MISA [B], negatives' MISA [B, count], draw statistics) of one batch of captions;
+  cosine: the scoring similarity; heat_cosine: the similarity of the matchmap placing the masks."""
   positives, x_layer = encoders.draw_positives(g, z, cfg.layer)
   img, aud, frames = encoders.embed(models, positives, spec, n_frames)
-  mm = matchmap.matchmap(img, aud, cosine=cosine)
-  pos = matchmap.misa(mm, frames)
+  pos = matchmap.misa(matchmap.matchmap(img, aud, cosine=cosine), frames)
+  mm = matchmap.matchmap(img, aud, cosine=heat_cosine)
   rep = lambda v: jnp.repeat(v, count, axis=0)  # [B * count], sample-major
   neg, _, _, stats = negatives.draw_negatives(g, rep(z), rep(x_layer), rep(positives), rep(mm),
                                            rep(frames), key, cfg)
@@ -67,7 +69,8 @@ def run(ctx: context.Context) -> dict:
   def fn(i, z_index, spec, n_frames):
     pos, neg, stats = score_batch(ctx.models, ctx.g, ctx.z_table[z_index], spec, n_frames,
                                   jax.random.fold_in(key, i), cfg=cfg, count=count,
-                                  cosine=bool(ctx.config.model.cosine))
+                                  cosine=bool(ctx.config.model.cosine),
+                                  heat_cosine=negatives.heat_cosine(ctx.config))
     # Batch means, one copy per row so that map_batches keeps the real rows' share (the padded
     # last batch's means include its repeated rows: exact when n is a multiple of the batch).
     return pos, neg, {k: jnp.broadcast_to(v, pos.shape) for k, v in stats.items()}

@@ -62,7 +62,14 @@ HEADLINE = {"retrieval": ("A_r1", "A_r5", "A_r10", "I_r1", "I_r5", "I_r10"),
             "attributes": ("categories/color", "categories/material", "categories/size",
                            "categories/shape", "mean", "n_pairs"),
             "attributes_matched": ("categories/color", "categories/material", "categories/size",
-                                   "categories/shape", "mean", "n_pairs")}
+                                   "categories/shape", "mean", "n_pairs"),
+            "localisation": ("on_object", "chance_on_object", "on_border", "chance_on_border",
+                             "by_similarity/dot/on_object", "by_similarity/cosine/on_object"),
+            "word_pointing": ("categories/color", "categories/material", "categories/size",
+                              "categories/shape", "mean", "chance", "ratio"),
+            "edit_effect": ("peak/accepted", "peak/mask_on_object", "peak/changes/one_attribute",
+                            "peak/specificity/own", "peak/specificity/other",
+                            "random/accepted", "random/mask_on_object")}
 META = ("evaluator", "run", "checkpoint", "step", "dataset", "split", "seed")
 SEED_NAME = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
 

@@ -6,6 +6,10 @@
   attributes     the paper's Table 1 by the reference's protocol: attribute words vs test images
                  with / without them, the i-th with the i-th
   attributes_matched  the same words and images, pairs of equal object count only
+  localisation   caption peaks on object cells and on the border, with their chance levels
+  word_pointing  attribute words' peaks on cells that hold the word (the pointing game)
+  edit_effect    drawn negatives at the peak and at a random place: where the mask lands,
+                 acceptance, what the segmenter reads as changed, caption specificity
 
 Each evaluator is `run(ctx: context.Context) -> dict` (JSON-able), deterministic for
 `config.evals.seed`: it receives the encoders, the generator and the data, never a trainer.
@@ -18,13 +22,16 @@ import time
 from absl import logging
 
 from learning_words.common import errors
-from learning_words.evaluation import attributes, context, edited_recall, retrieval, semantic
+from learning_words.evaluation import (attributes, context, edit_effect, edited_recall,
+                                       localisation, retrieval, semantic)
 
 EVALUATORS = {"retrieval": retrieval.run, "edited_recall": edited_recall.run,
               "semantic": semantic.run, "attributes": attributes.run,
-              "attributes_matched": attributes.run_matched}
-NEEDS_SEGMENTER = ("semantic", "attributes", "attributes_matched")
-NEEDS_LATENTS = ("edited_recall", "semantic")  # they redraw the positive from its latent
+              "attributes_matched": attributes.run_matched, "localisation": localisation.run,
+              "word_pointing": localisation.run_pointing, "edit_effect": edit_effect.run}
+NEEDS_SEGMENTER = ("semantic", "attributes", "attributes_matched", "localisation",
+                   "word_pointing", "edit_effect")
+NEEDS_LATENTS = ("edited_recall", "semantic", "edit_effect")  # they redraw the positive from its latent
 
 
 def check_names(names) -> tuple[str, ...]:
@@ -41,7 +48,8 @@ def pairs_needed(config, names) -> int:
   e = config.evals
   sizes = {"retrieval": e.retrieval.n_pairs, "edited_recall": e.edited_recall.captions,
            "semantic": e.semantic.captions, "attributes": e.attributes.pool,
-           "attributes_matched": e.attributes.pool}
+           "attributes_matched": e.attributes.pool, "localisation": e.localisation.n_pairs,
+           "word_pointing": e.attributes.pool, "edit_effect": e.edit_effect.captions}
   return max([int(sizes[n]) for n in names] + [1])
 
 

@@ -155,7 +155,8 @@ def compute_concepts(models, g, z_table, data: dict, config) -> ConceptArrays:
   try:
     z = _host(z_table)[np.asarray(data["z_index"][:n])]
     points, feats, ok = _batched(
-        lambda *a: pair_points(models, g, *a, layer=layer, cosine=bool(config.model.cosine)),
+        lambda *a: pair_points(models, g, *a, layer=layer,
+                                cosine=negatives.heat_cosine(config)),
         (z, data["spec"][:n], data["n_frames"][:n]), batch)
     feats = feats[ok][:int(cc.max_points)]  # in pair order, as the reference collects them
     if jax.process_count() > 1:

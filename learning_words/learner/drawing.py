@@ -10,6 +10,12 @@ from learning_words.learner import clustering, matchmap, negatives
 from learning_words.models import encoders
 
 
+def heat_matchmap(img, aud, config):
+  """The matchmap [B,h,w,T] the negatives' masks are placed by (heat_cosine), no gradient."""
+  mm = matchmap.matchmap(img, aud, cosine=negatives.heat_cosine(config))
+  return jax.lax.stop_gradient(mm)
+
+
 def draw(g, z, x_layer, positives, img, aud, mm, frames, key, config, concept_arrays=None,
          groups: int = 1):
   """(negatives [B,R,R,3], masks [B,R,R], accepted [B], statistics) of the positives G(z) (see
@@ -33,7 +39,7 @@ def draw_examples(models, g, z, spec, n_frames, key, config, concept_arrays=None
   """(positives, drawn negatives [B,R,R,3] in [-1,1], masks [B,R,R]) for figures."""
   positives, x_layer = encoders.draw_positives(g, z, config.negatives.layer)
   img, aud, frames = encoders.embed(models, positives, spec, n_frames)
-  mm = matchmap.matchmap(img, aud, cosine=config.model.cosine)
+  mm = heat_matchmap(img, aud, config)
   neg, masks, _, _ = draw(g, z, x_layer, positives, img, aud, mm, frames, key, config,
                           concept_arrays)
   return positives, neg, masks

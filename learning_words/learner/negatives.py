@@ -25,6 +25,16 @@ import numpy as np
 from learning_words.models import davenet
 
 
+def heat_cosine(config) -> bool:
+  """Whether the matchmap that places the negatives' masks is a cosine one: config.negatives.heat
+  is 'model' (the training similarity, config.model.cosine), 'dot' (the reference's, whatever the
+  training similarity) or 'cosine'."""
+  heat = config.negatives.get("heat", "model")
+  if heat not in ("model", "dot", "cosine"):
+    raise ValueError(f"--config.negatives.heat must be 'model', 'dot' or 'cosine', got {heat!r}")
+  return bool(config.model.cosine) if heat == "model" else heat == "cosine"
+
+
 def mask_invalid_frames(mm, n_frames):
   """mm [B,h,w,T] with frames t >= n_frames[b] set to -inf (at least one frame stays valid)."""
   t = mm.shape[-1]

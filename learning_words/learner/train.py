@@ -119,7 +119,7 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
                                      cosine=config.model.cosine)
     s_edit, accepted, stats = None, None, {}
     if kind in EDITED_KINDS:
-      mm = jax.lax.stop_gradient(matchmap.matchmap(img, aud, cosine=config.model.cosine))
+      mm = drawing.heat_matchmap(img, aud, config)
       neg, _, accepted, stats = drawing.draw(g, z, x_layer, positives, jax.lax.stop_gradient(img),
                                    jax.lax.stop_gradient(aud), mm, frames, k_neg, config,
                                    concept_arrays, groups)

@@ -321,6 +321,26 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
     assert att["voices"] == ["en-us"] and att["n_pairs"] == 0 and np.isnan(att["mean"])
     assert att["words"]["large"]["n_with"] == n and att["words"]["large"]["n_without"] == 0
     assert att["words"]["red"]["n_with"] == 0 and att["words"]["small"]["n_without"] == n
+  # Constant image features: every cell matches alike and the peak is the first cell, (0, 0),
+  # on the border and off the fake cube (the centre's 4x4 of the 8x8 grid: chance 0.25).
+  loc = res["localisation"]
+  assert loc["n_pairs"] == n and loc["similarity"] == "dot"
+  for d in (loc, loc["by_similarity"]["dot"], loc["by_similarity"]["cosine"]):
+    assert d["on_object"] == 0.0 and d["on_border"] == 1.0
+    assert d["chance_on_object"] == 0.25 and d["chance_on_border"] == 28 / 64
+  assert loc["items"]["on_object"] == [0] * n
+  point = res["word_pointing"]  # only "large" has "with" images (all 6), none hit
+  assert point["n"] == n and point["words"]["large"]["score"] == 0.0
+  assert point["categories"]["size"] == 0.0 and point["chance"] == 0.25
+  assert np.isnan(point["categories"]["color"])
+  eff = res["edit_effect"]
+  # A constant heat map: every cell passes the heat threshold, so each mask is the whole grid,
+  # a quarter of it on the cube.
+  assert eff["captions"] == n and eff["peak"]["mask_area"] == 1.0
+  assert eff["peak"]["mask_on_object"] == 0.25 and eff["peak"]["object_masks"] == 0.0
+  assert np.isnan(eff["peak"]["accepted_object_masks"])
+  if eff["peak"]["accepted"] > 0:  # constant features score every image alike
+    assert eff["peak"]["specificity"]["own"] == eff["peak"]["specificity"]["other"] == 0.0
 
   # The latest checkpoint: another step, the same cached semantic negatives.
   cache = sem["cache"]
