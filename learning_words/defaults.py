@@ -126,6 +126,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.image_widths = (64, 128, 256, 512, 512)  # VGG16's five conv blocks
   c.model.image_pools = 4          # 128 px -> 8x8 feature map
+  # The image convs' border: 'zeros' (the reference's VGG), 'reflect' or 'circular' (no constant
+  # border signal from which to tell border cells from inner ones).
+  c.model.image_padding = "zeros"
   c.model.audio_kind = "large"
   c.model.audio_widths = (128, 256, 512)           # conv over mels, 1x11, then the 1x17 convs
   c.model.audio_kernel = 17        # time width of the convs after each pool (the reference's 17)

@@ -8,6 +8,8 @@ the same budget (`experiment.branch_epochs`) of every arm of `experiment.arms`:
   edited_random           + negatives with random units (the reference's random mode)
   edited_cluster          + negatives with concept-guided units (cluster mode)
   edited_random_location  + the control: random units, the same masks moved to a random place
+  edited_random_object    + the control: random units, the same masks moved onto another object
+                          than the one under the caption's peak (read by the attribute segmenter)
 
 Runs are named `warmup_seed<k>` and `<arm>_seed<k>`, so the report groups each arm's seeds. The
 train stage takes them in order (every warm-up before the arms that start from it); a finished run
@@ -22,6 +24,7 @@ ARMS = {
     "edited_cluster": {"kind": "negatives_edited", "mode": "cluster", "location": "peak"},
     "edited_random_location": {"kind": "negatives_edited", "mode": "random",
                                "location": "random"},
+    "edited_random_object": {"kind": "negatives_edited", "mode": "random", "location": "object"},
 }
 
 

@@ -185,14 +185,18 @@ def train(config, workdir: str) -> dict:
   folder = wd.require_dataset(config, workdir)
   g = wd.load_generator(config, workdir)
   latents = wd.load_latents(config, workdir)
+  segmenter = wd.load_segmenter(config, workdir, required=False)
   results = {}
   for c in run_configs(config):
     name = run_name(c)
     console.say(f"[train] run {name} in {wd.path(workdir, 'runs', name)}")
     results[name] = train_lib.train_loop(c, wd.path(workdir, "runs", name), folder, g,
-                                         latents=latents)
-    console.say(f"[train] run {name}: validation score {results[name]['score']:.4f} "
-                f"(A_r5 {results[name]['A_r5']:.4f}, I_r5 {results[name]['I_r5']:.4f})")
+                                         latents=latents, segmenter=segmenter)
+    r = results[name]
+    where = (f", captions peak on objects {r['peak_object']:.3f}" if "peak_object" in r else "")
+    console.say(f"[train] run {name}: validation score {r['score']:.4f} "
+                f"(A_r5 {r['A_r5']:.4f}, I_r5 {r['I_r5']:.4f}{where}, on the border "
+                f"{r['peak_border']:.3f})")
   return results
 
 

@@ -27,7 +27,8 @@ def test_reproduce_preset_lists_warmups_then_arms_per_seed():
     assert cfg.loss.kind == ("regular" if arm == "regular" else "negatives_edited")
     if arm != "regular":
       assert cfg.negatives.mode == ("cluster" if arm == "edited_cluster" else "random")
-      assert cfg.negatives.location == ("random" if arm.endswith("location") else "peak")
+      assert cfg.negatives.location == {"edited_random_location": "random",
+                                        "edited_random_object": "object"}.get(arm, "peak")
   # The pipeline trains every run in that order and evaluates the arms only.
   assert [cfg.train.name for cfg in pipeline.run_configs(c)] == want
   assert c.train.kinds == () and not experiment.enabled(tiny.get_config())

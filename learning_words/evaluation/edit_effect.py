@@ -3,11 +3,12 @@ from them.
 
 On the first `captions` held-out pairs, negatives are drawn as in training (config.negatives;
 cluster mode's concept arrays belong to training, so units are drawn at random here) at the
-caption's peak (`peak`) and, with the same unit draws, at a random place (`random`, the
-negatives.location control). For each placement, over the samples:
+caption's peak (`peak`) and, with the same unit draws, at a random place (`random`) and on
+another object than the peak's (`object`): the negatives.location controls. For each placement,
+over the samples:
 
   accepted          share with an acceptable try (training gives the others no edited term)
-  mask_on_object    share of the mask's grid cells that are object cells (localisation.to_cells)
+  mask_on_object    share of the mask's grid cells that are object cells (segmenter.to_cells)
   accepted_object_masks / accepted_background_masks
                     acceptance of the samples whose mask is mostly (>= half its cells) on objects,
                     and of the others: an acceptance rule that favours background shows here
@@ -33,7 +34,7 @@ from learning_words.models import encoders
 from learning_words.models import segmenter as seg_lib
 from learning_words.world import parse
 
-PLACEMENTS = ("peak", "random")
+PLACEMENTS = ("peak", "random", "object")
 CHANGES = ("nothing", "one_attribute", "object_gone_or_added", "several", "moved")
 
 
@@ -46,14 +47,15 @@ def placement_config(config, location: str) -> ml_collections.FrozenConfigDict:
 
 
 @functools.partial(nnx.jit, static_argnames=("config",))
-def draw_batch(models, g, z, spec, n_frames, key, config):
+def draw_batch(models, g, z, spec, n_frames, objects, key, config):
   """(positives, negatives [B,R,R,3], masks [B,R,R], accepted [B], image features of both
-  [B,h,w,D], caption features [B,T',D], frames [B]) of one batch of held-out pairs."""
+  [B,h,w,D], caption features [B,T',D], frames [B]) of one batch of held-out pairs; objects
+  [B,h,w]: their object components (negatives.object_components)."""
   positives, x_layer = encoders.draw_positives(g, z, config.negatives.layer)
   img, aud, frames = encoders.embed(models, positives, spec, n_frames)
   mm = drawing.heat_matchmap(img, aud, config)
   neg, masks, accepted, _ = negatives.draw_negatives(g, z, x_layer, positives, mm, frames, key,
-                                                     config.negatives)
+                                                     config.negatives, objects=objects)
   return positives, neg, masks, accepted, img, models.image(neg), aud, frames
 
 
@@ -85,7 +87,7 @@ def share(mask) -> float:
 def summarise(ctx, pos, neg, masks, accepted, sim_pos, sim_neg, objects) -> dict:
   """One placement's numbers (the module docstring) from host arrays."""
   grid = objects.shape[1]
-  mask_cells = localisation.to_cells(np.asarray(masks) > 0.5, grid)
+  mask_cells = seg_lib.to_cells(np.asarray(masks) > 0.5, grid)
   on_object = (mask_cells & objects).sum(axis=(1, 2)) / np.maximum(mask_cells.sum(axis=(1, 2)), 1)
   accepted = np.asarray(accepted, bool)
   ok = np.nonzero(accepted)[0]
@@ -116,18 +118,19 @@ def run(ctx: context.Context) -> dict:
   data = ctx.take(n)
   batch = int(ctx.cfg.batch_size)
   key = jax.random.key(int(ctx.cfg.seed))
-  objects = None  # object cells [n,h,w], once the grid is known
+  maps = localisation.test_maps(ctx, n)
+  res = maps[next(iter(maps))].shape[-1]
+  objects = seg_lib.to_cells(seg_lib.foreground(maps),
+                             res // 2 ** int(ctx.config.model.image_pools))
+  components = negatives.object_components(objects)
   out = {"captions": n}
   for location in PLACEMENTS:
     cfg = placement_config(ctx.config, location)
     pos, neg, masks, accepted, img, img_neg, aud, frames = batching.map_batches(
-        lambda i, zi, spec, nf: draw_batch(ctx.models, ctx.g, ctx.z_table[zi], spec, nf,
-                                           jax.random.fold_in(key, i), config=cfg),
-        (data["z_index"], data["spec"], data["n_frames"]), batch, indexed=True,
+        lambda i, zi, spec, nf, obj: draw_batch(ctx.models, ctx.g, ctx.z_table[zi], spec, nf, obj,
+                                                jax.random.fold_in(key, i), config=cfg),
+        (data["z_index"], data["spec"], data["n_frames"], components), batch, indexed=True,
         desc=f"edit_effect: {location}")
-    if objects is None:
-      objects = localisation.to_cells(localisation.foreground(localisation.test_maps(ctx, n)),
-                                      img.shape[1])
     cosine = bool(ctx.config.model.cosine)
     sim_pos = recall.similarity(img, aud, frames, chunk=min(64, n), cosine=cosine)
     sim_neg = recall.similarity(img_neg, aud, frames, chunk=min(64, n), cosine=cosine)

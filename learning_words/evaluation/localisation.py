@@ -19,18 +19,16 @@ attributes.protocol_images); a hit when the word's peak cell holds the word. Cha
 of the image's cells that hold the word. Pooled per category like the word test; `ratio` is the
 score over its chance.
 """
-import collections
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from learning_words.common import batching, figures
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.evaluation import attributes, context
-from learning_words.learner import matchmap, negatives
+from learning_words.learner import localise, matchmap, negatives
 from learning_words.models import encoders
 from learning_words.models import segmenter as seg_lib
 
@@ -38,61 +36,17 @@ SIMILARITIES = ("dot", "cosine")
 
 
 # ---------------------------------------------------------------------------
-# Cells (pure, host-side).
-
-
-def foreground(maps: dict) -> np.ndarray:
-  """Object pixels bool [P,R,R] of label maps {attr: [P,R,R]}: at least half the heads say object."""
-  votes = sum((np.asarray(maps[a]) > 0).astype(int) for a in ATTRIBUTES)
-  return 2 * votes >= len(ATTRIBUTES)
-
-
-def to_cells(pixels, grid: int) -> np.ndarray:
-  """bool [..., R, R] -> bool [..., grid, grid]: a cell is on when any of its pixels is."""
-  pixels = np.asarray(pixels)
-  r = pixels.shape[-1]
-  if r % grid:
-    raise ValueError(f"{r} px images do not tile into a {grid}x{grid} grid")
-  s = r // grid
-  return pixels.reshape(pixels.shape[:-2] + (grid, s, grid, s)).any(axis=(-3, -1))
+# Word cells (pure, host-side).
 
 
 def word_cells(maps: dict, grid: int) -> np.ndarray:
   """bool [P, 15, grid, grid]: the cells holding each word of attributes.WORDS."""
   cols = [np.asarray(maps[a]) == 1 + i for a in ATTRIBUTES for i in range(len(VOCAB[a]))]
-  return to_cells(np.stack(cols, axis=1), grid)
-
-
-def border_ring(h: int, w: int) -> np.ndarray:
-  """bool [h, w]: the grid's outer ring."""
-  ring = np.ones((h, w), bool)
-  ring[1:-1, 1:-1] = False
-  return ring
-
-
-def peak_statistics(cells, y, x) -> dict:
-  """Where peaks (y, x) [P] land on their images' object cells [P,h,w]: shares and chances, the
-  most common peak cells, and per pair whether it hit an object (`items`)."""
-  cells, y, x = np.asarray(cells, bool), np.asarray(y), np.asarray(x)
-  h, w = cells.shape[1:]
-  on_object = cells[np.arange(len(y)), y, x]
-  on_border = border_ring(h, w)[y, x]
-  common = collections.Counter(zip(y.tolist(), x.tolist())).most_common(4)
-  return {"on_object": float(on_object.mean()), "chance_on_object": float(cells.mean()),
-          "on_border": float(on_border.mean()), "chance_on_border": float(border_ring(h, w).mean()),
-          "common_cells": [[int(a), int(b), n] for (a, b), n in common],
-          "items": {"on_object": on_object.astype(int).tolist()}}
+  return seg_lib.to_cells(np.stack(cols, axis=1), grid)
 
 
 # ---------------------------------------------------------------------------
 # Peaks (jitted).
-
-
-@functools.partial(jax.jit, static_argnames=("cosine",))
-def caption_peaks(img, aud, frames, cosine: bool):
-  """(y, x) [B] of each pair's matchmap peak: img [B,h,w,D], aud [B,T,D], frames [B]."""
-  _, y, x = negatives.peak(matchmap.matchmap(img, aud, cosine=cosine), frames)
-  return y, x
 
 
 @functools.partial(jax.jit, static_argnames=("cosine",))
@@ -139,12 +93,13 @@ def run(ctx: context.Context) -> dict:
   img, aud, frames = encoders.embed_pairs(ctx.models, ctx.g, ctx.z_table, ctx.take(n),
                                           int(ctx.cfg.batch_size), ctx.config.negatives.layer,
                                           ctx.stored)
-  cells = to_cells(foreground(test_maps(ctx, n)), img.shape[1])
+  cells = seg_lib.to_cells(seg_lib.foreground(test_maps(ctx, n)), img.shape[1])
   by = {}
   for name in SIMILARITIES:
-    y, x = batching.map_batches(lambda i, a, f: caption_peaks(i, a, f, cosine=name == "cosine"),
-                                (img, aud, frames), int(ctx.cfg.batch_size))
-    by[name] = peak_statistics(cells, y, x)
+    y, x = batching.map_batches(
+        lambda i, a, f: localise.caption_peaks(i, a, f, cosine=name == "cosine"),
+        (img, aud, frames), int(ctx.cfg.batch_size))
+    by[name] = localise.peak_statistics(y, x, cells)
   used = "cosine" if negatives.heat_cosine(ctx.config) else "dot"
   out = {"n_pairs": n, "similarity": used, **by[used]}
   out["by_similarity"] = {k: {m: v for m, v in d.items() if m != "items"} for k, d in by.items()}

@@ -31,7 +31,8 @@ EVALUATORS = {"retrieval": retrieval.run, "edited_recall": edited_recall.run,
               "word_pointing": localisation.run_pointing, "edit_effect": edit_effect.run}
 NEEDS_SEGMENTER = ("semantic", "attributes", "attributes_matched", "localisation",
                    "word_pointing", "edit_effect")
-NEEDS_LATENTS = ("edited_recall", "semantic", "edit_effect")  # they redraw the positive from its latent
+# They redraw the positive from its latent.
+NEEDS_LATENTS = ("edited_recall", "semantic", "edit_effect")
 
 
 def check_names(names) -> tuple[str, ...]:

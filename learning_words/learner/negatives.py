@@ -21,6 +21,7 @@ traced once per shape; there is no loop over the batch.
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import ndimage
 
 from learning_words.models import davenet
 
@@ -147,6 +148,38 @@ def draw_shifts(key, batch: int, h: int, w: int):
   each mask (negatives.location='random')."""
   k_y, k_x = jax.random.split(key)
   return (jax.random.randint(k_y, (batch,), 0, h), jax.random.randint(k_x, (batch,), 0, w))
+
+
+def object_shifts(key, objects, peak_yx):
+  """(dy [B], dx [B]) that move each peak onto a cell of another object: the random-object control
+  (negatives.location='object').
+
+  objects int [B,h,w]: each image's object components on the grid (0: background, k > 0: the
+  k-th object), as object_components gives them. The target is uniform over the object cells not
+  in the peak's own component; an image whose only object holds the peak draws from that
+  object's cells, and one with no object cell from every cell (then it is the random control).
+  """
+  b, h, w = objects.shape
+  y, x = peak_yx
+  own = objects[jnp.arange(b), y, x]  # [B]: 0 when the peak is on background
+  on = objects > 0
+  other = on & (objects != own[:, None, None])
+  pool = jnp.where(jnp.any(other, axis=(1, 2), keepdims=True), other,
+                   jnp.where(jnp.any(on, axis=(1, 2), keepdims=True), on, True))
+  noise = jax.random.gumbel(key, (b, h * w))
+  target = jnp.argmax(jnp.where(pool.reshape(b, -1), noise, -jnp.inf), axis=1)
+  ty, tx = jnp.unravel_index(target, (h, w))
+  return ty - y, tx - x
+
+
+def object_components(cells) -> np.ndarray:
+  """Object cells bool [N,h,w] -> int8 [N,h,w]: 0 off, else the index (from 1) of the cell's
+  8-connected component of object cells (objects that touch on the grid share one)."""
+  cells = np.asarray(cells, bool)
+  out = np.zeros(cells.shape, np.int8)
+  for i, c in enumerate(cells):  # host-side, once per dataset
+    out[i] = ndimage.label(c, structure=np.ones((3, 3)))[0]
+  return out
 
 
 def shift_masks(masks, shifts):
@@ -294,17 +327,19 @@ def first_acceptable(render, x_layer, ablate_layer, units, check_img, accept, po
 
 
 def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=None, cluster=None,
-                   groups: int = 1):
+                   groups: int = 1, objects=None):
   """Edited negatives of a batch of positives -> (negatives [B,R,R,3], masks [B,R,R],
   accepted bool [B], stats).
 
   g: the frozen Generator; z [B,Z] (only used when x_layer is None); x_layer [B,h_l,w_l,C]: the
   positive pass's output at cfg.layer; positives [B,R,R,3] = G(z); mm [B,h,w,T]: matchmaps on the
   image-feature grid; n_frames [B] valid matchmap frames; ranking [n_clusters,C] and cluster [B]
-  or [K,B] in cluster mode. cfg: layer, candidates (K tries), mode, ring, location ('peak', or
-  'random': the control, each sample's masks moved by a random wrapping shift), heat_threshold,
-  threshold; random mode: p, p_step, threshold_step, threshold_drop_prob (retry_schedule); cluster
-  mode: units, units_step, heat_threshold_step, cluster_threshold_step (cluster_schedule).
+  or [K,B] in cluster mode. cfg: layer, candidates (K tries), mode, ring, location ('peak';
+  'random': the control, each sample's masks moved by a random wrapping shift; 'object': the
+  control that moves them onto another object, object_shifts, given objects int [B,h,w]),
+  heat_threshold, threshold; random mode: p, p_step, threshold_step, threshold_drop_prob
+  (retry_schedule); cluster mode: units, units_step, heat_threshold_step, cluster_threshold_step
+  (cluster_schedule).
 
   Each sample's negative is its first try whose change inside the acceptance mask reaches that
   try's threshold; `accepted` is False where none did (the negative is then the last try, for
@@ -345,13 +380,16 @@ def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=Non
   else:
     raise ValueError(f"negatives mode must be 'random' or 'cluster', got {cfg.mode!r}")
   location = getattr(cfg, "location", "peak")
-  if location == "random":  # the control: the same masks (area, shape) at a random place
-    shifts = draw_shifts(jax.random.fold_in(key, 1), b, *heat.shape[1:])
+  if location in ("random", "object"):  # the controls: the same masks (area, shape) elsewhere
+    if location == "object" and objects is None:
+      raise ValueError("negatives.location='object' needs each image's object cells")
+    shifts = (draw_shifts(jax.random.fold_in(key, 1), b, *heat.shape[1:]) if location == "random"
+              else object_shifts(jax.random.fold_in(key, 1), objects, (y, x)))
     same = ablate is check
     check = shift_masks(check, shifts)
     ablate = check if same else shift_masks(ablate, shifts)
   elif location != "peak":
-    raise ValueError(f"negatives location must be 'peak' or 'random', got {location!r}")
+    raise ValueError(f"negatives location must be 'peak', 'random' or 'object', got {location!r}")
 
   def to_layer_and_image(mask):  # [n,B,h,w] bool -> [n,B,hl,wl], [n,B,R,R] float {0,1}
     n = mask.shape[0]

@@ -26,9 +26,11 @@ from tqdm import tqdm
 from learning_words.common import (batching, checkpoints, errors, figures, mesh as mesh_lib,
                                    periodic, writers)
 from learning_words.data import input_pipeline
-from learning_words.learner import clustering, drawing, losses, matchmap, recall
+from learning_words.learner import (clustering, drawing, localise, losses, matchmap, negatives,
+                                    recall)
 from learning_words.models import encoders
 from learning_words.models import generator as gen_lib
+from learning_words.models import segmenter as seg_lib
 
 EDITED_KINDS = ("negatives_edited", "negatives_both")
 
@@ -96,11 +98,12 @@ def draw_positive_cache(g, z_table, config, sharding=None) -> PositiveCache | No
 
 
 def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays=None,
-               cache: PositiveCache | None = None, groups: int = 1):
+               cache: PositiveCache | None = None, groups: int = 1, objects=None):
   """One SGD step; returns the logged scalars (every loss term and the negatives' statistics).
   concept_arrays: clustering.ConceptArrays, needed in cluster mode only; cache: the positives
   drawn once (draw_positive_cache), else the step draws them; groups: the mesh's devices (one
-  queue of candidate renders each, negatives.first_acceptable)."""
+  queue of candidate renders each, negatives.first_acceptable); objects: every latent row's
+  object components [N_z,h,w] (object_table; the random-object control only)."""
   kind = config.loss.kind
   k_neg, k_loss = jax.random.split(key)
   if stored_positives(config):
@@ -120,9 +123,11 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
     s_edit, accepted, stats = None, None, {}
     if kind in EDITED_KINDS:
       mm = drawing.heat_matchmap(img, aud, config)
-      neg, _, accepted, stats = drawing.draw(g, z, x_layer, positives, jax.lax.stop_gradient(img),
-                                   jax.lax.stop_gradient(aud), mm, frames, k_neg, config,
-                                   concept_arrays, groups)
+      neg, _, accepted, stats = drawing.draw(g, z, x_layer, positives,
+                             jax.lax.stop_gradient(img),
+                             jax.lax.stop_gradient(aud), mm, frames, k_neg, config,
+                             concept_arrays, groups,
+                             None if objects is None else objects[batch["z_index"]])
       img_neg = models.image(neg)
       s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
     loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin,
@@ -147,13 +152,51 @@ def stored_positives(config) -> bool:
   return stored
 
 
-def validate(models, g, z_table, val: dict, config) -> dict:
-  """Recall@{1,5,10} both ways on the validation pairs, and the score (recall.retrieval_metrics)."""
+def validate(models, g, z_table, val: dict, config, cells=None) -> dict:
+  """Recall@{1,5,10} both ways on the validation pairs, and the score (recall.retrieval_metrics);
+  where the captions' matchmaps peak (the matchmap that places the negatives): peak_border, and
+  peak_object given the pairs' object cells [N,h,w]."""
   models.eval()
   img, aud, frames = encoders.embed_pairs(models, g, z_table, val, config.data.batch_size,
                                           config.negatives.layer, stored_positives(config))
   models.train()
-  return recall.retrieval_metrics(img, aud, frames, cosine=bool(config.model.cosine))
+  out = recall.retrieval_metrics(img, aud, frames, cosine=bool(config.model.cosine))
+  y, x = batching.map_batches(
+      lambda i, a, f: localise.caption_peaks(i, a, f, cosine=negatives.heat_cosine(config)),
+      (img, aud, frames), int(config.data.batch_size))
+  peaks = localise.peak_statistics(y, x, cells, grid=img.shape[1:3])
+  out["peak_border"] = peaks["on_border"]
+  if cells is not None:
+    out["peak_object"] = peaks["on_object"]
+  return out
+
+
+def object_cells(g, z_table, z_index, config, segmenter, images=None) -> np.ndarray | None:
+  """Object cells bool [N,h,w] on the matchmap grid of the images G(z_table[z_index]) (or the
+  given uint8 / [-1, 1] images), read by the attribute segmenter (None without one)."""
+  if segmenter is None:
+    return None
+  if images is None:
+    images = batching.map_batches(lambda zi: encoders.generate(g, z_table[zi]), (z_index,),
+                                  int(config.data.batch_size), desc="object cells")
+  images = figures.to_uint8(images) if np.asarray(images).dtype != np.uint8 else images
+  grid = images.shape[1] // 2 ** int(config.model.image_pools)
+  return seg_lib.to_cells(seg_lib.foreground(seg_lib.predict(segmenter, images)), grid)
+
+
+def object_table(g, z_table, config, segmenter, cache: PositiveCache | None):
+  """Every latent row's object components int8 [N_z,h,w] (negatives.object_components), for the
+  random-object control (negatives.location='object'); None otherwise."""
+  if config.negatives.get("location", "peak") != "object" or config.loss.kind not in EDITED_KINDS:
+    return None
+  if segmenter is None:
+    raise errors.MissingError("--config.negatives.location=object reads each training image's "
+                              "objects with the attribute segmenter (WORKDIR/segmenter/weights): "
+                              "run --mode=train_segmenter")
+  rows = np.arange(z_table.shape[0])
+  cells = object_cells(g, z_table, rows, config, segmenter,
+                       None if cache is None else np.asarray(cache.images))
+  return jnp.asarray(negatives.object_components(cells))
 
 
 def max_z_index(source) -> int:
@@ -181,10 +224,11 @@ def init_from_run(state: TrainState, run_dir: str):
 
 
 def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_steps=None,
-               devices=None, latents=None) -> dict:
+               devices=None, latents=None, segmenter=None) -> dict:
   """Trains `config.train.epochs` epochs (or stops after `max_steps`, as a crash would); returns
   the last validation metrics. `devices`: the mesh's devices (default: all); latents: the world's
-  latent table (inverted worlds; default: the fixed z matrix)."""
+  latent table (inverted worlds; default: the fixed z matrix); segmenter: the attribute
+  segmenter, to log how often validation captions peak on objects (val/peak_object)."""
   cfg = config.train
   stored_positives(config)  # a bad combination fails before any work
   src = input_pipeline.open_source(data_dir, "train")
@@ -215,6 +259,12 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   z_table = jax.device_put(jnp.asarray(gen_lib.latent_table(latents, n_z, g.sizes[0])),
                            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   cache = draw_positive_cache(g, z_table, config, z_table.sharding)
+  val_cells = (None if stored_positives(config) and segmenter is None else object_cells(
+      g, z_table, val["z_index"], config, segmenter,
+      val["image"] if stored_positives(config) else None))
+  objects = object_table(g, z_table, config, segmenter, cache)
+  if objects is not None:
+    objects = jax.device_put(objects, z_table.sharding)
   step_fn = nnx.jit(functools.partial(train_step, config=config, groups=mesh.size))
   examples_fn = nnx.jit(functools.partial(drawing.draw_examples, config=config))  # compiled once
   host = jax.process_index()
@@ -248,7 +298,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
       step_rate.exclude(time.time() - t_concepts)  # steps_per_s counts the steps only
     batch = input_pipeline.make_global(next(it), mesh)
     logs = step_fn(state, g, z_table, batch, jax.random.fold_in(key, step),
-                   concept_arrays=concept_arrays, cache=cache)
+                   concept_arrays=concept_arrays, cache=cache, objects=objects)
     done = step + 1
     if periodic.itstime(done, cfg.log_every, end):
       logs = {k: float(v) for k, v in logs.items()}
@@ -259,10 +309,11 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
                   if "neg/accepted_rate" in logs else {})  # samples with an edited term
       bar.set_postfix(loss=f"{logs['loss']:.3f}", it_s=f"{rate:.2f}", **accepted)
     if config.loss.kind in EDITED_KINDS and periodic.itstime(done, cfg.image_every):
-      _write_images(writer, done, examples_fn, state, g, z_table, batch, key, concept_arrays)
+      _write_images(writer, done, examples_fn, state, g, z_table, batch, key, concept_arrays,
+                    objects)
     epoch_end = periodic.itstime(done, steps_per_epoch, end)
     if epoch_end:
-      metrics = validate(state.models, g, z_table, val, config)
+      metrics = validate(state.models, g, z_table, val, config, val_cells)
       score = metrics["score"]
       writer.write_scalars(done, {f"val/{k}": v for k, v in metrics.items()})
     if epoch_end or periodic.itstime(done, cfg.checkpoint_every):
@@ -271,7 +322,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
         items["concepts"] = concept_host._asdict()
       checkpoints.save(manager, done, items, metrics={"score": score})
   if not metrics:  # nothing left to train (a finished run): report its last state
-    metrics = validate(state.models, g, z_table, val, config)
+    metrics = validate(state.models, g, z_table, val, config, val_cells)
   manager.wait_until_finished()
   writer.close()
   return metrics
@@ -287,12 +338,13 @@ def _compute_concepts(writer, step, state, g, z_table, data, config):
 
 
 def _write_images(writer, step, examples_fn, state, g, z_table, batch, key,
-                  concept_arrays=None):
+                  concept_arrays=None, objects=None):
   """positive | drawn negative | mask for the first few samples of the batch."""
   n = min(4, batch["z_index"].shape[0])
   pos, neg, masks = examples_fn(
       state.models, g, z_table[batch["z_index"][:n]], batch["spec"][:n], batch["n_frames"][:n],
-      jax.random.fold_in(jax.random.fold_in(key, step), 1), concept_arrays=concept_arrays)
+      jax.random.fold_in(jax.random.fold_in(key, step), 1), concept_arrays=concept_arrays,
+      objects=None if objects is None else objects[batch["z_index"][:n]])
   mask_rgb = jnp.repeat(masks[..., None] * 2.0 - 1.0, 3, axis=-1)
   rows = figures.to_uint8(jnp.concatenate([pos, neg, mask_rgb], axis=2))
   writer.write_images(step, {"negatives": figures.make_grid(np.asarray(rows), cols=1, scale=2)})

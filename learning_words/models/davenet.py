@@ -82,21 +82,34 @@ def pooled_frames(n_frames, t_out: int, ratio_or_encoder):
   return jnp.clip(jnp.asarray(n_frames) // ratio, 1, int(t_out)).astype(jnp.int32)
 
 
-def make_vgg_conv(cin: int, cout: int, *, rngs: nnx.Rngs, dtype=None) -> nnx.Conv:
+# The image encoder's border: zeros (the reference's VGG), or padding that carries no constant
+# border signal (reflected or wrapped-around features).
+IMAGE_PADDING = {"zeros": "SAME", "reflect": "REFLECT", "circular": "CIRCULAR"}
+
+
+def image_padding(name: str) -> str:
+  """config.model.image_padding -> the convolutions' padding."""
+  if name not in IMAGE_PADDING:
+    raise ValueError(f"unknown image padding {name!r}; allowed: {sorted(IMAGE_PADDING)}")
+  return IMAGE_PADDING[name]
+
+
+def make_vgg_conv(cin: int, cout: int, *, rngs: nnx.Rngs, dtype=None,
+                  padding: str = "SAME") -> nnx.Conv:
   """3x3 conv initialised as torchvision's VGG: N(0, 2 / fan_out) weights, zero biases.
   dtype: the compute dtype (parameters stay float32)."""
   init = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-  return nnx.Conv(cin, cout, (3, 3), padding="SAME", kernel_init=init, rngs=rngs, dtype=dtype)
+  return nnx.Conv(cin, cout, (3, 3), padding=padding, kernel_init=init, rngs=rngs, dtype=dtype)
 
 
 def make_torch_default_conv(cin: int, cout: int, kernel, *, rngs: nnx.Rngs,
-                            dtype=None) -> nnx.Conv:
-  """Conv ("SAME" padding) with torch's default init: weights and biases U(+-1/sqrt(fan_in)).
-  dtype: the compute dtype (parameters stay float32)."""
+                            dtype=None, padding: str = "SAME") -> nnx.Conv:
+  """Conv (length-keeping padding) with torch's default init: weights and biases
+  U(+-1/sqrt(fan_in)). dtype: the compute dtype (parameters stay float32)."""
   bound = 1.0 / math.sqrt(cin * math.prod(kernel))
   bias_init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(
       key, shape, dtype, -bound, bound)
-  return nnx.Conv(cin, cout, tuple(kernel), padding="SAME", rngs=rngs, bias_init=bias_init,
+  return nnx.Conv(cin, cout, tuple(kernel), padding=padding, rngs=rngs, bias_init=bias_init,
                   kernel_init=jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
                   dtype=dtype)
 
@@ -154,20 +167,23 @@ class ImageEncoder(nnx.Module):
   shrink them. pools: 2x max-pools between blocks, 4 in the reference (128 px -> 8x8); 32 px
   presets use 2 so the matchmap keeps the reference's 8x8 grid (the first blocks then pool).
   Images [B,R,R,3] in [-1,1] -> [B,R/2**pools,R/2**pools,embed_dim], float32 whatever the
-  convolutions compute in (dtype; parameters stay float32).
+  convolutions compute in (dtype; parameters stay float32). padding: IMAGE_PADDING's name, the
+  border of every conv ('zeros': the reference).
   """
 
   def __init__(self, widths=(64, 128, 256, 512, 512), embed_dim: int = 512, *, rngs: nnx.Rngs,
-               pools: int = 4, dtype=None):
+               pools: int = 4, dtype=None, padding: str = "zeros"):
     if len(widths) != len(VGG16_DEPTHS):
       raise ValueError(f"need {len(VGG16_DEPTHS)} block widths, got {widths}")
+    pad = image_padding(padding)
     convs, cin = [], 3
     for width, depth in zip(widths, VGG16_DEPTHS):
       for _ in range(depth):
-        convs.append(make_vgg_conv(cin, int(width), rngs=rngs, dtype=dtype))
+        convs.append(make_vgg_conv(cin, int(width), rngs=rngs, dtype=dtype, padding=pad))
         cin = int(width)
     self.convs = nnx.List(convs)
-    self.embed = make_torch_default_conv(cin, embed_dim, (3, 3), rngs=rngs, dtype=dtype)
+    self.embed = make_torch_default_conv(cin, embed_dim, (3, 3), rngs=rngs, dtype=dtype,
+                                         padding=pad)
     self.embed_dim = embed_dim
     self.pools = pools
 

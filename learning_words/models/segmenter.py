@@ -110,3 +110,21 @@ def predict(seg: Segmenter, images, batch_size: int = 256) -> dict:
   labels = batching.map_batches(lambda x: _predict_batch(view, to_float(x)), (images,),
                                 max(1, min(batch_size, n)))
   return {a: np.asarray(v) for a, v in labels.items()}
+
+
+def foreground(maps: dict) -> np.ndarray:
+  """Object pixels bool [P,R,R] of label maps {attr: [P,R,R]}: at least half the heads call the
+  pixel an object (world/parse.py's rule)."""
+  votes = sum((np.asarray(maps[a]) > 0).astype(int) for a in ATTRIBUTES)
+  return 2 * votes >= len(ATTRIBUTES)
+
+
+def to_cells(pixels, grid: int) -> np.ndarray:
+  """bool [..., R, R] -> bool [..., grid, grid]: a cell of the feature grid is on when any of its
+  pixels is."""
+  pixels = np.asarray(pixels)
+  r = pixels.shape[-1]
+  if r % grid:
+    raise ValueError(f"{r} px images do not tile into a {grid}x{grid} grid")
+  s = r // grid
+  return pixels.reshape(pixels.shape[:-2] + (grid, s, grid, s)).any(axis=(-3, -1))

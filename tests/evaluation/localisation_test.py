@@ -5,6 +5,8 @@ import pytest
 
 from learning_words.data import vocabulary
 from learning_words.evaluation import attributes, edit_effect, localisation
+from learning_words.learner import localise
+from learning_words.models import segmenter
 
 ATTRS = vocabulary.ATTRIBUTES
 
@@ -12,13 +14,13 @@ ATTRS = vocabulary.ATTRIBUTES
 def test_cells_are_on_when_any_pixel_is():
   rng = np.random.default_rng(0)
   pixels = rng.random((3, 16, 16)) > 0.97
-  cells = localisation.to_cells(pixels, 4)
+  cells = segmenter.to_cells(pixels, 4)
   for b in range(3):
     for i in range(4):
       for j in range(4):
         assert cells[b, i, j] == pixels[b, 4 * i:4 * i + 4, 4 * j:4 * j + 4].any()
   with pytest.raises(ValueError, match="do not tile"):
-    localisation.to_cells(pixels, 5)
+    segmenter.to_cells(pixels, 5)
 
 
 def test_foreground_needs_half_the_heads():
@@ -27,7 +29,7 @@ def test_foreground_needs_half_the_heads():
   maps["shape"][0, 0, 1] = maps["color"][0, 0, 1] = 2  # two of four: object
   for a in ATTRS:
     maps[a][0, 1, 1] = 1                             # all four: object
-  assert localisation.foreground(maps)[0].tolist() == [[False, True], [False, True]]
+  assert segmenter.foreground(maps)[0].tolist() == [[False, True], [False, True]]
 
 
 def test_word_cells_by_label():
@@ -46,11 +48,13 @@ def test_peak_statistics_by_hand():
   cells[:, 1:3, 1:3] = True           # a 2x2 object in the middle of each image: share 0.25
   cells[3, 0, 0] = True               # and one corner object in the last image
   y, x = np.array([1, 0, 3, 0]), np.array([2, 3, 3, 0])
-  s = localisation.peak_statistics(cells, y, x)
+  s = localise.peak_statistics(y, x, cells)
   assert s["items"]["on_object"] == [1, 0, 0, 1]
   assert s["on_object"] == 0.5 and s["chance_on_object"] == pytest.approx(17 / 64)
   assert s["on_border"] == 0.75 and s["chance_on_border"] == 12 / 16
   assert s["common_cells"][0][2] == 1 and len(s["common_cells"]) == 4
+  no_cells = localise.peak_statistics(y, x, grid=(4, 4))  # validation without a segmenter
+  assert no_cells["on_border"] == 0.75 and "on_object" not in no_cells
 
 
 def test_caption_and_word_peaks_against_loops():
@@ -61,7 +65,7 @@ def test_caption_and_word_peaks_against_loops():
   frames = np.array([1, 2, 6, 3, 4])
   aud[np.arange(t)[None, :] >= frames[:, None]] = 50.0  # padding that must not count
   for cosine in (False, True):
-    y, x = (np.asarray(v) for v in localisation.caption_peaks(img, aud, frames, cosine=cosine))
+    y, x = (np.asarray(v) for v in localise.caption_peaks(img, aud, frames, cosine=cosine))
     for i in range(b):
       best, where = -np.inf, None
       for yy in range(h):

@@ -435,3 +435,59 @@ def test_random_location_control_moves_the_same_mask(gen):
   assert change[inside].mean() > 4 * change[~inside].mean()
   with pytest.raises(ValueError, match="location"):
     jit_draw(gen, make_cfg(location="corner"))(z, mm, n_frames, key, None, None)
+
+
+def test_object_components_by_hand():
+  cells = np.zeros((2, 4, 4), bool)
+  cells[0, 0, 0] = cells[0, 1, 1] = True   # diagonal neighbours: one object (8-connected)
+  cells[0, 3, 3] = True                    # a second one
+  labels = negatives.object_components(cells)
+  assert labels.dtype == np.int8 and labels[1].max() == 0
+  assert labels[0, 0, 0] == labels[0, 1, 1] != labels[0, 3, 3] and labels[0, 3, 3] > 0
+  assert (labels[0] > 0).sum() == 3
+
+
+def test_object_shifts_land_on_another_object():
+  """The shifted peak lies on another object's cell; with the peak on the only object, on that
+  object; with no object, anywhere. Over many draws every allowed cell is reached (uniform)."""
+  objects = np.zeros((3, 4, 4), np.int8)
+  objects[0, 0, 0:2] = 1        # the peak's object
+  objects[0, 2:4, 3] = 2        # the other: cells (2, 3) and (3, 3)
+  objects[1, 1, 1] = 1          # one object, under the peak
+  y, x = jnp.array([0, 1, 2]), jnp.array([1, 1, 2])
+  seen = [set() for _ in range(3)]
+  draw = jax.jit(negatives.object_shifts)
+  for i in range(60):
+    dy, dx = (np.asarray(v) for v in draw(jax.random.key(i), jnp.asarray(objects), (y, x)))
+    for b in range(3):
+      seen[b].add(((int(y[b]) + dy[b]) % 4, (int(x[b]) + dx[b]) % 4))
+  assert seen[0] == {(2, 3), (3, 3)}
+  assert seen[1] == {(1, 1)}
+  assert len(seen[2]) > 12  # any of the 16 cells
+
+
+def test_object_location_control_moves_the_mask_onto_another_object(gen):
+  """negatives.location='object': the peak's mask rolled so that its peak lands on another
+  object's cell (the only other object here is one cell: the shift is known)."""
+  cfg = make_cfg(threshold=0.0, location="object")
+  z = jax.random.normal(jax.random.key(9), (4, SIZES[0]))
+  mm, n_frames, peaks = planted_matchmaps(9)
+  objects = np.zeros((4, 4, 4), np.int8)
+  target = [(3, 3), (0, 0), (2, 1), (1, 3)]
+  for b, (ty, tx) in enumerate(target):
+    objects[b, ty, tx] = 1
+  graphdef, state = gen
+
+  @jax.jit
+  def draw(state, z, mm, n, key, obj):
+    g = nnx.merge(graphdef, state)
+    return negatives.draw_negatives(g, z, None, g(z), mm, n, key, cfg, objects=obj)
+
+  _, masks, _, _ = draw(state, z, mm, n_frames, jax.random.key(4), jnp.asarray(objects))
+  g = nnx.merge(*gen)
+  at_peak = oracle_masks(mm, peaks)
+  moved = np.stack([np.roll(at_peak[b], (target[b][0] - peaks[b][0], target[b][1] - peaks[b][1]),
+                            axis=(0, 1)) for b in range(4)])
+  np.testing.assert_array_equal(np.asarray(masks), np.kron(moved, np.ones((1, 4, 4))))
+  with pytest.raises(ValueError, match="object cells"):
+    negatives.draw_negatives(g, z, None, g(z), mm, n_frames, jax.random.key(4), cfg)
