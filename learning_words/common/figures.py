@@ -119,3 +119,22 @@ def interval_plot(rows: dict, title: str, width: int = 640, height: int = 320,
   ax.set_xlabel(xlabel, fontsize=9)
   fig.subplots_adjust(left=0.3, right=0.97, top=0.9, bottom=0.16)
   return _render(fig)
+
+
+def cell_maps(maps: dict, title: str, width: int = 640, height: int = 300) -> np.ndarray:
+  """{name: values [h, w] in [0, 1]} drawn side by side as grids with their values written in
+  the cells -> uint8 [height, width, 3]."""
+  fig = Figure(figsize=(width / 100, height / 100), dpi=100)
+  fig.suptitle(title, fontsize=10)
+  for k, (name, values) in enumerate(maps.items()):
+    values = np.asarray(values, np.float64)
+    ax = fig.add_subplot(1, len(maps), k + 1)
+    ax.imshow(values, cmap="magma", vmin=0.0, vmax=max(1e-9, float(values.max())))
+    ax.set_title(str(name), fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for (i, j), v in np.ndenumerate(values):
+      ax.text(j, i, f"{v:.2f}".lstrip("0") if v < 1 else "1", ha="center", va="center",
+              fontsize=6, color="white" if v < 0.6 * values.max() else "black")
+  fig.subplots_adjust(left=0.02, right=0.98, top=0.82, bottom=0.04, wspace=0.1)
+  return _render(fig)

@@ -10,7 +10,8 @@ world/parse.py does), and holds a word when any of its pixels carries that word'
 `localisation`: over the first `n_pairs` held-out pairs, the caption's peak (the argmax over cells
 and valid frames that the negatives' mask grows from, negatives.peak) is on an object cell
 (`on_object`, chance: the mean share of object cells) or on the grid's outer ring (`on_border`,
-chance: the ring's share of the grid). Given for the matchmap the negatives draw from (top level)
+chance: the ring's share of the grid); `peak_share` and `object_share` map, per cell, the share
+of captions that peak there and of images with an object there (the report draws them). Given for the matchmap the negatives draw from (top level)
 and, under `by_similarity`, for the dot product and the cosine of the same features.
 
 `word_pointing` (the pointing game): each attribute word's recording (the word test's, one per
@@ -101,8 +102,10 @@ def run(ctx: context.Context) -> dict:
         (img, aud, frames), int(ctx.cfg.batch_size))
     by[name] = localise.peak_statistics(y, x, cells)
   used = "cosine" if negatives.heat_cosine(ctx.config) else "dot"
-  out = {"n_pairs": n, "similarity": used, **by[used]}
-  out["by_similarity"] = {k: {m: v for m, v in d.items() if m != "items"} for k, d in by.items()}
+  out = {"n_pairs": n, "similarity": used, **by[used],
+         "object_share": cells.mean(axis=0).round(4).tolist()}  # [h][w]: images with an object
+  out["by_similarity"] = {k: {m: v for m, v in d.items() if m not in ("items", "peak_share")}
+                          for k, d in by.items()}
   return out
 
 

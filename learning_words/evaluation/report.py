@@ -5,6 +5,8 @@
   results.json  every run's numbers and the pipeline's wall time per stage (layout below).
   figures/      <run>_negatives.png: test positives | drawn negatives | masks, a row each;
                 <run>_words.png: each attribute word's matchmap heat map over the same images;
+                <run>_peaks.png: per cell of the matchmap grid, the share of test captions that
+                peak there beside the share of images with an object there (localisation);
                 curve_<tag>.png: a training curve (loss, validation recall, ...) of every run,
                 with the chance level where it has one; intervals_<metric>.png: the reproduce
                 experiment's arms minus regular with their 95% intervals.
@@ -442,6 +444,14 @@ def run_figures(config, workdir: str, runs, folder: str | None) -> list:
     if folder is not None:
       figures.save_png(os.path.join(folder, "figures", f"{run}_words.png"),
                        words_figure(pictures, normalise_per_image(heat)))
+    loc = read_evals(wd.path(workdir, "runs", run)).get("localisation", {})
+    if "peak_share" in loc:
+      lines += [f"![{run}: where captions peak](figures/{run}_peaks.png)", ""]
+      if folder is not None:
+        figures.save_png(os.path.join(folder, "figures", f"{run}_peaks.png"), figures.cell_maps(
+            {"captions' peaks": loc["peak_share"], "images with an object": loc["object_share"]},
+            f"{run}: peaks on objects {loc['on_object']:.3f} (chance "
+            f"{loc['chance_on_object']:.3f}), on the border {loc['on_border']:.3f}"))
   return lines
 
 

@@ -32,13 +32,17 @@ def peak_statistics(y, x, cells=None, grid=None) -> dict:
   """Where peaks (y, x) [P] land: the border share and its chance (the ring's share of the
   grid), the most common peak cells and, given the images' object cells [P,h,w], the share on an
   object cell, its chance (the mean share of object cells) and per pair whether it hit one
-  (`items`). grid: (h, w) when no cells are given."""
+  (`items`); peak_share [h][w]: the share of peaks on each cell. grid: (h, w) when no cells are
+  given."""
   y, x = np.asarray(y), np.asarray(x)
   h, w = np.asarray(cells).shape[1:] if cells is not None else grid
   ring = border_ring(h, w)
   common = collections.Counter(zip(y.tolist(), x.tolist())).most_common(4)
+  share = np.zeros((h, w))
+  np.add.at(share, (y, x), 1.0 / max(len(y), 1))
   out = {"on_border": float(ring[y, x].mean()), "chance_on_border": float(ring.mean()),
-         "common_cells": [[int(a), int(b), n] for (a, b), n in common]}
+         "common_cells": [[int(a), int(b), n] for (a, b), n in common],
+         "peak_share": share.round(4).tolist()}
   if cells is not None:
     cells = np.asarray(cells, bool)
     on_object = cells[np.arange(len(y)), y, x]
