@@ -129,6 +129,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The image convs' border: 'zeros' (the reference's VGG), 'reflect' or 'circular' (no constant
   # border signal from which to tell border cells from inner ones).
   c.model.image_padding = "zeros"
+  c.model.image_depths = (2, 2, 3, 3, 3)  # convs per block: VGG16's
   c.model.audio_kind = "large"
   c.model.audio_widths = (128, 256, 512)           # conv over mels, 1x11, then the 1x17 convs
   c.model.audio_kernel = 17        # time width of the convs after each pool (the reference's 17)

@@ -60,7 +60,7 @@ class Peer:
                     _tensor(g.output.conv.bias[...]))
     self.image = [(_tensor(_conv2d_weight(c), True), _tensor(c.bias[...], True))
                   for c in list(m.image.convs) + [m.image.embed]]
-    self.pools = m.image.pools
+    self.pools, self.depths = m.image.pools, m.image.depths
     a = m.audio
     conv1d = lambda c: (_tensor(np.transpose(np.asarray(c.kernel[...]), (2, 1, 0)), True),
                         _tensor(c.bias[...], True))
@@ -95,7 +95,7 @@ class Peer:
     std = torch.tensor(davenet.IMAGENET_STD)[None, :, None, None]
     x = ((images + 1.0) * 0.5 - mean) / std
     i = 0
-    for block, depth in enumerate(davenet.VGG16_DEPTHS):
+    for block, depth in enumerate(self.depths):
       if 0 < block <= self.pools:
         x = F.max_pool2d(x, 2)
       for _ in range(depth):

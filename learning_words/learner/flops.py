@@ -32,7 +32,8 @@ def conv1d(t: int, kernel: int, cin: int, cout: int) -> float:
 def image_encoder(model_cfg, res: int) -> list[float]:
   """Per-layer forward FLOPs of davenet.ImageEncoder on one res x res image."""
   out, cin = [], 3
-  for block, (width, depth) in enumerate(zip(model_cfg.image_widths, davenet.VGG16_DEPTHS)):
+  depths = model_cfg.get("image_depths", davenet.VGG16_DEPTHS)
+  for block, (width, depth) in enumerate(zip(model_cfg.image_widths, depths)):
     if 0 < block <= model_cfg.image_pools:
       res //= 2
     for _ in range(depth):

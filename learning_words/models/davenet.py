@@ -168,16 +168,20 @@ class ImageEncoder(nnx.Module):
   presets use 2 so the matchmap keeps the reference's 8x8 grid (the first blocks then pool).
   Images [B,R,R,3] in [-1,1] -> [B,R/2**pools,R/2**pools,embed_dim], float32 whatever the
   convolutions compute in (dtype; parameters stay float32). padding: IMAGE_PADDING's name, the
-  border of every conv ('zeros': the reference).
+  border of every conv ('zeros': the reference). depths: conv layers per block, VGG16's (2, 2, 3,
+  3, 3) for the reference; fewer layers after the last pool shrink what one cell of the output
+  grid sees (its receptive field).
   """
 
   def __init__(self, widths=(64, 128, 256, 512, 512), embed_dim: int = 512, *, rngs: nnx.Rngs,
-               pools: int = 4, dtype=None, padding: str = "zeros"):
-    if len(widths) != len(VGG16_DEPTHS):
-      raise ValueError(f"need {len(VGG16_DEPTHS)} block widths, got {widths}")
+               pools: int = 4, dtype=None, padding: str = "zeros", depths=VGG16_DEPTHS):
+    depths = tuple(int(d) for d in depths)
+    if len(widths) != len(VGG16_DEPTHS) or len(depths) != len(VGG16_DEPTHS):
+      raise ValueError(f"need {len(VGG16_DEPTHS)} block widths and depths, got {widths}, "
+                       f"{depths}")
     pad = image_padding(padding)
     convs, cin = [], 3
-    for width, depth in zip(widths, VGG16_DEPTHS):
+    for width, depth in zip(widths, depths):
       for _ in range(depth):
         convs.append(make_vgg_conv(cin, int(width), rngs=rngs, dtype=dtype, padding=pad))
         cin = int(width)
@@ -186,13 +190,14 @@ class ImageEncoder(nnx.Module):
                                          padding=pad)
     self.embed_dim = embed_dim
     self.pools = pools
+    self.depths = depths
 
   def __call__(self, images, pre_relu: bool = False, normalize: bool = True):
     """pre_relu: the last conv's output before its ReLU (the reference's attribute test);
     normalize=False: the images enter as they are, as the reference's dissection feeds them."""
     x = normalize_images(images) if normalize else images
     i = 0
-    for block, depth in enumerate(VGG16_DEPTHS):
+    for block, depth in enumerate(self.depths):
       if 0 < block <= self.pools:  # pool between blocks only: VGG16's fifth pool is dropped
         x = layers.max_pool2x2(x)
       for _ in range(depth):

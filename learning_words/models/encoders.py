@@ -37,7 +37,8 @@ class Encoders(nnx.Module):
     dtype = compute_dtype(cfg)
     self.image = davenet.ImageEncoder(cfg.image_widths, cfg.embed_dim, rngs=rngs,
                                       pools=cfg.image_pools, dtype=dtype,
-                                      padding=cfg.get("image_padding", "zeros"))
+                                      padding=cfg.get("image_padding", "zeros"),
+                                      depths=cfg.get("image_depths", davenet.VGG16_DEPTHS))
     self.audio = davenet.AudioEncoder(cfg.audio_kind, cfg.audio_widths, cfg.embed_dim, rngs=rngs,
                                       mask_padding=cfg.get("mask_padding", False),
                                       kernel=cfg.get("audio_kernel", 17), dtype=dtype)
