@@ -9,10 +9,11 @@ import pytest
 from flax import nnx
 
 from configs import tiny
-from learning_words.common import checkpoints, mesh as mesh_lib
+from learning_words.common import checkpoints, errors, mesh as mesh_lib
 from learning_words.data import input_pipeline
 from learning_words.learner import train
 from learning_words.models import generator as gen_lib
+from learning_words.models.segmenter import Segmenter
 
 
 def _config(kind):
@@ -40,11 +41,20 @@ def _params(run_dir, c, data_dir, best=False):
 
 @pytest.mark.parametrize("kind", ["negatives_edited"])
 def test_kill_and_resume_reproduces_the_uninterrupted_run(kind, data_dir, tmp_path):
+  # The random-object control, whose object cells a (random) segmenter reads, and validation's
+  # localisation with them.
   c = _config(kind)
+  c.negatives.location = "object"
+  seg = Segmenter(c.segmenter.widths, rngs=nnx.Rngs(3))
+  seg.eval()
   run = lambda name, **kw: train.train_loop(c, str(tmp_path / name), data_dir, _generator(c),
-                                            devices=jax.devices()[:2], **kw)
+                                            devices=jax.devices()[:2], segmenter=seg, **kw)
   full = run("full")
-  assert set(full) >= {"A_r1", "I_r5", "score"} and all(np.isfinite(v) for v in full.values())
+  assert set(full) >= {"A_r1", "I_r5", "score", "peak_object", "peak_border"}
+  assert all(np.isfinite(v) for v in full.values())
+  assert 0 <= full["peak_object"] <= 1 and 0 <= full["peak_border"] <= 1
+  with pytest.raises(errors.MissingError, match="segmenter"):
+    train.object_table(_generator(c), jnp.zeros((4, c.gan.sizes[0])), c, None, None)
   run("killed", max_steps=4)
   resumed = run("killed")
   assert resumed == full
