@@ -61,6 +61,9 @@ class Peer:
     self.image = [(_tensor(_conv2d_weight(c), True), _tensor(c.bias[...], True))
                   for c in list(m.image.convs) + [m.image.embed]]
     self.pools, self.depths = m.image.pools, m.image.depths
+    # torch's names for the image convs' padding (F.pad modes; zeros: the convs' own padding).
+    self.image_pad = {"SAME": None, "REFLECT": "reflect", "CIRCULAR": "circular"}[
+        m.image.embed.padding]
     a = m.audio
     conv1d = lambda c: (_tensor(np.transpose(np.asarray(c.kernel[...]), (2, 1, 0)), True),
                         _tensor(c.bias[...], True))
@@ -99,9 +102,15 @@ class Peer:
       if 0 < block <= self.pools:
         x = F.max_pool2d(x, 2)
       for _ in range(depth):
-        x = F.relu(F.conv2d(x, *self.image[i], padding=1))
+        x = F.relu(self._image_conv(x, self.image[i]))
         i += 1
-    return F.relu(F.conv2d(x, *self.image[-1], padding=1))
+    return F.relu(self._image_conv(x, self.image[-1]))
+
+  def _image_conv(self, x, weights):
+    """One 3x3 image conv with the encoder's padding."""
+    if self.image_pad is None:
+      return F.conv2d(x, *weights, padding=1)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode=self.image_pad), *weights)
 
   def embed_audio(self, spec, n_frames):
     """spec [B,T,40] -> [B,D,T'] (one BatchNorm channel over every value, batch statistics)."""

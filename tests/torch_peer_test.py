@@ -1,7 +1,8 @@
 """torch_peer.py: built from our parameters, the PyTorch step computes our loss on the same batch
 (ours is the oracle here: two independent implementations of one computation), for the
 reference's learner (triplet, dot matchmaps, padding unmasked) and the quickstart's (softmax,
-cosine, masked padding); and a step of the peer trains every image conv."""
+cosine, masked padding), with the image convs' reflected and wrapped borders and fewer convs;
+and a step of the peer trains every image conv."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,12 +16,14 @@ from learning_words.learner import losses, matchmap, train
 from learning_words.models import encoders, generator as gen_lib
 
 
-@pytest.mark.parametrize("learner", ["reference", "quickstart"])
+@pytest.mark.parametrize("learner", ["reference", "quickstart", "reflect", "circular"])
 def test_peer_loss_matches_ours(learner):
   c = tiny.get_config()
-  if learner == "quickstart":
+  if learner != "reference":
     c.loss.base, c.model.cosine, c.model.mask_padding, c.model.audio_kernel = (
         "softmax", True, True, 5)
+  if learner in ("reflect", "circular"):  # torch's F.pad modes check the image convs' padding
+    c.model.image_padding, c.model.image_depths = learner, (2, 2, 2, 1, 0)
   state = train.TrainState(c, steps_per_epoch=10)
   g = gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(1))
   rng = np.random.default_rng(0)
