@@ -41,6 +41,10 @@ def _hits(k):
   return lambda own, shared, axis=-1: np.mean(own[0] < k, axis=axis)
 
 
+def _share(own, shared, axis=-1):
+  return np.mean(own[0], axis=axis)
+
+
 # metric name -> (evaluator, item arrays it reads, units(*items) -> (arrays of the run, arrays that
 # are the same for both runs: one entry per resampling unit), statistic(own, shared, axis))
 METRICS = {
@@ -51,6 +55,10 @@ METRICS = {
     "semantic_r1": ("semantic", ("rank",), _by_item, _hits(1)),
     "retrieval_A_r10": ("retrieval", ("A_rank",), _by_item, _hits(10)),
     "retrieval_I_r10": ("retrieval", ("I_rank",), _by_item, _hits(10)),
+    # the share of captions that peak on an object cell, of word recordings that point at a cell
+    # holding the word (pooled over words)
+    "localisation": ("localisation", ("on_object",), _by_item, _share),
+    "word_pointing": ("word_pointing", ("hit",), _by_item, _share),
 }
 
 

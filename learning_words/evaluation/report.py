@@ -203,7 +203,8 @@ def differences_table(diffs: dict) -> list:
            "Each arm's metric minus `regular`'s from the same warm-up, per seed and their mean, "
            "with 95% percentile bootstrap intervals that resample the test items (the same "
            "resample for both arms and every seed). Word tests: the mean of the categories; "
-           "retrieval: R@10.", "",
+           "retrieval: R@10; localisation: the share of captions peaking on an object cell; "
+           "word_pointing: the share of attribute words pointing at a cell that holds them.", "",
            "| arm | metric | " + " | ".join(f"seed {s}" for s in seeds) + " | mean over seeds |",
            "| --- " * (3 + len(seeds)) + "|"]
   for arm, metrics in diffs.items():

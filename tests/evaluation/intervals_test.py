@@ -87,3 +87,13 @@ def test_report_differences_per_seed_and_over_seeds():
   row = next(line for line in lines if line.startswith("| edited_random | semantic_r1 |"))
   assert row.startswith("| edited_random | semantic_r1 | +0.500 [")
   assert "| +0.000 [+0.000, +0.000] |" in row
+
+
+def test_localisation_shares_difference_by_hand():
+  """Peaks on objects: the arm hits 3 of 4 captions, the base 1 of 4 -> +0.5; a constant
+  difference per item (all hit vs none) has a degenerate interval."""
+  arm, base = [np.array([1, 1, 1, 0])], [np.array([1, 0, 0, 0])]
+  assert intervals.paired_difference([arm], [base], "localisation")["diff"] == 0.5
+  hit, miss = [np.ones(30, int)], [np.zeros(30, int)]
+  assert intervals.paired_difference([hit], [miss], "word_pointing") == {
+      "diff": 1.0, "low": 1.0, "high": 1.0}
