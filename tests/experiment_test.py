@@ -10,7 +10,8 @@ from learning_words.common import errors
 def test_reproduce_preset_lists_warmups_then_arms_per_seed():
   c = reproduce.get_config()
   runs = experiment.run_configs(c)
-  arms = ("regular", "edited_random", "edited_cluster", "edited_random_location")
+  arms = ("regular", "edited_random", "edited_cluster", "edited_random_location",
+          "edited_random_object")
   want = [n for s in (0, 1, 2) for n in [f"warmup_seed{s}"] + [f"{a}_seed{s}" for a in arms]]
   assert [name for name, _, _ in runs] == want
   for name, cfg, warmup in runs:
