@@ -48,15 +48,15 @@ def placement_config(config, location: str) -> ml_collections.FrozenConfigDict:
 
 @functools.partial(nnx.jit, static_argnames=("config",))
 def draw_batch(models, g, z, spec, n_frames, objects, key, config):
-  """(positives, negatives [B,R,R,3], masks [B,R,R], accepted [B], image features of both
-  [B,h,w,D], caption features [B,T',D], frames [B]) of one batch of held-out pairs; objects
-  [B,h,w]: their object components (negatives.object_components)."""
+  """(negatives [B,R,R,3], masks [B,R,R], accepted [B], image features of the positives and the
+  negatives [B,h,w,D], caption features [B,T',D], frames [B]) of one batch of held-out pairs;
+  objects [B,h,w]: their object components (negatives.object_components)."""
   positives, x_layer = encoders.draw_positives(g, z, config.negatives.layer)
   img, aud, frames = encoders.embed(models, positives, spec, n_frames)
   mm = drawing.heat_matchmap(img, aud, config)
   neg, masks, accepted, _ = negatives.draw_negatives(g, z, x_layer, positives, mm, frames, key,
                                                      config.negatives, objects=objects)
-  return positives, neg, masks, accepted, img, models.image(neg), aud, frames
+  return neg, masks, accepted, img, models.image(neg), aud, frames
 
 
 def classify_change(before: dict, after: dict, max_shift: float) -> str:
@@ -84,14 +84,15 @@ def share(mask) -> float:
   return float(mask.mean()) if mask.size else float("nan")
 
 
-def summarise(ctx, pos, neg, masks, accepted, sim_pos, sim_neg, objects) -> dict:
-  """One placement's numbers (the module docstring) from host arrays."""
+def summarise(ctx, maps, neg, masks, accepted, sim_pos, sim_neg, objects) -> dict:
+  """One placement's numbers (the module docstring) from host arrays; maps: the segmenter's
+  labels of the positives."""
   grid = objects.shape[1]
   mask_cells = seg_lib.to_cells(np.asarray(masks) > 0.5, grid)
   on_object = (mask_cells & objects).sum(axis=(1, 2)) / np.maximum(mask_cells.sum(axis=(1, 2)), 1)
   accepted = np.asarray(accepted, bool)
   ok = np.nonzero(accepted)[0]
-  maps_pos = seg_lib.predict(ctx.seg, figures.to_uint8(pos[ok]))
+  maps_pos = {a: v[ok] for a, v in maps.items()}
   maps_neg = seg_lib.predict(ctx.seg, figures.to_uint8(neg[ok]))
   min_pixels = ctx.config.world.parse_min_pixels
   before, after = parse.parse(maps_pos, min_pixels), parse.parse(maps_neg, min_pixels)
@@ -126,7 +127,7 @@ def run(ctx: context.Context) -> dict:
   out = {"captions": n}
   for location in PLACEMENTS:
     cfg = placement_config(ctx.config, location)
-    pos, neg, masks, accepted, img, img_neg, aud, frames = batching.map_batches(
+    neg, masks, accepted, img, img_neg, aud, frames = batching.map_batches(
         lambda i, zi, spec, nf, obj: draw_batch(ctx.models, ctx.g, ctx.z_table[zi], spec, nf, obj,
                                                 jax.random.fold_in(key, i), config=cfg),
         (data["z_index"], data["spec"], data["n_frames"], components), batch, indexed=True,
@@ -134,7 +135,7 @@ def run(ctx: context.Context) -> dict:
     cosine = bool(ctx.config.model.cosine)
     sim_pos = recall.similarity(img, aud, frames, chunk=min(64, n), cosine=cosine)
     sim_neg = recall.similarity(img_neg, aud, frames, chunk=min(64, n), cosine=cosine)
-    out[location] = summarise(ctx, np.asarray(pos), np.asarray(neg), np.asarray(masks),
+    out[location] = summarise(ctx, maps, np.asarray(neg), np.asarray(masks),
                               np.asarray(accepted), np.asarray(sim_pos), np.asarray(sim_neg),
                               objects)
   return out

@@ -123,11 +123,10 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
     s_edit, accepted, stats = None, None, {}
     if kind in EDITED_KINDS:
       mm = drawing.heat_matchmap(img, aud, config)
-      neg, _, accepted, stats = drawing.draw(g, z, x_layer, positives,
-                             jax.lax.stop_gradient(img),
-                             jax.lax.stop_gradient(aud), mm, frames, k_neg, config,
-                             concept_arrays, groups,
-                             None if objects is None else objects[batch["z_index"]])
+      neg, _, accepted, stats = drawing.draw(
+          g, z, x_layer, positives, jax.lax.stop_gradient(img), jax.lax.stop_gradient(aud), mm,
+          frames, k_neg, config, concept_arrays, groups,
+          None if objects is None else objects[batch["z_index"]])
       img_neg = models.image(neg)
       s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
     loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin,
@@ -259,9 +258,8 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   z_table = jax.device_put(jnp.asarray(gen_lib.latent_table(latents, n_z, g.sizes[0])),
                            jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   cache = draw_positive_cache(g, z_table, config, z_table.sharding)
-  val_cells = (None if stored_positives(config) and segmenter is None else object_cells(
-      g, z_table, val["z_index"], config, segmenter,
-      val["image"] if stored_positives(config) else None))
+  val_cells = object_cells(g, z_table, val["z_index"], config, segmenter,
+                           val["image"] if stored_positives(config) else None)
   objects = object_table(g, z_table, config, segmenter, cache)
   if objects is not None:
     objects = jax.device_put(objects, z_table.sharding)
