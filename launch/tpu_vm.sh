@@ -4,6 +4,8 @@
 #   e.g. bash launch/tpu_vm.sh lw-v4 us-central2-b v4-32 configs/paper.py /mnt/lw \
 #          --config.data.official_dir=/mnt/audio_clevrgan
 # Every worker runs the same command; jax.distributed picks the slice up from the TPU environment.
+# Each worker installs .venv with JAX for TPUs (the [tpu] extra, pinned versions) and runs with
+# JAX_PLATFORMS=tpu, so a worker without its TPU stops at once instead of running on its CPU.
 # WORKDIR must be a local or mounted folder (URLs such as gs:// are refused): mount a bucket on
 # every worker first (e.g. gcsfuse BUCKET /mnt/lw) so checkpoints outlive the VM.
 set -euo pipefail
@@ -16,6 +18,7 @@ VERSION=${TPU_SOFTWARE:-tpu-ubuntu2204-base}
 "${RUN[@]}" gcloud compute tpus tpu-vm create "$NAME" --zone="$ZONE" \
   --accelerator-type="$ACCEL" --version="$VERSION"
 REMOTE="set -e; [ -d learning_words ] || git clone $REPO learning_words; cd learning_words; \
-python3 -m venv .venv; .venv/bin/pip install -q -e . 'jax[tpu]'; \
-.venv/bin/python -m learning_words.main --config=$CONFIG --workdir=$WORKDIR --mode=pipeline $*"
+source launch/_venv.sh tpu '[tpu]'; \
+JAX_PLATFORMS=tpu .venv/bin/python -m learning_words.main --config=$CONFIG --workdir=$WORKDIR \
+--mode=pipeline $*"
 "${RUN[@]}" gcloud compute tpus tpu-vm ssh "$NAME" --zone="$ZONE" --worker=all --command="$REMOTE"

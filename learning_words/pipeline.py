@@ -14,12 +14,14 @@ import os
 import time
 from typing import Callable, NamedTuple
 
+import jax
+
 from learning_words import experiment, workdir as wd
 from learning_words.common import assets, checkpoints, console, errors, jsonio
 from learning_words.convert import (agreement, reference_encoders as ref_enc,
                                     reference_generator as ref_gen)
 from learning_words.data import clevr_scenes, input_pipeline, official
-from learning_words.evaluation import report as report_lib, runner
+from learning_words.evaluation import report as report_lib, runner, trained_run
 from learning_words.learner import train as train_lib
 from learning_words.models import generator as gen_lib
 from learning_words.world import (build_data as build_data_lib, invert as invert_lib, scenes,
@@ -154,6 +156,7 @@ def convert(config, workdir: str) -> dict:
     saved = ref_enc.convert(config.convert.model_file, config, run_dir,
                             lambda d: train_lib.make_checkpoint_manager(
                                 d, int(config.train.keep_checkpoints)))
+    trained_run.write_run_config(run_dir, config)
     out["model"] = {"run": config.convert.run, "folder": run_dir, **saved}
   return out
 
@@ -190,20 +193,29 @@ def train(config, workdir: str) -> dict:
   for c in run_configs(config):
     name = run_name(c)
     console.say(f"[train] run {name} in {wd.path(workdir, 'runs', name)}")
+    if jax.process_index() == 0:
+      trained_run.write_run_config(wd.path(workdir, "runs", name), c)
     results[name] = train_lib.train_loop(c, wd.path(workdir, "runs", name), folder, g,
                                          latents=latents, segmenter=segmenter)
     r = results[name]
     where = (f", captions peak on objects {r['peak_object']:.3f}" if "peak_object" in r else "")
-    console.say(f"[train] run {name}: validation score {r['score']:.4f} "
-                f"(A_r5 {r['A_r5']:.4f}, I_r5 {r['I_r5']:.4f}{where}, on the border "
-                f"{r['peak_border']:.3f})")
+    loss = "" if r["loss"] is None else f"; last logged loss {r['loss']:.3f}"
+    console.say(f"[train] run {name}: validation score {r['score']:.4f} (chance "
+                f"{r['chance_score']:.4f}; A_r5 {r['A_r5']:.4f}, I_r5 {r['I_r5']:.4f}{where}, on "
+                f"the border {r['peak_border']:.3f}){loss} (chance {r['chance_loss']:.3f}: every "
+                "pair scored alike)")
   return results
 
 
 def evaluate(config, workdir: str) -> dict:
   """Evaluates the train stage's runs (`train.kinds` or `train.name`), else every run under
-  WORKDIR/runs, from its best (or latest: --config.evals.checkpoint=latest) checkpoint."""
-  if experiment.enabled(config):  # the arms; the warm-ups are only their starting points
+  WORKDIR/runs, from its best (or latest: --config.evals.checkpoint=latest) checkpoint; or the
+  checkpoint folder --config.evals.checkpoint=RUN/checkpoints/STEP (its results go to
+  WORKDIR/runs/<RUN's name>/eval/)."""
+  given = wd.checkpoint_folder(config.evals.checkpoint)
+  if given is not None:  # one checkpoint folder's path: its run, evaluated with this workdir's data
+    runs = [os.path.basename(given[0])]
+  elif experiment.enabled(config):  # the arms; the warm-ups are only their starting points
     runs = [name for name, _, warmup in experiment.run_configs(config) if not warmup]
   elif config.train.kinds or config.train.name:
     runs = [run_name(c) for c in run_configs(config)]
@@ -236,7 +248,7 @@ def _renders_done(config, workdir) -> str | None:
   if folder is None and wd.data_source(config) == "official":
     seg = wd.segmenter_weights_dir(config, workdir)
     if seg is not None:
-      return f"not needed (official data; the segmenter is {seg})"
+      return f"not needed: official data, and the segmenter is {seg}"
   return folder
 
 
@@ -244,10 +256,25 @@ def _always_runs(config, workdir) -> None:
   del config, workdir
 
 
+def _weights_done(kind: str, find: Callable) -> Callable:
+  """existing() of the generator or segmenter stage: why it does not run."""
+  def existing(config, workdir) -> str | None:
+    folder = find(config, workdir)
+    if folder is None:
+      return None
+    if kind == "generator" and config.gan.official_weights:
+      return f"not needed: the reference's generator, converted, is {folder}"
+    if folder == assets.shipped_dir(kind, config):
+      return f"not needed: the shipped {kind} is {folder}"
+    return f"already done: {folder}"
+  return existing
+
+
 STAGES = {
     "render": Stage(render, _renders_done),
-    "train_gan": Stage(train_gan, wd.generator_dir),
-    "train_segmenter": Stage(train_segmenter, wd.segmenter_weights_dir),
+    "train_gan": Stage(train_gan, _weights_done("generator", wd.generator_dir)),
+    "train_segmenter": Stage(train_segmenter, _weights_done("segmenter",
+                                                            wd.segmenter_weights_dir)),
     "invert": Stage(invert, _latents_done),
     "build_data": Stage(build_data, _data_built),
     "train": Stage(train, _always_runs),
@@ -289,7 +316,9 @@ def run_pipeline(config, workdir: str) -> list[str]:
   for i, stage in enumerate(names):
     existing = STAGES[stage].existing(config, workdir)
     if existing is not None:
-      console.say(f"[{stage}] already done, skipped: {existing}")
+      why = existing if existing.startswith(("not needed", "already done")) else (
+          f"already done: {existing}")
+      console.say(f"[{stage}] {why}, skipped")
       continue
     if stage == "train_gan" and not config.gan.retrain:
       console.say(f"[train_gan] no shipped generator at {assets.shipped_dir('generator', config)} "
@@ -298,14 +327,19 @@ def run_pipeline(config, workdir: str) -> list[str]:
                   f"not run: {', '.join(names[i:])}")
       return names[i:]
     run_stage(stage, config, workdir)
-  console.say(f"[pipeline] done in {time.time() - start:.1f} s. Results on the "
-              f"{config.evals.split} split (every number: "
-              f"{wd.path(workdir, 'report')}/results.json):")
-  for line in report_lib.results_tables(workdir):
-    if line and not line.startswith("- "):
-      console.say(line)
+  console.say(f"[pipeline] done in {time.time() - start:.1f} s.")
+  say_results(config, workdir, f"every number: {wd.path(workdir, 'report')}/results.json")
   console.say(f"Report: {wd.path(workdir, 'report', 'report.md')}")
   return []
+
+
+def say_results(config, workdir: str, where: str, runs=None):
+  """Prints the evaluators' tables of the runs (default: all), chance levels and notes
+  included."""
+  console.say(f"Results on the {config.evals.split} split ({where}):")
+  for line in report_lib.results_tables(workdir, runs):
+    if line:
+      console.say(line)
 
 
 def run(mode: str, config, workdir: str):
@@ -315,6 +349,31 @@ def run(mode: str, config, workdir: str):
     return run_pipeline(config, workdir)
   if mode in TOOLS:
     result = TOOLS[mode](config, workdir)
-    console.say(str(result))
+    for line in tool_lines(mode, result):
+      console.say(line)
     return result
-  return run_stage(mode, config, workdir)
+  result = run_stage(mode, config, workdir)
+  if mode == "eval":
+    say_results(config, workdir, "each run's numbers: "
+                f"{wd.path(workdir, 'runs', '<run>', 'eval')}/<evaluator>.json", runs=list(result))
+  elif mode == "report":
+    say_results(config, workdir, f"every number: {wd.path(workdir, 'report')}/results.json")
+  return result
+
+
+def tool_lines(mode: str, result) -> list[str]:
+  """What a tool made, one line each."""
+  if mode != "convert":
+    return [f"[{mode}] wrote {result}"]
+  lines = []
+  if "generator" in result:
+    gen = result["generator"]
+    lines.append(f"[convert] the reference's generator -> {gen['folder']} (widths "
+                 f"{gen['sizes']}); the pipeline uses it with --config.gan.official_weights")
+  if "model" in result:
+    m = result["model"]
+    extra = ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("run", "folder"))
+    lines.append(f"[convert] the reference's model -> run {m['run']} in {m['folder']}"
+                 + (f" ({extra})" if extra else "") + f"; evaluate it with --mode=eval "
+                 f"--config.train.name={m['run']}")
+  return lines

@@ -211,13 +211,29 @@ def list_runs(workdir: str) -> list[str]:
   return sorted(r for r in os.listdir(root) if os.path.isdir(os.path.join(root, r, "checkpoints")))
 
 
-def load_encoders(config, run_folder: str, which: str):
-  """(encoders.Encoders, step) of a run's best or latest checkpoint, or of the kept checkpoint
-  at a given step (`which` a step number, e.g. '624'), from its 'models' item."""
+def checkpoint_folder(which: str) -> tuple[str, int] | None:
+  """(run folder, step) of a checkpoint folder's path RUN/checkpoints/STEP; None for 'best',
+  'latest' or a step number."""
   which = str(which)
-  if which not in ("best", "latest") and not which.isdigit():
-    raise errors.ConfigError(f"--config.evals.checkpoint must be 'best', 'latest' or a step "
-                             f"number, got {which!r}")
+  if which in ("best", "latest") or which.isdigit():
+    return None
+  folder = os.path.abspath(which.rstrip("/"))
+  step, parent = os.path.basename(folder), os.path.dirname(folder)
+  if not (os.path.isdir(folder) and step.isdigit() and os.path.basename(parent) == "checkpoints"):
+    raise errors.ConfigError(f"--config.evals.checkpoint={which}: give 'best', 'latest', a kept "
+                             "step number or a checkpoint folder's path (RUN/checkpoints/STEP)")
+  return os.path.dirname(parent), int(step)
+
+
+def load_encoders(config, run_folder: str, which: str):
+  """(encoders.Encoders, step) of a run's best or latest checkpoint, of the kept checkpoint at a
+  given step (`which` a step number, e.g. '624'), or of a checkpoint folder's path (then
+  run_folder is ignored), from its 'models' item."""
+  which = str(which)
+  given = checkpoint_folder(which)
+  if given is not None:
+    run_folder, step = given
+    which = str(step)
   folder = os.path.join(run_folder, "checkpoints")
   if not os.path.isdir(folder):
     raise errors.MissingError(f"{folder}: no checkpoints; train the run first (--mode=train)")

@@ -16,6 +16,11 @@ from PIL import Image  # pylint: disable=g-import-not-at-top
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+def pytest_configure(config):
+  """A DeprecationWarning raised from the package's own code fails the test that hits it."""
+  config.addinivalue_line("filterwarnings", "error::DeprecationWarning:learning_words")
+
 FIXTURE_SPLITS = {"train": [3, 5, 8, 13, 21, 34], "val": [40, 41], "test": [50, 51]}
 FIXTURE_WORDS = ("red", "blue", "shiny", "matte", "ball", "cube", "small", "big", "cyan", "metal")
 

@@ -1,13 +1,17 @@
-"""Launch scripts' dry runs, and when the entry point starts jax.distributed."""
+"""Launch scripts' dry runs (what they install, with which pins, on which JAX platform), the
+constraints file, and when the entry point starts jax.distributed."""
+import ast
+import os
+import re
 import subprocess
 
 from learning_words.common import distributed
 from tests.conftest import ROOT
 
 
-def _dry(script, *args):
+def _dry(script, *args, env=None):
   r = subprocess.run(["bash", f"launch/{script}", "--dry-run", *args], cwd=ROOT,
-                     capture_output=True, text=True, timeout=60)
+                     capture_output=True, text=True, timeout=60, env=env)
   assert r.returncode == 0, r.stderr
   return r.stdout
 
@@ -20,12 +24,46 @@ def test_tpu_vm_dry_run_creates_then_runs_on_every_worker():
   assert "tpu-vm ssh lw" in ssh and "--worker=all" in ssh
   assert ("learning_words.main --config=configs/paper.py --workdir=/mnt/lw --mode=pipeline "
           "--config.data.batch_size=64") in ssh
+  # Each worker installs the TPU extra with the pins, then runs on the TPU or not at all.
+  assert "source launch/_venv.sh tpu '[tpu]'" in ssh
+  assert ssh.index("_venv.sh") < ssh.index("JAX_PLATFORMS=tpu .venv/bin/python -m learning_words")
 
 
-def test_slurm_dry_run_runs_one_process_per_gpu():
-  out = _dry("slurm_gpu.sbatch", "configs/paper.py:natural", "/scratch/lw")
-  assert out.startswith("+ srun --gpus-per-task=1")
-  assert "--config=configs/paper.py:natural --workdir=/scratch/lw --mode=pipeline" in out
+def test_slurm_dry_run_installs_cuda_jax_then_runs_one_process_per_gpu(tmp_path):
+  env = {**os.environ, "VENV": str(tmp_path / "venv")}  # a venv that is not there yet
+  out = _dry("slurm_gpu.sbatch", "configs/paper.py:natural", "/scratch/lw", env=env).splitlines()
+  assert re.fullmatch(r"\+ \S*python3(\.\d+)? -m venv \S*/venv", out[0]), out
+  assert out[2] == f"+ {tmp_path}/venv/bin/python -m pip install -q -e .[cuda] -c launch/constraints.txt"
+  assert out[3] == "+ export JAX_PLATFORMS=cuda"
+  assert out[4].startswith("+ srun --gpus-per-task=1 .venv/bin/python -m learning_words.main")
+  assert "--config=configs/paper.py:natural --workdir=/scratch/lw --mode=pipeline" in out[4]
+
+
+def _requirement_names(extra=None):
+  """The distribution names setup.py installs (its install_requires, or one extra), read with ast."""
+  with open(os.path.join(ROOT, "setup.py")) as f:
+    call = next(n for n in ast.walk(ast.parse(f.read())) if isinstance(n, ast.Call)
+                and getattr(n.func, "id", "") == "setup")
+  kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords
+        if k.arg in ("install_requires", "extras_require")}
+  reqs = kw["install_requires"] if extra is None else kw["extras_require"][extra]
+  return {re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0] for r in reqs}
+
+
+def test_constraints_pin_every_requirement_exactly():
+  norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+  with open(os.path.join(ROOT, "launch", "constraints.txt")) as f:
+    pins = dict(line.strip().split("==") for line in f if line.strip() and line[0] != "#")
+  pinned = {norm(k) for k in pins}
+  assert all(re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", v) for v in pins.values()), pins
+  for name in _requirement_names() | _requirement_names("test"):
+    assert norm(name) in pinned, f"{name} is not pinned in launch/constraints.txt"
+  assert not any(norm(k).startswith(("nvidia-", "cuda-")) for k in pins)  # [cuda] resolves its own
+  for script in ("test.sh", "quickstart.sh"):  # both README commands install through _venv.sh
+    with open(os.path.join(ROOT, "launch", script)) as f:
+      assert 'source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"' in f.read()
+  with open(os.path.join(ROOT, "launch", "_venv.sh")) as f:
+    assert "CONSTRAINTS=${CONSTRAINTS-launch/constraints.txt}" in f.read()
 
 
 def test_multiprocess_detection():

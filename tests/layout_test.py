@@ -18,7 +18,6 @@ PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 # prefix ending in "/" is a folder; its modules may import each other. A file is on its own: it may
 # import only modules of lower layers. Lower layers never import higher ones.
 LAYERS = [
-    ("learning_words/__init__.py", 0),
     ("learning_words/defaults.py", 0),
     ("learning_words/common/", 0),
     ("learning_words/data/", 1),
@@ -33,6 +32,7 @@ LAYERS = [
     ("learning_words/pipeline.py", 6),
     ("learning_words/benchmark.py", 6),
     ("learning_words/main.py", 7),
+    ("learning_words/__init__.py", 8),  # the Python API: learning_words.load_run
 ]
 
 TRAINER = "learning_words.learner.train"

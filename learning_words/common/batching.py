@@ -23,6 +23,8 @@ def map_batches(fn, arrays, batch: int, desc: str | None = None, indexed: bool =
       part = [np.concatenate([p, np.repeat(p[-1:], pad, 0)]) for p in part]
     args = [jnp.asarray(p) for p in part]
     out = fn(start // batch, *args) if indexed else fn(*args)
+    if desc is not None:  # the bar counts finished batches, not dispatched ones
+      jax.block_until_ready(out)
     outs.append(jax.tree.map(lambda o, keep=batch - pad: o[:keep], out))
   return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 

@@ -82,7 +82,7 @@ def _check_not_truncated(path):
                 f"only {present} are present")
 
 
-def _resample(wav, source_rate, target_rate):
+def resample(wav, source_rate, target_rate=SAMPLE_RATE):
   """Resamples with a polyphase filter at the reduced integer ratio."""
   if source_rate == target_rate:
     return wav
@@ -125,7 +125,7 @@ def load_wav(path, sample_rate=SAMPLE_RATE):
   if not np.all(np.isfinite(data)):
     raise _fail(path, "contains NaN or infinite samples")
   wav = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-  return _resample(np.ascontiguousarray(wav), source_rate, sample_rate)
+  return resample(np.ascontiguousarray(wav), source_rate, sample_rate)
 
 
 def check_waveform(wav, name):

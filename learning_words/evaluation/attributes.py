@@ -191,6 +191,8 @@ def image_share(sim) -> float:
   """Share of sim [P, W]'s variance explained by the image alone: the between-image sum of
   squares (W * sum over images of (image mean - grand mean)^2) over the total sum of squares."""
   sim = np.asarray(sim, np.float64)
+  if sim.size == 0:
+    return float("nan")
   total = np.sum((sim - sim.mean()) ** 2)
   between = sim.shape[1] * np.sum((sim.mean(axis=1) - sim.mean()) ** 2)
   return float(between / total) if total > 0 else float("nan")
@@ -269,10 +271,17 @@ def score_words(ctx: context.Context, matched: bool) -> dict:
     words[w] = {"category": CATEGORY[w], "score": wins / pairs if pairs else float("nan"),
                 "wins": wins, "pairs": pairs, "n_with": len(with_), "n_without": len(without)}
   per_word = sim.mean(axis=2)  # [P, 15]: each word's similarity, averaged over the voices
-  return {"protocol": "matched object count" if matched else "reference",
+  pooled = pool_categories(words)
+  empty = {}
+  if pooled["n_pairs"] == 0:  # no test at all: no word's numbers mean anything
+    per_word = per_word[:0]
+    empty["empty"] = (f"no pair: of the {sim.shape[0]} pool images, none had a word's attribute "
+                      "with another lacking it (raise --config.evals.attributes.pool, or check "
+                      "that the images hold objects the segmenter reads)")
+  return {**empty,"protocol": "matched object count" if matched else "reference",
           "n_images": int(sim.shape[0]), "labels": s["labels"], "voices": s["voices"],
           "features": "pre-ReLU" if cfg.pre_relu else "post-ReLU", "tie_credit": tie,
-          "chance": 0.5, **pool_categories(words),
+          "chance": 0.5, **pooled,
           "word_ranking_spearman": ranking_agreement(per_word),
           "image_variance_share": image_share(per_word), "words": words,
           # every pair's credit, category (index into ATTRIBUTES) and "with" image (index into the

@@ -46,7 +46,7 @@ import numpy as np
 from flax import nnx
 
 from learning_words import experiment, workdir as wd
-from learning_words.common import errors, figures, jsonio, writers
+from learning_words.common import errors, figures, jsonio, mesh as mesh_lib, writers
 from learning_words.data import input_pipeline
 from learning_words.evaluation import attributes, intervals, suite
 from learning_words.learner import drawing, matchmap
@@ -236,9 +236,24 @@ def metric_columns(name: str, results: dict, runs) -> list:
   return [m for m in (HEADLINE.get(name) or sorted(have)) if m in have]
 
 
+def chance_of(metric: str, numbers: dict):
+  """The chance level of a headline metric from an evaluator's flattened numbers (each evaluator
+  writes its own: `chance_<metric>`, `chance_r<k>` for recall at k, `chance` for a word test's
+  categories and mean), or None where it has none."""
+  tail = metric.rsplit("/", 1)[-1]
+  for key in (f"chance_{metric}", f"chance_{tail}", f"chance_{metric.split('_')[-1]}",
+              f"chance_categories/{tail}"):
+    if key in numbers:
+      return numbers[key]
+  if metric == "mean" or metric.startswith("categories/"):
+    return numbers.get("chance")
+  return None
+
+
 def evaluator_table(name: str, results: dict, evals: dict, runs) -> list:
   """Markdown lines: one row per group of seeds (mean ± std) followed by its runs, then the
-  other runs; a run's checkpoint, or why it has no numbers."""
+  other runs, then the chance level of each metric that has one; a run's checkpoint, or why it
+  has no numbers (skipped, or an empty test: the note under the table says why)."""
   cols = metric_columns(name, results, runs)
   lines = [f"## {name}", "", "| run | seeds | checkpoint | " + " | ".join(cols) + " |",
            "| --- " * (3 + len(cols)) + "|"]
@@ -259,11 +274,20 @@ def evaluator_table(name: str, results: dict, evals: dict, runs) -> list:
       elif "skipped" in d:
         where = "skipped"
         notes.append(f"- {run}: {d['skipped']}")
+      elif "empty" in d:
+        where = f"{d.get('checkpoint', '?')} (step {d.get('step', '?')}), empty"
+        notes.append(f"- {run}: {d['empty']}")
       else:
         where = f"{d.get('checkpoint', '?')} (step {d.get('step', '?')})"
       metrics = results[run].get(name, {})
       cells = [format_value(metrics.get(m)) for m in cols]
       lines.append(f"| {run} | 1 | {where} | " + " | ".join(cells) + " |")
+  numbers = next((flatten_metrics(evals[r][name]) for r in runs
+                  if "skipped" not in evals[r].get(name, {"skipped": 1})), {})
+  chances = [chance_of(m, numbers) for m in cols]
+  if any(c is not None for c in chances):
+    lines.append("| *chance* | | | " + " | ".join(
+        "" if c is None else format_value(c) for c in chances) + " |")
   return lines + ([""] + notes if notes else []) + [""]
 
 
@@ -380,7 +404,13 @@ def negatives_table(scalars: dict) -> list:
     cells = [format_value(float(np.mean(s[1])) if s is not None and len(s[1]) else None)
              for s in series]
     lines.append(f"| {run} | " + " | ".join(cells) + " |")
-  return lines + [""]
+  lines.append("")
+  for run in runs:  # an edited run that never drew an accepted negative trained as regular
+    rates = scalars[run][f"neg/{NEGATIVE_STATS[0]}"][1]
+    if len(rates) and np.max(rates) == 0:
+      lines += [f"**Warning:** `{run}` drew no accepted negative at any logged step, so it "
+                "trained as `regular` does.", ""]
+  return lines
 
 
 def random_units(config):
@@ -406,7 +436,11 @@ def run_figures(config, workdir: str, runs, folder: str | None) -> list:
   if data_dir is None or wd.generator_dir(config, workdir) is None:
     return ["No figures of drawn negatives or words: the workdir has no dataset or no generator "
             "(run --mode=build_data).", ""]
+  # One device holds the generator and each run's encoders (restored weights keep the trainer's
+  # sharding; the jitted passes below need them beside the examples), as in --mode=eval.
+  one = mesh_lib.make_mesh(jax.local_devices()[:1])
   g = wd.load_generator(config, workdir)
+  mesh_lib.replicate(g, one)
   split = config.evals.split
   data = input_pipeline.load_eval_arrays(data_dir, split, config.data.eval_frames, EXAMPLES)
   captions = read_captions(data_dir, split, data["id"])
@@ -431,6 +465,7 @@ def run_figures(config, workdir: str, runs, folder: str | None) -> list:
   for run in runs:
     models, step = wd.load_encoders(config, wd.path(workdir, "runs", run),
                                     config.evals.checkpoint)
+    mesh_lib.replicate(models, one)
     models.eval()
     word_aud, word_frames = attributes.embed_words(models, word_specs, int(config.evals.batch_size))
     heat = word_heat(models, pictures, word_aud, word_frames, cosine=cosine)
@@ -470,10 +505,10 @@ def evaluator_names(evals: dict) -> list:
   return names + sorted({n for e in evals.values() for n in e} - set(names))
 
 
-def results_tables(workdir: str) -> list:
-  """Markdown lines: one table per evaluator of every run's headline numbers (the report's
-  tables, also what the pipeline prints when it ends)."""
-  runs = wd.list_runs(workdir)
+def results_tables(workdir: str, runs=None) -> list:
+  """Markdown lines: one table per evaluator of the runs' headline numbers (default: every run;
+  the report's tables, also what the pipeline, eval and report modes print when they end)."""
+  runs = wd.list_runs(workdir) if runs is None else list(runs)
   if not runs:
     return []
   results, evals = collect_results(workdir, runs)

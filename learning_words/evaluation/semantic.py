@@ -244,6 +244,10 @@ def run(ctx: context.Context) -> dict:
     out["items"] = {"caption": complete.tolist(), "rank": ranks.tolist()}
   else:
     out.update(context.recall_at([], KS), mean_rank=float("nan"))
+    out["empty"] = (f"no caption of {n} got {k_neg} one-attribute negatives: "
+                    f"{out['n_no_object']} images held no parsed object, {out['n_incomplete']} "
+                    f"found fewer within {int(s.max_tries)} tries "
+                    f"(--config.evals.semantic.max_tries)")
   out.update({f"chance_r{k}": min(k, k_neg + 1) / (k_neg + 1) for k in KS})
   tried = neg["n_objects"] > 0
   out["tries"] = {"total": int(neg["tries"].sum()), "accepted": int(neg["found"].sum()),

@@ -170,3 +170,14 @@ def _softmax_loss(kind, sim, s_edit, temperature, edit_valid=None):
   terms.update(hard_caption=hard_caption.mean(), hard_or_edited=hard_or_edited.mean(),
                edited_harder=jnp.mean((edited > hard_image).astype(sim.dtype)))
   return loss + jnp.mean(hard_caption + hard_or_edited), terms
+
+
+def chance_loss(kind: str, batch: int, margin: float = 1.0, base: str = "triplet",
+                temperature: float = 0.07) -> float:
+  """The loss of a model that scores every pair alike (every negative accepted): what training
+  starts near and must fall below. Triplet: the margin per hinge (regular 2m, edited 3m, hard and
+  both 4m, the clamps aside); softmax: log(batch) for the in-batch term, log 2 per added one."""
+  zeros = jnp.zeros((batch, batch), jnp.float32)
+  loss, _ = compute_loss(kind, zeros, jax.random.key(0), s_edit=jnp.zeros(batch), margin=margin,
+                         base=base, temperature=temperature)
+  return float(loss)

@@ -285,10 +285,15 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
                         "model, so this resume differs from an uninterrupted run", start)
       concept_host = _compute_concepts(writer, start, state, g, z_table, concept_data, config)
     concept_arrays = clustering.replicate(concept_host, mesh)
-  bar = tqdm(range(start, end), initial=start, total=end, desc=f"train {os.path.basename(run_dir)}",
+  # The bar counts finished steps: a step is counted once its loss is ready, which the host waits
+  # for only after dispatching the next one (one step stays queued on the device).
+  bar = tqdm(total=end, initial=start, desc=f"train {os.path.basename(run_dir)}",
              disable=host != 0, dynamic_ncols=True)
-  metrics, score, step_rate = {}, 0.0, writers.StepRate(start)
-  for step in bar:
+  chance = losses.chance_loss(config.loss.kind, config.data.batch_size, config.loss.margin,
+                              config.loss.base, config.loss.temperature)
+  metrics, score, step_rate, pending = {}, 0.0, writers.StepRate(start), None
+  accepted_seen, last_loss = [], None
+  for step in range(start, end):
     if use_concepts and step > start and periodic.itstime(step, every):
       t_concepts = time.time()
       concept_host = _compute_concepts(writer, step, state, g, z_table, concept_data, config)
@@ -297,6 +302,10 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
     batch = input_pipeline.make_global(next(it), mesh)
     logs = step_fn(state, g, z_table, batch, jax.random.fold_in(key, step),
                    concept_arrays=concept_arrays, cache=cache, objects=objects)
+    if pending is not None:
+      jax.block_until_ready(pending)
+      bar.update(1)
+    pending = logs["loss"]
     done = step + 1
     if periodic.itstime(done, cfg.log_every, end):
       logs = {k: float(v) for k, v in logs.items()}
@@ -305,7 +314,11 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
       writer.write_scalars(done, {**logs, "lr": lr, "steps_per_s": rate})
       accepted = ({"accepted": f"{logs['neg/accepted_rate']:.2f}"}
                   if "neg/accepted_rate" in logs else {})  # samples with an edited term
-      bar.set_postfix(loss=f"{logs['loss']:.3f}", it_s=f"{rate:.2f}", **accepted)
+      if accepted:
+        accepted_seen.append(logs["neg/accepted_rate"])
+      last_loss = logs["loss"]
+      bar.set_postfix(loss=f"{logs['loss']:.3f}", chance=f"{chance:.3f}", it_s=f"{rate:.2f}",
+                      **accepted)
     if config.loss.kind in EDITED_KINDS and periodic.itstime(done, cfg.image_every):
       _write_images(writer, done, examples_fn, state, g, z_table, batch, key, concept_arrays,
                     objects)
@@ -319,11 +332,22 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
       if concept_host is not None:
         items["concepts"] = concept_host._asdict()
       checkpoints.save(manager, done, items, metrics={"score": score})
+  if pending is not None:
+    jax.block_until_ready(pending)
+    bar.update(1)
+  bar.close()
   if not metrics:  # nothing left to train (a finished run): report its last state
     metrics = validate(state.models, g, z_table, val, config, val_cells)
   manager.wait_until_finished()
   writer.close()
-  return metrics
+  if accepted_seen and max(accepted_seen) == 0:
+    logging.warning("%s: no drawn negative was accepted at any logged step (accepted 0.00), so "
+                    "this run trained as `regular` does; draw more tries "
+                    "(--config.negatives.candidates) or lower --config.negatives.threshold",
+                    os.path.basename(run_dir))
+  n_val = int(val["n_frames"].shape[0])
+  return {**metrics, "loss": last_loss, "chance_loss": chance,
+          "chance_score": min(5, n_val) / max(n_val, 1)}
 
 
 def _compute_concepts(writer, step, state, g, z_table, data, config):

@@ -6,6 +6,8 @@ with a message that says so."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from learning_words import pipeline, workdir as wd
 from learning_words.common import errors, figures
 from learning_words.convert import torch_files, reference_generator as ref_gen
 from learning_words.models import encoders, generator as gen_lib
+from tests.conftest import ROOT
 from tests.convert.reference_generator_test import reference_file
 
 SIZES = (16, 16, 12, 8)  # 16 px; the tiny config says (16, 16, 16, 8): the file's widths win
@@ -56,6 +59,42 @@ def official_config(root, weights):
   return c
 
 
+def _main(*args):
+  r = subprocess.run([sys.executable, "-m", "learning_words.main", "--config=configs/tiny.py",
+                      *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return r
+
+
+def _modes_through_main(root, weights, work):
+  """train, eval and report as a user runs them (official_config's overrides as flags): each
+  ends with its numbers and their chance levels, and says why a cell is missing; an edited run
+  whose negatives are never accepted warns in one line and in the report."""
+  flags = [f"--workdir={work}", "--config.data.source=official", f"--config.data.official_dir={root}",
+           f"--config.gan.official_weights={weights}", "--config.loss.kind=negatives_edited",
+           "--config.data.batch_size=8", "--config.train.val_pairs=2", "--config.train.epochs=1",
+           "--config.evals.retrieval.n_pairs=2", "--config.evals.edited_recall.captions=2",
+           "--config.evals.names=('retrieval','edited_recall','attributes')"]
+  train = _main(*flags, "--mode=train", "--config.negatives.threshold=1e9")
+  # 2 validation pairs: R@5 is 1 whatever the model; the triplet loss of a model scoring every
+  # pair alike: the margin for each of imp_image, imp_caption and edited.
+  assert ("validation score 1.0000 (chance 1.0000;" in train.stdout
+          and "(chance 3.000: every pair scored alike)" in train.stdout), train.stdout
+  warning = [line for line in train.stderr.splitlines() if "no drawn negative" in line]
+  assert len(warning) == 1 and warning[0].startswith("WARNING: negatives_edited: ")
+  assert "2/2" in train.stderr  # the bar ends at the finished step count (16 pairs / batch 8)
+  ev = _main(*flags, "--mode=eval").stdout
+  assert "Results on the test split" in ev and "## retrieval" in ev
+  # chance of R@1, R@5, R@10 among 2 pairs, for A and I; of edited R@1 / R@5 among 10 images
+  assert "| *chance* | | | 0.500 | 1.000 | 1.000 | 0.500 | 1.000 | 1.000 |" in ev, ev
+  assert "| *chance* | | | 0.100 | 0.500 |" in ev
+  assert "- negatives_edited: no attribute segmenter" in ev  # the skipped cell says why
+  rep = _main(*flags, "--mode=report").stdout
+  assert "## retrieval" in rep and "| *chance* |" in rep
+  with open(os.path.join(work, "report", "report.md")) as f:
+    assert "**Warning:** `negatives_edited` drew no accepted negative" in f.read()
+
+
 def test_official_files_run_end_to_end(official_layout, tmp_path):
   weights = str(tmp_path / "generator.pth")
   torch.save({"state_dict": reference_file(SIZES, seed=3)}, weights)
@@ -67,12 +106,13 @@ def test_official_files_run_end_to_end(official_layout, tmp_path):
   agree = json.load(open(os.path.join(work, "data", "generator_agreement.json")))
   # 4:2:0 JPEG of 16 px colour noise: ~14 dB against the own image, ~8 against another's.
   assert agree["n"] == 16 and agree["gain"] >= c.gan.agreement_min_gain
-  assert pipeline.STAGES["train_gan"].existing(c, work) == wd.official_generator_dir(work)
+  assert pipeline.STAGES["train_gan"].existing(c, work) == (
+      f"not needed: the reference's generator, converted, is {wd.official_generator_dir(work)}")
   assert pipeline.STAGES["build_data"].existing(c, work) is not None  # checked: not redone
-  pipeline.run("train", c, work)
-  results = pipeline.run("eval", c, work)
-  got = results["negatives_edited"]["results"]
-  assert set(got) == {"retrieval", "edited_recall"}
+  _modes_through_main(root, weights, work)
+  got = json.load(open(os.path.join(work, "runs", "negatives_edited", "eval", "eval.json")))
+  got = got["results"]
+  assert set(got) == {"retrieval", "edited_recall", "attributes"}
   assert all(np.isfinite(v) for v in got["retrieval"].values() if isinstance(v, float))
 
   # Another file at the same path is converted anew, and the data checked again.

@@ -81,7 +81,7 @@ def rel_err(a, b) -> float:
 
 
 @pytest.mark.parametrize("kind", ["small", "large"])
-def test_converted_encoders_match_the_reference_model(kind, tmp_path):
+def test_converted_encoders_match_the_reference_model(kind, tmp_path, capsys):
   ref = reference(kind)
   path = str(tmp_path / "model_best_x.pth.tar")
   dp = nn.DataParallel(ref)  # keys with the module. prefix, as the reference saves them
@@ -92,6 +92,8 @@ def test_converted_encoders_match_the_reference_model(kind, tmp_path):
   out = pipeline.run("convert", c, str(tmp_path))  # --mode=convert
   run_dir = str(tmp_path / "runs" / "reference")
   assert out["model"] == {"run": "reference", "folder": run_dir, "step": 7, "score": 0.42}
+  assert (f"[convert] the reference's model -> run reference in {run_dir} (step 7, score 0.42); "
+          "evaluate it with --mode=eval --config.train.name=reference") in capsys.readouterr().out
   models, step = wd.load_encoders(c, run_dir, "best")  # what --mode=eval restores
   assert step == 7
   with pytest.raises(errors.ConfigError, match="already has checkpoints.*convert.run"):

@@ -321,6 +321,9 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
     assert att["voices"] == ["en-us"] and att["n_pairs"] == 0 and np.isnan(att["mean"])
     assert att["words"]["large"]["n_with"] == n and att["words"]["large"]["n_without"] == 0
     assert att["words"]["red"]["n_with"] == 0 and att["words"]["small"]["n_without"] == n
+    # An empty test says why, and none of its numbers pretends to measure anything.
+    assert att["empty"].startswith(f"no pair: of the {n} pool images, none had")
+    assert np.isnan(att["word_ranking_spearman"]) and np.isnan(att["image_variance_share"])
   # Constant image features: every cell matches alike and the peak is the first cell, (0, 0),
   # on the border and off the fake cube (the centre's 4x4 of the 8x8 grid: chance 0.25).
   loc = res["localisation"]
@@ -360,6 +363,11 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
   assert step == 1 and np.all(np.asarray(models.image.embed.kernel[...]) == 0)
   with pytest.raises(errors.MissingError, match=r"no checkpoint at step 3; kept steps: \[1, 2\]"):
     wd.load_encoders(c, rig, "3")
+  # A checkpoint folder's path (--config.evals.checkpoint=PATH): that step, whatever run_folder.
+  models, step = wd.load_encoders(c, "/nowhere", os.path.join(rig, "checkpoints", "1"))
+  assert step == 1 and np.all(np.asarray(models.image.embed.kernel[...]) == 0)
+  with pytest.raises(errors.ConfigError, match="checkpoint folder's path"):
+    wd.load_encoders(c, rig, os.path.join(rig, "checkpoints"))
 
   # Deterministic for the seed: without the cache, the same negatives and the same numbers.
   first = _without_seconds(json.load(open(os.path.join(folder, "eval.json"))))

@@ -231,3 +231,26 @@ def test_report_on_a_tiny_workdir(data_dir, official_layout, tmp_path):
   assert not os.path.exists(os.path.join(folder, "figures", report.curve_file("val/A_r5")))
   with open(os.path.join(workdir, "pipeline_times.json")) as f:
     assert set(json.load(f)) == {"render", "train", "report"}
+
+
+def test_tables_show_chance_levels_and_say_why_a_cell_is_empty():
+  runs = ["a", "b"]
+  evals = {"a": {"attributes": {"checkpoint": "best", "step": 3, "chance": 0.5, "mean": 0.7,
+                                "n_pairs": 40, "categories": {"color": 0.6}}},
+           "b": {"attributes": {"checkpoint": "best", "step": 3, "chance": 0.5,
+                                "mean": None, "n_pairs": 0, "empty": "no pair: why"}}}
+  results = {r: {"attributes": report.flatten_metrics({k: v for k, v in e["attributes"].items()
+                                                       if k not in report.META})}
+             for r, e in evals.items()}
+  results["_groups"] = {}
+  lines = report.evaluator_table("attributes", results, evals, runs)
+  assert "| a | 1 | best (step 3) | 0.600 | 0.700 | 40 |" in lines
+  assert "| b | 1 | best (step 3), empty | – | – | 0 |" in lines
+  assert "| *chance* | | | 0.500 | 0.500 |  |" in lines  # a count has no chance level
+  assert "- b: no pair: why" in lines
+  retrieval = {"chance_r1": 0.25, "chance_r5": 1.0, "A_r1": 0.5}
+  assert report.chance_of("A_r1", retrieval) == report.chance_of("I_r1", retrieval) == 0.25
+  assert report.chance_of("on_object", {"chance_on_object": 0.2}) == 0.2
+  assert report.chance_of("by_similarity/dot/on_object", {"chance_on_object": 0.2}) == 0.2
+  assert report.chance_of("categories/size", {"chance_categories/size": 0.3, "chance": 0.1}) == 0.3
+  assert report.chance_of("ratio", {"chance": 0.1}) is None

@@ -213,3 +213,17 @@ def test_unaccepted_samples_add_no_edited_term(inputs, kind, base):
       want = float(losses.info_nce(jnp.asarray(sim), 0.5)) + e
     np.testing.assert_allclose(float(loss), float(want), rtol=1e-5, atol=1e-6)
   assert np.all(np.asarray(grad)[~valid] == 0) and np.any(np.asarray(grad)[valid] != 0)
+
+
+@pytest.mark.parametrize("kind,hinges", [("regular", 2), ("negatives_edited", 3),
+                                         ("negatives_hard", 4), ("negatives_both", 4)])
+def test_chance_loss_is_the_margin_per_hinge(kind, hinges):
+  # Every pair scored alike: each hinge max(0, m + s_neg - s_pos) is the margin m.
+  assert losses.chance_loss(kind, batch=6, margin=0.5) == pytest.approx(0.5 * hinges)
+
+
+def test_chance_loss_of_the_softmax_base():
+  # Uniform logits: cross-entropy log(B) per direction; each added term softplus(0) = log 2.
+  assert losses.chance_loss("regular", 8, base="softmax") == pytest.approx(np.log(8), rel=1e-6)
+  assert losses.chance_loss("negatives_edited", 8, base="softmax") == pytest.approx(
+      np.log(8) + np.log(2), rel=1e-6)

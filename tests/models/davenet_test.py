@@ -251,8 +251,8 @@ def test_masked_batchnorm_statistics_ignore_the_padding():
   valid = np.concatenate([spec[0, :25].ravel(), spec[1].ravel()])
   # momentum 0.9 from mean 0 / var 1: one update moves them 10% toward the batch's (torch's
   # unbiased variance aside: flax uses the biased one).
-  np.testing.assert_allclose(float(enc.norm.mean.value[0]), 0.1 * valid.mean(), rtol=1e-4)
-  np.testing.assert_allclose(float(enc.norm.var.value[0]), 0.9 + 0.1 * valid.var(), rtol=1e-4)
+  np.testing.assert_allclose(float(enc.norm.mean[...][0]), 0.1 * valid.mean(), rtol=1e-4)
+  np.testing.assert_allclose(float(enc.norm.var[...][0]), 0.9 + 0.1 * valid.var(), rtol=1e-4)
 
 
 @pytest.mark.parametrize("kernel", [5, 17])

@@ -158,7 +158,7 @@ def test_stage_trains_scores_and_resumes_exactly(tmp_path):
   assert pipeline.STAGES["train_segmenter"].existing(config, workdir) is None
   out = pipeline.train_segmenter(config, workdir)
   assert out == os.path.join(workdir, "segmenter", "weights")
-  assert pipeline.STAGES["train_segmenter"].existing(config, workdir) == out
+  assert pipeline.STAGES["train_segmenter"].existing(config, workdir) == f"already done: {out}"
   seg_dir = os.path.join(workdir, "segmenter")
   with open(os.path.join(seg_dir, "eval.json")) as f:
     report = json.load(f)
