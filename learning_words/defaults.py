@@ -3,7 +3,7 @@
 any working directory).
 
 Keys are grouped by pipeline stage (see README "Configs"). Values here are the reference's where it
-has one (REFERENCE.md), so presets only state where they deviate.
+has one (docs/differences.md), so presets only state where they deviate.
 """
 import ml_collections
 

@@ -5,15 +5,17 @@
 
 Modes: `pipeline` (every stage in order, skipping finished ones) or one stage by name
 (pipeline.STAGES), or a tool (pipeline.TOOLS). `--mode=eval` evaluates every run under
-WORKDIR/runs (or `--config.train.name=RUN`) from its best checkpoint (`--config.evals.checkpoint=
-latest` for the latest) with the evaluators named in `--config.evals.names`, writing
-WORKDIR/runs/RUN/eval/*.json. The terminal shows stages, progress and warnings; everything else
+WORKDIR/runs (or `--config.train.name=RUN`) from its best checkpoint (`--config.evals.checkpoint=`
+`latest`, a kept step, or a checkpoint folder's path RUN/checkpoints/STEP) with the evaluators
+named in `--config.evals.names`, writing WORKDIR/runs/RUN/eval/*.json, and prints their tables.
+The first line names the JAX backend and the device count. The terminal shows stages, progress and warnings; everything else
 goes to WORKDIR/logs/ (`--verbosity=1`: everything on the terminal too). A bad file, flag or
 missing stage output ends in one line saying what to do, and exit status 2.
 """
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -37,7 +39,9 @@ def main(argv):
     os.makedirs(FLAGS.workdir, exist_ok=True)
     log = console.setup(wd.path(FLAGS.workdir, "logs"), FLAGS.mode, verbose)
     distributed.maybe_initialize()
-    console.say(f"[{FLAGS.mode}] workdir {FLAGS.workdir}; log {log}")
+    console.say(f"[{FLAGS.mode}] JAX {jax.__version__} on {jax.default_backend()}: "
+                f"{jax.device_count()} devices in {jax.process_count()} processes; workdir "
+                f"{FLAGS.workdir}; log {log}")
     pipeline.run(FLAGS.mode, FLAGS.config, FLAGS.workdir)
   except errors.UserError as e:
     if verbose:

@@ -33,14 +33,15 @@ def test_slurm_dry_run_installs_cuda_jax_then_runs_one_process_per_gpu(tmp_path)
   env = {**os.environ, "VENV": str(tmp_path / "venv")}  # a venv that is not there yet
   out = _dry("slurm_gpu.sbatch", "configs/paper.py:natural", "/scratch/lw", env=env).splitlines()
   assert re.fullmatch(r"\+ \S*python3(\.\d+)? -m venv \S*/venv", out[0]), out
-  assert out[2] == f"+ {tmp_path}/venv/bin/python -m pip install -q -e .[cuda] -c launch/constraints.txt"
+  assert out[2] == (f"+ {tmp_path}/venv/bin/python -m pip install -q -e .[cuda] "
+                    "-c launch/constraints.txt")
   assert out[3] == "+ export JAX_PLATFORMS=cuda"
   assert out[4].startswith("+ srun --gpus-per-task=1 .venv/bin/python -m learning_words.main")
   assert "--config=configs/paper.py:natural --workdir=/scratch/lw --mode=pipeline" in out[4]
 
 
 def _requirement_names(extra=None):
-  """The distribution names setup.py installs (its install_requires, or one extra), read with ast."""
+  """The distribution names setup.py installs (install_requires, or one extra), read with ast."""
   with open(os.path.join(ROOT, "setup.py")) as f:
     call = next(n for n in ast.walk(ast.parse(f.read())) if isinstance(n, ast.Call)
                 and getattr(n.func, "id", "") == "setup")

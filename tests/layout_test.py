@@ -8,6 +8,7 @@ and the benchmark import the trainer (`learning_words.learner.train`).
 import ast
 import dataclasses
 import os
+import re
 
 import pytest
 
@@ -313,3 +314,25 @@ def test_checker_on_a_fake_package(tmp_path):
       "fakepkg.b -> fakepkg.a (layer 1 -> layer 1)",
       "fakepkg.sub.x -> fakepkg.c (layer 0 -> layer 2)",
   ]
+
+
+# What users read never cites our tracker, our internal notes, or our work sessions.
+INTERNAL = re.compile(r"\bissues? #?\d+|(?<![\w/])#\d{1,4}\b|\.\./shared|shared notes|"
+                      r"REFERENCE\.md|DESIGN\.md|STACK_NOTES|"
+                      r"\b(this|last|next|earlier|previous) session\b", re.IGNORECASE)
+
+
+def test_user_facing_text_cites_no_tracker_numbers_or_internal_notes():
+  root = os.path.dirname(PACKAGE_DIR)
+  files = [os.path.join(root, "README.md")]
+  for folder, suffixes in (("docs", (".md",)), ("configs", (".py",)),
+                           ("learning_words", (".py", ".md"))):
+    for dirpath, _, names in os.walk(os.path.join(root, folder)):
+      files += [os.path.join(dirpath, n) for n in names if n.endswith(suffixes)]
+  found = []
+  for path in files:
+    with open(path, encoding="utf-8") as f:
+      for lineno, line in enumerate(f, 1):
+        for m in INTERNAL.finditer(line):
+          found.append(f"{os.path.relpath(path, root)}:{lineno}: {m.group(0)!r}")
+  fail_if(found, "Tracker numbers or internal notes in user-facing text:")

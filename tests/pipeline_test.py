@@ -2,15 +2,24 @@
 loss kinds) -> eval -> report; then, in the same workdir, the ladder's L0 (renders, stored
 positives) and L2 (inverted latents, edited negatives trained from them) by their overrides, and
 the reproduce experiment (one seed, a warm-up and two arms)."""
+import contextlib
+import io
 import json
 import os
+import re
 
 import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
 
 from configs import tiny
 from learning_words import pipeline, workdir as wd
 from learning_words.data import audio, input_pipeline
 from learning_words.data import records
+from learning_words.learner import recall
+from learning_words.models import encoders
+from tests.conftest import ROOT
 from learning_words.world import invert as invert_lib, pairs as build_pairs
 
 
@@ -50,8 +59,47 @@ def test_tiny_pipeline_runs_every_stage(tmp_path):
     ev = json.load(open(os.path.join(str(tmp_path), "runs", run, "eval", "retrieval.json")))
     assert results[run]["retrieval"]["A_r10"] == ev["A_r10"]
   assert os.path.isfile(os.path.join(str(tmp_path), "report", "report.md"))
+  _readme_snippet(c, str(tmp_path))
   _ladder_rungs(c, str(tmp_path))
   _experiment(c, str(tmp_path))
+
+
+def _readme_snippet(c, workdir):
+  """The README's load-and-score snippet on a test pair of the trained `regular` run: its matchmap
+  and score equal a plain loop's over the run's embeddings, and the score equals the one the
+  evaluators compute for the same pair (stored image, recording from the record)."""
+  with open(os.path.join(ROOT, "README.md")) as f:
+    block = next(b for b in re.findall(r"```python\n(.*?)```", f.read(), re.S) if "load_run" in b)
+  rec = input_pipeline.open_source(wd.dataset_dir(c, workdir), "test")[0]
+  here = os.path.join(workdir, "snippet")
+  os.makedirs(here)
+  os.symlink(workdir, os.path.join(here, "workdir"))
+  Image.fromarray(np.asarray(rec["image"])).save(os.path.join(here, "scene.png"))
+  sf.write(os.path.join(here, "caption.wav"), records.decode_pcm16(rec["waveform"]),
+           audio.SAMPLE_RATE, subtype="PCM_16")
+  cwd, scope = os.getcwd(), {}
+  os.chdir(here)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+      exec(block, scope)  # pylint: disable=exec-used
+    run, image = scope["run"], scope["image"]
+    img, aud = run.embed_image(image), run.embed_audio("caption.wav")
+  finally:
+    os.chdir(cwd)
+  heat = scope["heat"]
+  loop = np.zeros(heat.shape)
+  for y, x, t in np.ndindex(*heat.shape):
+    loop[y, x, t] = sum(float(img[y, x, d]) * float(aud[t, d]) for d in range(img.shape[-1]))
+  np.testing.assert_allclose(heat, loop, rtol=1e-4, atol=1e-4)
+  score = float(printed.getvalue().split(")")[-1])
+  assert score == pytest.approx(loop.max(axis=(0, 1)).mean(), rel=1e-4, abs=1e-5)
+  models, _ = wd.load_encoders(c, os.path.join(workdir, "runs", "regular"), "best")
+  models.eval()
+  pair = input_pipeline.load_eval_arrays(wd.dataset_dir(c, workdir), "test",
+                                         c.data.eval_frames, 1)
+  e_img, e_aud, e_frames = encoders.embed_pairs(models, None, None, pair, 1, "", stored=True)
+  sim = recall.similarity(e_img, e_aud, e_frames, chunk=1, cosine=bool(c.model.cosine))
+  assert score == pytest.approx(float(np.asarray(sim)[0, 0]), rel=1e-4, abs=1e-5)
 
 
 def _experiment(c, workdir):

@@ -1,7 +1,7 @@
 """Waveform loading and the reference log-mel featurisation.
 
 Speech enters the model as a time-major log-mel spectrogram computed exactly as the
-reference does (see REFERENCE.md, section Data), so checkpoints and numbers stay
+reference does (see docs/differences.md), so checkpoints and numbers stay
 comparable. Unlike the reference, which silently substitutes zeros for unreadable
 audio, every problem raises `AudioError` naming the file.
 

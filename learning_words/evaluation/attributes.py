@@ -6,7 +6,7 @@ first `pool` test images G(z_id) (or the stored images) are read by the attribut
 their ground truth where the world stores it (`labels`: 'truth'), and scored by MISA against each
 recording, on image features taken before the encoder's last ReLU (evals.attributes.pre_relu).
 
-`attributes`, the reference's protocol (experiments.py, REFERENCE.md "Evaluation"): per word, an
+`attributes`, the reference's protocol (experiments.py, docs/differences.md): per word, an
 image is "with" it when the segmenter gives the word between 100 and 700 pixels at 128 px (size
 words: 100 to 20,000) and "without" it under 10 pixels; images in between are skipped; pixel
 thresholds scale with the resolution squared (`pixel_thresholds`). Scanning the test list in

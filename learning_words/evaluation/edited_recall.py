@@ -1,6 +1,6 @@
 """`edited_recall`: can the model tell its caption's image from GAN-edited versions of it?
 
-The reference protocol (REFERENCE.md "Evaluation"): per caption, the positive G(z) plus 9
+The reference protocol (docs/differences.md): per caption, the positive G(z) plus 9
 negatives drawn by the generator with random units inside the region the evaluated model matches
 the caption to (negatives.draw_negatives in random mode with the reference's evaluation retries:
 p starts at evals.edited_recall.p and rises by evals.edited_recall.p_step on a failed try that

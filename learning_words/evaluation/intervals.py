@@ -1,4 +1,4 @@
-"""Paired bootstrap intervals: an arm minus `regular` on the same test items (issue 15).
+"""Paired bootstrap intervals: an arm minus `regular` on the same test items.
 
 Each evaluator's JSON keeps its per-item results (`items`): retrieval each query's rank, semantic
 each complete caption's rank, the word tests each pair's credit, category and "with" image. Two runs evaluated

@@ -1,5 +1,5 @@
-"""Cluster-guided negatives in training (`negatives.mode == 'cluster'`; REFERENCE.md "Drawing a
-negative" step 4 and "Clusters and dissection").
+"""Cluster-guided negatives in training (`negatives.mode == 'cluster'`; docs/differences.md, the
+drawing of a negative and its concept clusters).
 
 `compute_concepts` runs between steps (before the first one, then every `concepts.every_epochs`):
   1. the peak products of up to `concepts.max_points` training pairs (jitted, fixed-size batches),

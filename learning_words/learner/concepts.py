@@ -1,6 +1,6 @@
 """Concept clusters of embedding dimensions and the generator dissection that ranks units for them.
 
-Cluster-guided negatives (REFERENCE.md "Clusters and dissection"), re-run every few epochs:
+Cluster-guided negatives (docs/differences.md), re-run every few epochs:
   1. data points: at each training pair's matchmap peak (t, y, x), img[y, x] * aud[t]  [N, D];
   2. clusters: groups of embedding dimensions that fire together -- each dimension binarised at
      its 99th percentile, 1 - Jaccard overlap between dimensions, average-linkage agglomerative

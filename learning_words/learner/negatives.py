@@ -1,6 +1,6 @@
 """Drawing hard negatives: the positive image redrawn with a localized semantic edit.
 
-Per sample (REFERENCE.md "Drawing a negative"): the matchmap's peak (t, y, x) locates where the
+Per sample (docs/differences.md): the matchmap's peak (t, y, x) locates where the
 caption currently matches; the image heat map (max over valid frames, normalised by its max) is
 thresholded and reduced to the connected component that contains the peak (geodesic dilation),
 plus the reference's one unrestricted 3x3 ring (`peak_mask`). That mask, made binary at the

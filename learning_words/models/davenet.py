@@ -15,7 +15,7 @@ Audio, following the reference's `DavenetAudio` / `DavenetAudioLarge` layer by l
   the last of those convs going to D; ReLU after every conv.
   small: 3 pools (1x17 convs 512, 512, D)          -> pooling ratio 8
   large: 6 pools (1x17 convs 512 x 5, D)           -> pooling ratio 64
-REFERENCE.md words `large` as "three more (maxpool, conv 1x17 512) stages, pooling time by 32";
+The reference describes `large` as "three more (maxpool, conv 1x17 512) stages, pooling time by 32";
 three more stages after small's three pools make six stride-2 pools, i.e. 64. The reference code
 has exactly those six pools, and its trainer sizes the large encoder's output as 32 frames for the
 2048-frame evaluation input (256 for small): 2048 / 64 = 32, 2048 / 8 = 256. So "32" is the output
