@@ -15,9 +15,18 @@ the drawn negatives' statistics (`negatives`: accepted_rate, mean_tries, renders
 the analytic count uses the measured renders, and XLA's count holds one round of renders.
 With --peer=torch, the same regular step in PyTorch (torch_peer.py, built from the same initial
 weights, same batch) is timed after ours: `peer_regular_step_s` and `ours_over_peer`.
+
+With --workdir=DIR (a workdir holding the config's built dataset, e.g. the quickstart's), the host
+side too: `loader` holds the featurisation's records/s on one core, from the waveform (a first
+epoch) and from the kept log-mels (later epochs), and the grain loader's records/s for each
+--loader_workers count on the first epoch; `train` holds training's steps/s end to end (the real
+loader, validation excluded) for each kind, over --train_steps steps after the first logged
+interval, beside the step alone (`step_alone_steps_per_s`) and their ratio (`loader_share`: the
+fraction of training's time the step does not explain).
 """
 import json
 import os
+import tempfile
 import time
 
 import jax
@@ -27,8 +36,9 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
-from learning_words import torch_peer
-from learning_words.common import jsonio, mesh as mesh_lib
+from learning_words import torch_peer, workdir as wd
+from learning_words.common import jsonio, mesh as mesh_lib, writers
+from learning_words.data import input_pipeline
 from learning_words.learner import flops as flops_lib, matchmap, recall, train
 from learning_words.models import generator as gen_lib
 
@@ -38,6 +48,11 @@ flags.DEFINE_integer("steps", 10, "Timed steps per loss kind (after 2 warm-up st
 flags.DEFINE_integer("recall_pairs", 500, "Pairs in the recall timing (the reference's 500).")
 flags.DEFINE_enum("peer", "", ["", "torch"], "Also time the regular step written in PyTorch "
                   "(learning_words/torch_peer.py; needs the [torch] extra).")
+flags.DEFINE_string("workdir", None, "A workdir with the config's built dataset: also time the "
+                    "input pipeline and training end to end.")
+flags.DEFINE_list("loader_workers", ["0", "1", "2"], "grain worker counts to time the loader with.")
+flags.DEFINE_integer("loader_batches", 20, "Batches per loader timing (after one warm-up batch).")
+flags.DEFINE_integer("train_steps", 60, "Timed training steps per kind with --workdir.")
 flags.mark_flags_as_required(["config", "out"])
 FLAGS = flags.FLAGS
 
@@ -136,6 +151,55 @@ def time_recall(n: int = 500, h: int = 8, t: int = 32, d: int = 512, repeats: in
   return float(np.median(times))
 
 
+def time_featurise(config, source, n: int = 64) -> dict:
+  """records/s of one core's featurisation: from the waveform, and from the kept log-mel."""
+  records = [source[i] for i in range(min(n, len(source)))]
+  feat = input_pipeline.Featurise(config.data.train_frames, True, cache_bytes=2**40)
+  rng = np.random.default_rng(0)
+  rates = {}
+  for name in ("from_waveform", "from_cache"):  # the first pass fills the cache
+    t0 = time.time()
+    for r in records:
+      feat.random_map(r, rng)
+    rates[f"{name}_records_per_s"] = len(records) / (time.time() - t0)
+  return rates
+
+
+def time_loader(config, source, workers, batches: int) -> dict:
+  """{worker count: records/s} of the training loader's first epoch (log-mels computed)."""
+  out = {}
+  b = config.data.batch_size
+  for w in workers:
+    loader = input_pipeline.make_loader(source, batch_size=b, frames=config.data.train_frames,
+                                        train=True, seed=0, worker_count=w, cache_gb=0.0)
+    it = iter(loader)
+    next(it)  # workers started, first batch out
+    t0 = time.time()
+    for _ in range(batches):
+      next(it)
+    out[str(w)] = batches * b / (time.time() - t0)
+    del it, loader
+  return out
+
+
+def time_training(config, workdir: str, data_dir: str, kind: str, steps: int) -> dict:
+  """Training's steps/s end to end (train_loop, its loader and drawn negatives) in a scratch run:
+  the median of the rates it logs every log_every steps, the first interval (compilation) left
+  out; validation and checkpoints are pushed past the timed steps."""
+  c = config.copy_and_resolve_references()
+  c.loss.kind = kind
+  c.train.log_every = max(1, steps // 6)
+  c.train.checkpoint_every = c.train.image_every = 10**9
+  c.train.epochs = max(int(c.train.epochs), 1 + steps * c.data.batch_size
+                       // max(1, len(input_pipeline.open_source(data_dir, "train"))))
+  g = wd.load_generator(c, workdir)
+  with tempfile.TemporaryDirectory() as run_dir:
+    train.train_loop(c, run_dir, data_dir, g, max_steps=steps + c.train.log_every,
+                     latents=wd.load_latents(c, workdir))
+    rates = writers.read_scalars(os.path.join(run_dir, "tensorboard"))["steps_per_s"][1]
+  return {"steps_per_s": float(np.median(rates[1:])), "logged_rates": [float(r) for r in rates]}
+
+
 def main(argv):
   del argv
   out = {"device": str(jax.devices()[0]),
@@ -151,6 +215,22 @@ def main(argv):
     out["ours_over_peer"] = out["regular"]["step_time_s"] / out["peer_regular_step_s"]
   out["recall_500_s" if FLAGS.recall_pairs == 500 else f"recall_{FLAGS.recall_pairs}_s"] = (
       time_recall(FLAGS.recall_pairs))
+  if FLAGS.workdir:
+    data_dir = wd.require_dataset(FLAGS.config, FLAGS.workdir)
+    source = input_pipeline.open_source(data_dir, "train")
+    out["loader"] = {**time_featurise(FLAGS.config, source),
+                     "workers_records_per_s": time_loader(
+                         FLAGS.config, source, [int(w) for w in FLAGS.loader_workers],
+                         FLAGS.loader_batches),
+                     "batch_size": FLAGS.config.data.batch_size}
+    print("loader", json.dumps(out["loader"]), flush=True)
+    out["train"] = {}
+    for kind in ("regular", "negatives_edited"):
+      got = time_training(FLAGS.config, FLAGS.workdir, data_dir, kind, FLAGS.train_steps)
+      alone = 1.0 / out[kind]["step_time_s"]
+      out["train"][kind] = {**got, "step_alone_steps_per_s": alone,
+                            "loader_share": 1.0 - got["steps_per_s"] / alone}
+      print("train", kind, json.dumps(out["train"][kind]), flush=True)
   jsonio.write_json(os.path.abspath(FLAGS.out), out)
   print(json.dumps({k: v for k, v in out.items() if not isinstance(v, dict)}), flush=True)
 

@@ -63,7 +63,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.train_frames = 1024       # spectrogram frames in training (random crop when longer)
   c.data.eval_frames = 2048        # spectrogram frames in evaluation
   c.data.batch_size = 32           # global batch, split over all devices and hosts
-  c.data.worker_count = 0          # grain worker processes (featurisation)
+  c.data.worker_count = -1         # grain worker processes (featurisation); -1: from the host's
+                                   # cores (input_pipeline.auto_workers)
   c.data.spec_cache_gb = 2.0       # training log-mels kept in host memory across epochs (per
                                    # host, shared by its workers); 0: recompute every epoch
   # Positive images in training and evaluation: 'generator' (G(z) redrawn from the pair's latent,

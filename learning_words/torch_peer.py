@@ -12,6 +12,8 @@ is left out (a constant rate costs the same).
 torch is an optional extra (`pip install -e .[torch]`): only this module imports it, and only the
 benchmark imports this module (torch itself only where it is installed).
 """
+from __future__ import annotations  # the annotations name torch, which may not be installed
+
 import numpy as np
 
 from learning_words.common import errors

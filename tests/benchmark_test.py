@@ -46,3 +46,20 @@ def test_benchmark_json_on_tiny(tmp_path):
   assert res["peer_regular_step_s"] > 0
   assert abs(res["ours_over_peer"] * res["peer_regular_step_s"]
              - res["regular"]["step_time_s"]) < 1e-9
+
+
+def test_benchmark_imports_without_torch():
+  # torch is an optional extra: with it blocked (as where it is not installed), the benchmark
+  # still imports, and only --peer=torch needs it.
+  code = ("import importlib.abc, sys\n"
+          "class NoTorch(importlib.abc.MetaPathFinder):\n"
+          "  def find_spec(self, name, path, target=None):\n"
+          "    if name.split('.')[0] == 'torch':\n"
+          "      raise ModuleNotFoundError(name)\n"
+          "sys.meta_path.insert(0, NoTorch())\n"
+          "import learning_words.benchmark\n"
+          "from learning_words import torch_peer\n"
+          "assert torch_peer.torch is None\n")
+  r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                     timeout=120)
+  assert r.returncode == 0, r.stderr[-3000:]

@@ -65,6 +65,14 @@ def open_source(data_dir: str, split: str):
   return tfds.builder_from_directory(data_dir).as_data_source(split)
 
 
+def auto_workers(cores: int | None = None) -> int:
+  """grain workers for `data.worker_count=-1`: none up to 2 cores (on a 2-core CPU a worker made
+  the loader slower: 163 records/s against 208 in process, as the step's threads and the worker
+  share the cores), else one per core beyond two, at most 16."""
+  cores = (os.cpu_count() or 1) if cores is None else cores
+  return 0 if cores <= 2 else min(cores - 2, 16)
+
+
 def make_loader(source, *, batch_size: int, frames: int, train: bool, seed: int,
                 worker_count: int = 0, cache_gb: float = 0.0) -> grain.DataLoader:
   """Per-host loader: seeded shuffle (train), this host's shard, featurise, batch.
@@ -72,8 +80,10 @@ def make_loader(source, *, batch_size: int, frames: int, train: bool, seed: int,
   `batch_size` is the GLOBAL batch; each of the jax.process_count() hosts loads its share.
   Training repeats forever and drops the last partial batch; evaluation is one ordered pass.
   cache_gb: log-mels kept across epochs (Featurise), shared out among the worker processes.
+  worker_count: grain worker processes; -1 picks them from the host's cores (auto_workers).
   """
   hosts = jax.process_count()
+  worker_count = auto_workers() if worker_count < 0 else worker_count
   if worker_count > 0 and not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # grain's workers read absl flags; outside app.run use defaults
   if batch_size % hosts:

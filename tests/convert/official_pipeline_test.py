@@ -15,9 +15,10 @@ import torch
 from PIL import Image
 
 from configs import tiny
-from learning_words import pipeline, workdir as wd
+from learning_words import benchmark, pipeline, workdir as wd
 from learning_words.common import errors, figures
 from learning_words.convert import torch_files, reference_generator as ref_gen
+from learning_words.data import input_pipeline
 from learning_words.models import encoders, generator as gen_lib
 from tests.conftest import ROOT
 from tests.convert.reference_generator_test import reference_file
@@ -110,6 +111,16 @@ def test_official_files_run_end_to_end(official_layout, tmp_path):
       f"not needed: the reference's generator, converted, is {wd.official_generator_dir(work)}")
   assert pipeline.STAGES["build_data"].existing(c, work) is not None  # checked: not redone
   _modes_through_main(root, weights, work)
+  # The benchmark's host-side timings on this workdir: machine-dependent numbers, so their
+  # consistency is checked (a kept log-mel is cheaper than a computed one, rates are positive).
+  data_dir = wd.dataset_dir(c, work)
+  src = input_pipeline.open_source(data_dir, "train")
+  feat = benchmark.time_featurise(c, src, n=4)
+  assert feat["from_cache_records_per_s"] > feat["from_waveform_records_per_s"] > 0
+  loader = benchmark.time_loader(c, src, [0], batches=1)
+  assert list(loader) == ["0"] and loader["0"] > 0
+  timed = benchmark.time_training(c, work, data_dir, "regular", steps=4)
+  assert len(timed["logged_rates"]) == 5 and timed["steps_per_s"] > 0
   got = json.load(open(os.path.join(work, "runs", "negatives_edited", "eval", "eval.json")))
   got = got["results"]
   assert set(got) == {"retrieval", "edited_recall", "attributes"}

@@ -129,3 +129,8 @@ def test_featurisation_in_worker_processes_matches_in_process(data_dir):
   assert sorted(batches[0]) == sorted(batches[1]) == sorted(FIXTURE_SPLITS["val"])
   for i, spec in batches[0].items():
     np.testing.assert_array_equal(batches[1][i], spec)
+
+
+def test_auto_workers_leave_two_cores_to_the_step():
+  assert [input_pipeline.auto_workers(c) for c in (1, 2, 3, 4, 18, 64)] == [0, 0, 1, 2, 16, 16]
+  assert input_pipeline.auto_workers() == input_pipeline.auto_workers(os.cpu_count())
