@@ -185,7 +185,8 @@ def time_loader(config, source, workers, batches: int) -> dict:
 def time_training(config, workdir: str, data_dir: str, kind: str, steps: int) -> dict:
   """Training's steps/s end to end (train_loop, its loader and drawn negatives) in a scratch run:
   the median of the rates it logs every log_every steps, the first interval (compilation) left
-  out; validation and checkpoints are pushed past the timed steps."""
+  out; validation and checkpoints are pushed past the timed steps. Also the validation numbers
+  (score, A_r5, I_r5) at the end."""
   c = config.copy_and_resolve_references()
   c.loss.kind = kind
   c.train.log_every = max(1, steps // 6)
@@ -194,10 +195,11 @@ def time_training(config, workdir: str, data_dir: str, kind: str, steps: int) ->
                        // max(1, len(input_pipeline.open_source(data_dir, "train"))))
   g = wd.load_generator(c, workdir)
   with tempfile.TemporaryDirectory() as run_dir:
-    train.train_loop(c, run_dir, data_dir, g, max_steps=steps + c.train.log_every,
-                     latents=wd.load_latents(c, workdir))
+    val = train.train_loop(c, run_dir, data_dir, g, max_steps=steps + c.train.log_every,
+                           latents=wd.load_latents(c, workdir))
     rates = writers.read_scalars(os.path.join(run_dir, "tensorboard"))["steps_per_s"][1]
-  return {"steps_per_s": float(np.median(rates[1:])), "logged_rates": [float(r) for r in rates]}
+  return {"steps_per_s": float(np.median(rates[1:])), "logged_rates": [float(r) for r in rates],
+          **{k: float(val[k]) for k in ("score", "A_r5", "I_r5")}}
 
 
 def main(argv):

@@ -63,3 +63,39 @@ def test_benchmark_imports_without_torch():
   r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                      timeout=120)
   assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_device_check_runs_on_the_cpu_without_timings(tmp_path):
+  # What launch/device_check.sh runs on an accelerator, at the tiny preset's size (one timed step
+  # per part, no training): every part of the script runs and both files are written.
+  r = subprocess.run([sys.executable, "-m", "learning_words.device_check", f"--out={tmp_path}",
+                      "--config=configs/tiny.py", "--skip_timings", "--batches=8",
+                      "--peak_tflops=2.0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  res = json.loads((tmp_path / "device_check.json").read_text())
+  rows = res["steps"]
+  assert [(x["dtype"], x["kind"]) for x in rows] == [
+      (d, k) for d in ("float32", "bfloat16") for k in ("regular", "negatives_edited")]
+  for x in rows:
+    assert x["batch"] == 8 and x["peak_tflops"] == 2.0
+    assert x["utilisation"] == x["analytic_flops_per_s"] / 2e12
+  md = (tmp_path / "device_check.md").read_text().splitlines()
+  assert md[0].startswith("# Device check: cpu") and len([l for l in md if l.startswith("| 8 |")]) == 4
+  assert res["training"] == []
+  dry = subprocess.run(["bash", "launch/device_check.sh", "--dry-run", "/out", "--batches=8"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert dry.returncode == 0, dry.stderr
+  assert "pip install -q -e .[cuda] -c launch/constraints.txt" in dry.stdout
+  assert dry.stdout.splitlines()[-2:] == [
+      "+ export JAX_PLATFORMS=cuda",
+      "+ .venv/bin/python -m learning_words.device_check --config=configs/paper.py --out=/out "
+      "--train_steps=300 --batches=8"]
+
+
+def test_device_peaks_are_looked_up_by_name():
+  from learning_words import device_check  # pylint: disable=g-import-not-at-top
+  assert device_check.peak_tflops("NVIDIA H200", "bfloat16") == 989.4
+  assert device_check.peak_tflops("NVIDIA H100 80GB HBM3", "float32") == 494.5
+  assert device_check.peak_tflops("TPU v4", "float32") == 275.0
+  assert device_check.peak_tflops("cpu", "float32") is None
+  assert device_check.peak_tflops("cpu", "float32", given=3.0) == 3.0

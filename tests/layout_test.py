@@ -33,6 +33,7 @@ LAYERS = [
     ("learning_words/pipeline.py", 6),
     ("learning_words/benchmark.py", 6),
     ("learning_words/main.py", 7),
+    ("learning_words/device_check.py", 7),  # the prepared accelerator run (uses the benchmark)
     ("learning_words/__init__.py", 8),  # the Python API: learning_words.load_run
 ]
 
