@@ -1,6 +1,9 @@
 """Tiny preset for unit tests: seconds per stage on one CPU core.
 
   python -m learning_words.main --config=configs/tiny.py --workdir=/tmp/lw_tiny --mode=pipeline
+
+Wall time on a 2-core CPU: a minute or two for the whole pipeline, mostly compilation. Expected
+numbers: none that mean anything (16 px, a few dozen pairs); it checks that every stage runs.
 """
 from learning_words import defaults
 

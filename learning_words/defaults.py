@@ -2,7 +2,7 @@
 `get_config()` and override (they import it from the installed package, so a preset loads from
 any working directory).
 
-Keys are grouped by pipeline stage (see README "Configs"). Values here are the reference's where it
+Keys are grouped by pipeline stage (see docs/configs.md). Values here are the reference's where it
 has one (docs/differences.md), so presets only state where they deviate.
 """
 import ml_collections
@@ -88,14 +88,14 @@ def get_config() -> ml_collections.ConfigDict:
   # VAE-GAN L1 reconstruction (0: adversarial only). At 1.0 the encoder collapsed to a constant
   # (KL outweighed the L1 of small objects on a mostly grey image) and colours collapsed with it.
   # 30 and 100 both kept it informative; 100 came closer to the renders' colour and shape
-  # distributions on validation ids (README, "The shipped generator").
+  # distributions on validation ids (docs/weights.md).
   c.gan.recon_weight = 100.0
   c.gan.kl_weight = 1.0                  # KL(q(z|x) || N(0, I)), per pixel like the L1
   # Colour feature matching: TV between the prior drawings' soft (hue, saturation) histogram and
   # the renders' (world/colour_match.py), times this weight (0: off). The VAE-GAN alone left blue
   # and cyan nearly undrawn by prior samples (its reconstructions draw them); fine-tuning it with
   # this term (20, then 50, then 50 with saturation bands) brought the world report's colour TV
-  # from 0.217 to 0.066 (README, "The shipped generator").
+  # from 0.217 to 0.066 (docs/weights.md).
   c.gan.colour_weight = 50.0
   c.gan.log_every = 50
   c.gan.sample_every = 500

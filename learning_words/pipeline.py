@@ -123,7 +123,7 @@ def prepare_official_generator(config, workdir: str, mode: str = "pipeline"):
       raise errors.ConfigError(
           "--config.data.source=official needs --config.gan.official_weights=generator.pth: the "
           "official images are that generator's G(z_i), and every stage that redraws positives "
-          "or draws negatives must use it (see README, 'Using the official files')")
+          "or draws negatives must use it (see docs/official_data.md)")
     return
   folder = wd.official_generator_dir(workdir)
   if not ref_gen.converted_from(folder, config.gan.official_weights):

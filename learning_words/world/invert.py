@@ -11,7 +11,7 @@ error; without an encoder they start from the best of `starts` prior draws. On t
 generator the encoder's codes redraw the renders' objects better than 100 Adam steps from the best
 prior draw did (object-pixel error 0.23 against 0.28; overall 0.038 against 0.036), and a
 refinement costs seconds per step per batch on a CPU, so the quickstart's worlds use the encoder
-alone (README, "The ladder").
+alone (docs/findings.md, the ladder).
 
 The generator pixel-normalises z at its first layer, so only z's direction matters; latents are
 returned rescaled to the prior's norm sqrt(Z) (the edited negatives see the same activations either
