@@ -14,21 +14,11 @@ at 8 tries per negative; each arm evaluates in about 35 s). Expected: each edite
 -0.041 [-0.076, -0.005] for random units at the peak, with the controls as good or better: no gain
 from drawing negatives at this scale (docs/results.md).
 """
-import importlib.util
-import os
-
-
-def _quickstart():
-  """configs/quickstart.py, loaded beside this file (so the preset loads from any directory)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "quickstart.py")
-  spec = importlib.util.spec_from_file_location("quickstart_preset", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from learning_words import defaults
 
 
 def get_config():
-  c = _quickstart().get_config()
+  c = defaults.preset_beside(__file__, "quickstart")
   c.train.kinds = ()
   c.experiment.seeds = (0, 1, 2)
   c.experiment.arms = ("regular", "edited_random", "edited_cluster", "edited_random_location",

@@ -5,7 +5,20 @@ any working directory).
 Keys are grouped by pipeline stage (see docs/configs.md). Values here are the reference's where it
 has one (docs/differences.md), so presets only state where they deviate.
 """
+import importlib.util
+import os
+
 import ml_collections
+
+
+def preset_beside(config_file: str, name: str) -> ml_collections.ConfigDict:
+  """get_config() of the preset NAME.py in the folder of `config_file` (a preset that starts
+  from another loads it by path, so it loads from any working directory)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"{name}_preset", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -26,6 +39,10 @@ def get_config() -> ml_collections.ConfigDict:
   # render's inverted latent, its ground-truth caption), 'inverted_parsed' (L2: the same images,
   # parsed captions) or 'prior' (L3: G(z_i), parsed captions, the reference's Audio CLEVRGAN).
   c.world.pairs = "prior"
+  # With world.pairs='renders': each record also stores its oracle edits (world/edit_variants.py),
+  # every object redrawn with one attribute changed and moved with its caption unchanged, for
+  # negatives.mode='oracle', 'oracle_random' and 'oracle_null'.
+  c.world.edit_variants = False
   # The inverted worlds' latents (world/invert.py): an encoder trained against the frozen
   # generator on the GAN's renders, then `invert_steps` Adam steps per render from its codes
   # (encoder_steps 0: from the best of `invert_starts` prior draws).
@@ -155,7 +172,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Drawing negatives inside the step (learning_words/learner/negatives.py).
   c.negatives = ml_collections.ConfigDict()
   c.negatives.layer = c.gan.get_ref("intervention_layer")
-  c.negatives.mode = "random"      # random units (p) or 'cluster' (concept-guided units)
+  # random units (p), 'cluster' (concept-guided units), or an oracle editor on the renders' world
+  # (learner/oracle.py; world.edit_variants): 'oracle' (the object under the caption's peak with
+  # one attribute changed), 'oracle_random' (a random object's), 'oracle_null' (the peak's object
+  # moved, the caption unchanged)
+  c.negatives.mode = "random"
   c.negatives.ring = True          # the reference's mask: the peak's component + a 3x3 ring
   # 'peak' (the method) or 'random': the control, each mask moved to a random place (wrapping at
   # the edges: the same area, shape and unit draws), to tell edits where the caption matches from

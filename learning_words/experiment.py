@@ -10,6 +10,11 @@ the same budget (`experiment.branch_epochs`) of every arm of `experiment.arms`:
   edited_random_location  + the control: random units, the same masks moved to a random place
   edited_random_object    + the control: random units, the same masks moved onto another object
                           than the one under the caption's peak (read by the attribute segmenter)
+  oracle                  + the renderer's edit of the object under the caption's peak: one
+                          attribute changed (the renders' world with stored edits,
+                          configs/oracle.py; learner/oracle.py)
+  oracle_random           + the same kind of edit on a random object
+  oracle_null             + the peak's object moved, its caption unchanged (a false negative)
 
 Runs are named `warmup_seed<k>` and `<arm>_seed<k>`, so the report groups each arm's seeds. The
 train stage takes them in order (every warm-up before the arms that start from it); a finished run
@@ -25,6 +30,9 @@ ARMS = {
     "edited_random_location": {"kind": "negatives_edited", "mode": "random",
                                "location": "random"},
     "edited_random_object": {"kind": "negatives_edited", "mode": "random", "location": "object"},
+    "oracle": {"kind": "negatives_edited", "mode": "oracle"},
+    "oracle_random": {"kind": "negatives_edited", "mode": "oracle_random"},
+    "oracle_null": {"kind": "negatives_edited", "mode": "oracle_null"},
 }
 
 

@@ -16,10 +16,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from learning_words.common import errors, mesh as mesh_lib
-from learning_words.data import audio, records
+from learning_words.data import audio, audio_clevrgan, records
 
-# What a batch carries; strings (captions) stay in the dataset, they are not device data.
+# What a batch carries; strings (captions) stay in the dataset, they are not device data. Records
+# with oracle edits (audio_clevrgan.VARIANT_KEYS) carry those too.
 BATCH_KEYS = ("id", "z_index", "image", "spec", "n_frames")
+OPTIONAL_KEYS = audio_clevrgan.VARIANT_KEYS
 
 
 class Featurise(grain.transforms.RandomMap):
@@ -54,7 +56,8 @@ class Featurise(grain.transforms.RandomMap):
     spec, n_frames = audio.pad_or_crop(spec, self.frames, offset)
     return {"id": np.int64(element["id"]), "z_index": np.int64(element["z_index"]),
             "image": np.asarray(element["image"], np.uint8), "spec": spec,
-            "n_frames": np.int32(n_frames)}
+            "n_frames": np.int32(n_frames),
+            **{k: np.asarray(element[k]) for k in OPTIONAL_KEYS if k in element}}
 
 
 def open_source(data_dir: str, split: str):
@@ -104,7 +107,11 @@ def make_global(batch: dict, mesh: jax.sharding.Mesh) -> dict:
   """Per-host numpy batch -> global jax.Arrays sharded over the mesh's 'data' axis."""
   sharding = mesh_lib.batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k]))
-          for k in BATCH_KEYS}
+          for k in _keys(batch)}
+
+
+def _keys(batch: dict) -> tuple:
+  return BATCH_KEYS + tuple(k for k in OPTIONAL_KEYS if k in batch)
 
 
 def load_eval_arrays(data_dir: str, split: str, frames: int, limit: int) -> dict:
@@ -116,7 +123,7 @@ def load_eval_arrays(data_dir: str, split: str, frames: int, limit: int) -> dict
     rows.append(b)
     if sum(len(r["id"]) for r in rows) >= limit:
       break
-  return {k: np.concatenate([r[k] for r in rows])[:limit] for k in BATCH_KEYS}
+  return {k: np.concatenate([r[k] for r in rows])[:limit] for k in _keys(rows[0])}
 
 
 def load_scenes(data_dir: str, split: str, ids) -> list[dict] | None:

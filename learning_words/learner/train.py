@@ -27,7 +27,7 @@ from learning_words.common import (batching, checkpoints, errors, figures, mesh 
                                    periodic, writers)
 from learning_words.data import input_pipeline
 from learning_words.learner import (clustering, drawing, localise, losses, matchmap, negatives,
-                                    recall)
+                                    oracle, recall)
 from learning_words.models import encoders
 from learning_words.models import generator as gen_lib
 from learning_words.models import segmenter as seg_lib
@@ -121,7 +121,13 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
     sim = matchmap.similarity_matrix(img, aud, frames, chunk=img.shape[0],
                                      cosine=config.model.cosine)
     s_edit, accepted, stats = None, None, {}
-    if kind in EDITED_KINDS:
+    if kind in EDITED_KINDS and config.negatives.mode in oracle.MODES:
+      mm = drawing.heat_matchmap(img, aud, config)
+      neg, accepted, stats = oracle.oracle_negatives(batch, mm, frames, k_neg,
+                                                     config.negatives.mode)
+      img_neg = models.image(neg)
+      s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
+    elif kind in EDITED_KINDS:
       mm = drawing.heat_matchmap(img, aud, config)
       neg, _, accepted, stats = drawing.draw(
           g, z, x_layer, positives, jax.lax.stop_gradient(img), jax.lax.stop_gradient(aud), mm,
@@ -140,12 +146,19 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
 
 def stored_positives(config) -> bool:
   """Whether the positives are the records' images (data.positives), checked against the loss:
-  edited negatives need the latent that drew the positive."""
+  drawn negatives need the latent that drew the positive, oracle negatives the stored edits."""
   if config.data.positives not in ("generator", "stored"):
     raise errors.ConfigError("--config.data.positives must be 'generator' or 'stored', got "
                              f"{config.data.positives!r}")
   stored = config.data.positives == "stored"
-  if stored and config.loss.kind in EDITED_KINDS:
+  edited = config.loss.kind in EDITED_KINDS
+  if edited and config.negatives.mode in oracle.MODES:
+    if not stored or not config.world.get("edit_variants", False):
+      raise errors.ConfigError(
+          f"--config.negatives.mode={config.negatives.mode} takes its negatives from the renders' "
+          "stored edits: it needs --config.world.pairs=renders --config.world.edit_variants=True "
+          "--config.data.positives=stored")
+  elif stored and edited:
     raise errors.ConfigError(f"--config.loss.kind={config.loss.kind} draws its negatives from the "
                              "positive's latent: it needs --config.data.positives=generator")
   return stored
@@ -231,6 +244,10 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   cfg = config.train
   stored_positives(config)  # a bad combination fails before any work
   src = input_pipeline.open_source(data_dir, "train")
+  oracle_run = config.loss.kind in EDITED_KINDS and config.negatives.mode in oracle.MODES
+  if oracle_run and "variants" not in src[0]:
+    raise errors.MissingError(f"{data_dir}: no stored edits in this dataset; build it with "
+                              "--config.world.edit_variants=True (--mode=build_data)")
   mesh = mesh_lib.make_mesh(devices)
   if config.data.batch_size % mesh.size:
     raise errors.ConfigError(f"--config.data.batch_size={config.data.batch_size} must be a "
@@ -319,7 +336,8 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
       last_loss = logs["loss"]
       bar.set_postfix(loss=f"{logs['loss']:.3f}", chance=f"{chance:.3f}", it_s=f"{rate:.2f}",
                       **accepted)
-    if config.loss.kind in EDITED_KINDS and periodic.itstime(done, cfg.image_every):
+    if (config.loss.kind in EDITED_KINDS and not oracle_run
+        and periodic.itstime(done, cfg.image_every)):
       _write_images(writer, done, examples_fn, state, g, z_table, batch, key, concept_arrays,
                     objects)
     epoch_end = periodic.itstime(done, steps_per_epoch, end)

@@ -31,7 +31,8 @@ def build_synthetic(config, data_dir: str, scenes_dir: str, g, seg,
   make_split = lambda start, num: pairs.make_pairs(
       g, predict, np.arange(start, start + num), seed=config.seed, speech_cfg=config.speech,
       relation_prob=config.world.relation_prob, min_pixels=config.world.parse_min_pixels,
-      kind=kind, world_cfg=config.world, latents=latents)
+      kind=kind, world_cfg=config.world, latents=latents,
+      variants=bool(config.world.get("edit_variants", False)))
   builder = audio_clevrgan.make_builder(config, data_dir, weights_fingerprint, make_split)
   start = time.time()
   builder.download_and_prepare()

@@ -19,7 +19,7 @@ from flax import nnx
 
 from learning_words.common import errors, figures
 from learning_words.models import generator as gen_lib
-from learning_words.world import captions, parse, scenes as scenes_lib, speech
+from learning_words.world import captions, edit_variants, parse, scenes as scenes_lib, speech
 
 PAIRS = ("renders", "inverted", "inverted_parsed", "prior")
 RUNG = {"renders": "L0", "inverted": "L1", "inverted_parsed": "L2", "prior": "L3"}
@@ -49,14 +49,18 @@ def render_ids(world_cfg, ids) -> np.ndarray:
   return int(world_cfg.num_train) + int(world_cfg.num_val) + np.asarray(ids)
 
 
+def render_pairs(world_cfg, seed: int, ids) -> tuple:
+  """(maps, descriptions, params) of the renders of pair ids (consecutive; scenes.render_scenes)."""
+  ids = np.asarray(ids)
+  first = int(render_ids(world_cfg, ids[:1])[0]) if len(ids) else 0
+  return scenes_lib.render_scenes(len(ids), seed, world_cfg.resolution, world_cfg.min_objects,
+                                  world_cfg.max_objects, start=first)
+
+
 def render_pairs_images(world_cfg, seed: int, ids, with_foreground: bool = False) -> tuple:
   """(uint8 images [N,R,R,3], ground-truth scene descriptions[, object pixels bool [N,R,R]]) of
   the renders of pair ids (consecutive)."""
-  ids = np.asarray(ids)
-  first = int(render_ids(world_cfg, ids[:1])[0]) if len(ids) else 0
-  arrays, descriptions, _ = scenes_lib.render_scenes(
-      len(ids), seed, world_cfg.resolution, world_cfg.min_objects, world_cfg.max_objects,
-      start=first)
+  arrays, descriptions, _ = render_pairs(world_cfg, seed, ids)
   if with_foreground:
     return arrays["image"], descriptions, arrays["object_id"] > 0
   return arrays["image"], descriptions
@@ -75,8 +79,10 @@ def agrees(truth: dict, read: dict) -> bool:
 
 
 def speak_pairs(ids, z_index, images, scenes, *, seed: int, speech_cfg, relation_prob: float,
-                progress: bool = True) -> list[dict]:
-  """Records (id, z_index, image, waveform float32, text, scene) of scenes with objects."""
+                progress: bool = True, extras: dict | None = None) -> list[dict]:
+  """Records (id, z_index, image, waveform float32, text, scene, and row k of each array of
+  `extras`) of scenes with objects."""
+  extras = extras or {}
   keep = [k for k, s in enumerate(scenes) if s["objects"]]
   texts, voices = [], []
   for k in keep:
@@ -86,24 +92,34 @@ def speak_pairs(ids, z_index, images, scenes, *, seed: int, speech_cfg, relation
                                       tuple(speech_cfg.pitch_range)))
   waves = speech.speak_many(texts, voices, workers=speech_cfg.workers, progress=progress)
   return [{"id": int(ids[k]), "z_index": int(z_index[k]), "image": images[k], "waveform": w,
-           "text": t, "scene": scenes[k]} for k, t, w in zip(keep, texts, waves)]
+           "text": t, "scene": scenes[k], **{key: v[k] for key, v in extras.items()}}
+          for k, t, w in zip(keep, texts, waves)]
 
 
 def make_pairs(g, seg_predict, ids, *, seed: int, speech_cfg, relation_prob: float,
                min_pixels: int, progress: bool = True, kind: str = "prior", world_cfg=None,
-               latents=None) -> tuple[list[dict], dict]:
+               latents=None, variants: bool = False) -> tuple[list[dict], dict]:
   """Records for pair `ids` on the world `kind` (PAIRS) and counts of what was skipped.
   world_cfg: config.world (the renders' scene ids and sizes); latents [n, Z]: the inverted
-  latents, row = pair id (the inverted kinds)."""
+  latents, row = pair id (the inverted kinds); variants: the renders' records also carry the
+  oracle edits (edit_variants.variant_arrays)."""
   ids = np.asarray(ids)
   kind = check_pairs(kind)
   stats = {"generated": len(ids)}
+  extras = None
+  if variants and kind != "renders":
+    raise errors.ConfigError("--config.world.edit_variants=True needs --config.world.pairs=renders "
+                             "(the renderer redraws the ground-truth scenes)")
   if kind == "prior":
     z_index = ids
     images = draw_images(g, gen_lib.standard_z(int(ids.max()) + 1, g.sizes[0])[ids])
     scenes = read_images(seg_predict, images, min_pixels)
   else:
-    images, truth = render_pairs_images(world_cfg, seed, ids)
+    maps, truth, params = render_pairs(world_cfg, seed, ids)
+    images = maps["image"]
+    if variants:
+      extras = edit_variants.variant_arrays(params, maps, truth, world_cfg.resolution, seed, ids,
+                                            relation_prob)
     z_index = np.full(len(ids), -1) if kind == "renders" else ids
     scenes = truth
     if kind != "renders":
@@ -116,6 +132,6 @@ def make_pairs(g, seg_predict, ids, *, seed: int, speech_cfg, relation_prob: flo
         stats["skipped_disagree"] = int(len(ids) - sum(agree))
         scenes = [t if a else {"objects": []} for t, a in zip(truth, agree)]
   records = speak_pairs(ids, z_index, images, scenes, seed=seed, speech_cfg=speech_cfg,
-                        relation_prob=relation_prob, progress=progress)
+                        relation_prob=relation_prob, progress=progress, extras=extras)
   n_empty = len(ids) - len(records) - stats.get("skipped_disagree", 0)
   return records, {**stats, "parsed": len(records), "skipped_no_object": n_empty}

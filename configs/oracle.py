@@ -1,0 +1,31 @@
+"""The oracle editor: the upper bound of what drawn negatives can teach this learner.
+
+  python -m learning_words.main --config=configs/oracle.py --workdir=workdir_oracle --mode=pipeline
+
+The renders' world (ground-truth images and captions, the positives stored) whose records also
+hold, per object, the scene redrawn by the renderer with one attribute of that object changed and
+with that object moved (world/edit_variants.py). As in configs/reproduce.py, per seed a `regular`
+warm-up, then the same budget of each arm from it (learning_words/experiment.py): `regular`,
+`oracle` (the edit of the object under the caption's peak), `oracle_random` (a random object's)
+and `oracle_null` (the peak's object moved, its caption word for word the same: a false negative
+that tells whether the tests reward spotting any difference). Compare each arm's gain over this
+world's `regular` with the generator's arms over theirs (configs/reproduce.py). Evaluators that
+edit through the generator (edited recall, semantic, edit effect) do not apply to stored images.
+Running it again skips finished runs and resumes a stopped one.
+
+Wall time on a 2-core CPU: see docs/results.md (the build renders about 40,000 edits; no
+generator runs in the step).
+"""
+from learning_words import defaults
+
+
+def get_config():
+  c = defaults.preset_beside(__file__, "quickstart")
+  c.world.pairs = "renders"
+  c.world.edit_variants = True
+  c.data.positives = "stored"
+  c.train.cache_positives = False
+  c.train.kinds = ()
+  c.experiment.seeds = (0, 1, 2)
+  c.experiment.arms = ("regular", "oracle", "oracle_random", "oracle_null")
+  return c

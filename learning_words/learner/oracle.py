@@ -1,0 +1,73 @@
+"""Oracle negatives: the renderer's own one-attribute edits, chosen in the train step.
+
+On the renders' world every record stores, per object slot, the scene redrawn with one attribute
+of that object changed (`variants`) and with that object moved while the caption stays the same
+(`null_variants`), plus each object's visible pixels (`object_masks`); world/edit_variants.py
+draws them. The step picks one per sample on the device and feeds it to the edited loss term in
+place of the generator's drawn negative:
+
+  oracle         the variant of the object under the caption's peak cell (the argmax over cells
+                 and valid frames, as the drawn negatives' mask grows from), else the nearest one
+  oracle_random  the variant of a uniformly drawn object
+  oracle_null    the moved object nearest the peak: a false negative no caption word tells apart
+
+Which object is "under the peak": the one with the most pixels in the peak cell; with none there,
+the one whose nearest cell is closest to it (squared cell distance).
+"""
+import jax
+import jax.numpy as jnp
+
+from learning_words.learner import negatives
+from learning_words.models import encoders
+
+MODES = ("oracle", "oracle_random", "oracle_null")
+
+
+def object_pixels_per_cell(masks, grid: int):
+  """Pixel counts [B,K,g,g] of each object's mask [B,K,R,R] in each cell of a g x g grid."""
+  b, k, r, _ = masks.shape
+  s = r // grid
+  return masks.astype(jnp.int32).reshape(b, k, grid, s, grid, s).sum(axis=(3, 5))
+
+
+def peak_object(counts, valid, y, x):
+  """Index [B] of the object under (or nearest to) each peak cell (y, x) [B], among valid [B,K];
+  counts [B,K,g,g] (object_pixels_per_cell)."""
+  b, _, g, _ = counts.shape
+  rows = jnp.arange(g)
+  d2 = ((rows[None, :, None] - y[:, None, None]) ** 2
+        + (rows[None, None, :] - x[:, None, None]) ** 2)  # [B,g,g]
+  dist = jnp.where(counts > 0, d2[:, None], 1e9).min(axis=(2, 3)).astype(jnp.float32)  # [B,K]
+  at_peak = counts[jnp.arange(b), :, y, x]  # [B,K]; fewer than 1e4 pixels in a cell
+  score = dist * 1e4 - at_peak  # distance first, then pixels in the peak cell
+  return jnp.argmin(jnp.where(valid, score, jnp.inf), axis=1)
+
+
+def random_object(key, valid):
+  """Index [B] of a uniformly drawn valid object (valid [B,K])."""
+  u = jax.random.uniform(key, valid.shape)
+  return jnp.argmax(jnp.where(valid, u, -1.0), axis=1)
+
+
+def oracle_negatives(batch: dict, mm, frames, key, mode: str):
+  """(negatives [B,R,R,3] in [-1,1], accepted bool [B], statistics) for `mode` (MODES) from the
+  batch's stored edits and the heat matchmap mm [B,h,w,T] with valid frames [B]. A sample with no
+  valid edit is not accepted (its edited term is dropped, as for a rejected drawn negative)."""
+  if mode not in MODES:
+    raise ValueError(f"oracle mode must be one of {MODES}, got {mode!r}")
+  images = batch["null_variants" if mode == "oracle_null" else "variants"]
+  valid = batch["null_valid" if mode == "oracle_null" else "variant_valid"] > 0
+  counts = object_pixels_per_cell(batch["object_masks"], mm.shape[1])
+  _, y, x = negatives.peak(mm, frames)
+  if mode == "oracle_random":
+    pick = random_object(key, valid)
+  else:
+    pick = peak_object(counts, valid, y, x)
+  rows = jnp.arange(images.shape[0])
+  neg = encoders.to_float(images[rows, pick])
+  accepted = valid[rows, pick]
+  on_peak = counts[rows, pick, y, x] > 0
+  stats = {"accepted_rate": accepted.mean(),
+           "on_peak_object": jnp.where(accepted, on_peak, False).sum() / jnp.maximum(
+               accepted.sum(), 1)}
+  return neg, accepted, stats

@@ -1,0 +1,141 @@
+"""Oracle edits of the ground-truth world: each object redrawn with one attribute changed.
+
+Drawn negatives ablate generator units, which may change anything in the mask. The renders' world
+(L0) knows every scene's parameters, so the same renderer can draw, for each object, the scene with
+exactly one attribute of that object changed (the attribute and the new value drawn at random, a
+draw kept only when the redrawn scene's description differs from the positive's in that one
+attribute of that one object), and a null variant: the object moved a little, with a caption that
+stays word for word the same. The train step picks among them on the device (learner/oracle.py).
+Only numpy: this runs on data-preparation hosts.
+"""
+import numpy as np
+
+from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
+from learning_words.world import captions, scenes as scenes_lib
+
+NULL_SHIFTS = (0.15, -0.15, 0.25, -0.25, 0.35, -0.35)  # lateral moves (x in [-1, 1]) tried in turn
+
+
+def _objects(scene: dict) -> list:
+  """A description's objects as sorted (shape, color, size, material) tuples."""
+  return sorted(tuple(o[a] for a in ATTRIBUTES) for o in scene["objects"])
+
+
+def _slot_words(params, i: int, k: int) -> tuple:
+  return tuple(VOCAB[a][int(params[a][i, k])] for a in ATTRIBUTES)
+
+
+def _redraw(params, rows, slots, change, resolution):
+  """Renders and describes copies of scenes `rows` with `change(p, j)` applied to copy j."""
+  p = {key: np.asarray(v)[rows].copy() for key, v in params.items()}
+  for j in range(len(rows)):
+    change(p, j, slots[j])
+  maps = scenes_lib.render(p, resolution)
+  return maps["image"], scenes_lib.describe(p, maps["object_id"])
+
+
+def object_masks(object_id: np.ndarray, slots: int) -> np.ndarray:
+  """uint8 [N,K,R,R]: 1 where slot k's object is visible (object_id [N,R,R], 0 = background)."""
+  return (object_id[:, None] == np.arange(1, slots + 1)[None, :, None, None]).astype(np.uint8)
+
+
+def one_attribute_variants(params, maps, descriptions, resolution: int, seed: int, ids,
+                           tries: int = 8) -> tuple:
+  """(variants uint8 [N,K,R,R,3], valid bool [N,K], changed attribute index int8 [N,K], -1 where
+  none) of the scenes `params` (scenes.sample_scenes of pair `ids`), their maps and
+  descriptions (scenes.render, scenes.describe): for
+  each visible object, the scene with one attribute of it changed. A draw (attribute, new value)
+  is kept when the redrawn scene names the same objects except that one attribute of that one;
+  up to `tries` draws per object (a bigger object can hide another), else the slot is invalid."""
+  n, slots = np.asarray(params["valid"]).shape
+  res = int(resolution)
+  variants = np.zeros((n, slots, res, res, 3), np.uint8)
+  valid = np.zeros((n, slots), bool)
+  changed = np.full((n, slots), -1, np.int8)
+  todo = _visible_slots(params, maps["object_id"])
+  rngs = {(i, k): np.random.default_rng([seed, int(ids[i]), k, 1]) for i, k in todo}
+  for _ in range(tries):
+    if not todo:
+      break
+    draws = []
+    for i, k in todo:
+      rng = rngs[(i, k)]
+      a = int(rng.integers(len(ATTRIBUTES)))
+      old = int(params[ATTRIBUTES[a]][i, k])
+      new = int(rng.integers(len(VOCAB[ATTRIBUTES[a]]) - 1))
+      draws.append((a, new + (new >= old)))
+
+    def change(p, j, k):
+      a, value = draws[j]
+      p[ATTRIBUTES[a]][j, k] = value
+
+    rows = np.array([i for i, _ in todo])
+    images, described = _redraw(params, rows, [k for _, k in todo], change, res)
+    left = []
+    for j, (i, k) in enumerate(todo):
+      a, value = draws[j]
+      expected = list(_objects(descriptions[i]))
+      old = _slot_words(params, i, k)
+      expected.remove(old)
+      expected.append(old[:a] + (VOCAB[ATTRIBUTES[a]][value],) + old[a + 1:])
+      if _objects(described[j]) == sorted(expected):
+        variants[i, k], valid[i, k], changed[i, k] = images[j], True, a
+      else:
+        left.append((i, k))
+    todo = left
+  return variants, valid, changed
+
+
+def _visible_slots(params, object_id) -> list:
+  """[(scene i, slot k)] of the objects with at least one visible pixel (object_id [N,R,R])."""
+  shown = object_masks(object_id, np.asarray(params["valid"]).shape[1]).any(axis=(2, 3))
+  return [tuple(map(int, ik)) for ik in np.argwhere(shown & np.asarray(params["valid"]))]
+
+
+def null_variants(params, maps, descriptions, resolution: int, seed: int, ids,
+                  relation_prob: float) -> tuple:
+  """(variants uint8 [N,K,R,R,3], valid bool [N,K]): each visible object moved sideways (the
+  first of NULL_SHIFTS that changes pixels and leaves the pair's caption word for word the same:
+  the caption is rewritten with the pair's own random stream, as the data build writes it).
+  maps: the positives' scenes.render output (image, object_id)."""
+  n, slots = np.asarray(params["valid"]).shape
+  res = int(resolution)
+  variants = np.zeros((n, slots, res, res, 3), np.uint8)
+  valid = np.zeros((n, slots), bool)
+  todo = _visible_slots(params, maps["object_id"])
+  text = lambda i, scene: captions.caption(scene, np.random.default_rng([seed, int(ids[i])]),
+                                           relation_prob)
+  original = {i: text(i, descriptions[i]) for i in {i for i, _ in todo}}
+  for shift in NULL_SHIFTS:
+    if not todo:
+      break
+
+    def change(p, j, k):
+      p["x"][j, k] = np.clip(p["x"][j, k] + shift, -1.0, 1.0)
+
+    rows = np.array([i for i, _ in todo])
+    images, described = _redraw(params, rows, [k for _, k in todo], change, res)
+    left = []
+    for j, (i, k) in enumerate(todo):
+      same = text(i, described[j]) == original[i]
+      if same and np.any(images[j] != maps["image"][i]):
+        variants[i, k], valid[i, k] = images[j], True
+      else:
+        left.append((i, k))
+    todo = left
+  return variants, valid
+
+
+def variant_arrays(params, maps, descriptions, resolution: int, seed: int, ids,
+                   relation_prob: float) -> dict:
+  """Every per-pair array the oracle negatives need, row i for pair ids[i]: `variants`,
+  `variant_valid`, `changed` (one_attribute_variants), `null_variants`, `null_valid`
+  (null_variants) and `object_masks` (uint8 [N,K,R,R]: each slot's visible pixels)."""
+  variants, valid, changed = one_attribute_variants(params, maps, descriptions, resolution, seed,
+                                                    ids)
+  nulls, null_valid = null_variants(params, maps, descriptions, resolution, seed, ids,
+                                    relation_prob)
+  slots = np.asarray(params["valid"]).shape[1]
+  return {"variants": variants, "variant_valid": valid.astype(np.uint8), "changed": changed,
+          "null_variants": nulls, "null_valid": null_valid.astype(np.uint8),
+          "object_masks": object_masks(maps["object_id"], slots)}
