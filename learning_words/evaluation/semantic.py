@@ -15,6 +15,9 @@ each candidate and `one_attribute_change` keeps those whose parse equals the pos
 exactly one attribute of one object. At most `max_tries` candidates per caption; captions left
 short (or with no parsed object) are not scored, and counted. The cache stores the edits (layer
 masks and unit selections), from which the scoring re-renders the same negatives.
+
+On the renders' world (stored positives, no latent) the renderer draws the negatives instead:
+each one attribute of one visible object changed, exact by construction (run_rendered).
 """
 import functools
 import hashlib
@@ -32,7 +35,7 @@ from learning_words.learner import matchmap, negatives
 from learning_words.models import encoders
 from learning_words.models import generator as gen_lib
 from learning_words.models import segmenter as seg_lib
-from learning_words.world import parse
+from learning_words.world import edit_variants, parse
 
 KS = (1, 3)
 
@@ -216,8 +219,48 @@ def score_batch(models, g, z, spec, n_frames, layer_masks, units, layer: str, co
   return pos, context.score_pairs(models, neg.reshape((b, k) + neg.shape[1:]), aud, frames, cosine)
 
 
+@functools.partial(nnx.jit, static_argnames=("cosine",))
+def score_rendered(models, positives, negatives_, spec, n_frames, cosine: bool):
+  """(positive MISA [B], negatives' MISA [B,K]) of stored positives [B,R,R,3] and negatives
+  [B,K,R,R,3] (uint8)."""
+  img, aud, frames = encoders.embed(models, encoders.to_float(positives), spec, n_frames)
+  pos = matchmap.misa(matchmap.matchmap(img, aud, cosine=cosine), frames)
+  return pos, context.score_pairs(models, encoders.to_float(negatives_), aud, frames, cosine)
+
+
+def run_rendered(ctx: context.Context) -> dict:
+  """The test on the renders' world (stored positives): the renderer draws each caption's
+  negatives (world/edit_variants.semantic_negatives), one attribute of one object changed by
+  construction, so no segmenter reads them."""
+  n = min(int(ctx.cfg.semantic.captions), len(ctx.data["id"]))
+  data = ctx.take(n)
+  k_neg = int(ctx.cfg.semantic.negatives)
+  neg, found, changed = edit_variants.semantic_negatives(ctx.config.world, ctx.config.seed,
+                                                         data["id"], k_neg)
+  complete = np.nonzero(found.all(axis=1))[0]
+  out = {"n_candidates_captions": n, "n_captions": len(complete), "n_negatives": k_neg,
+         "n_incomplete": int(n - len(complete)), "negatives_from": "renderer"}
+  if len(complete):
+    pos, neg_scores = batching.map_batches(
+        lambda im, ng, sp, nf: score_rendered(ctx.models, im, ng, sp, nf,
+                                              cosine=bool(ctx.config.model.cosine)),
+        [data["image"][complete], neg[complete], data["spec"][complete],
+         data["n_frames"][complete]], int(ctx.cfg.batch_size), desc="semantic: scoring")
+    ranks = context.positive_ranks(pos, neg_scores)
+    out.update(context.recall_at(ranks, KS), mean_rank=float(np.mean(ranks)))
+    out["items"] = {"caption": complete.tolist(), "rank": ranks.tolist()}
+  else:
+    out.update(context.recall_at([], KS), mean_rank=float("nan"))
+    out["empty"] = f"no caption of {n} got {k_neg} distinct one-attribute renders"
+  out.update({f"chance_r{k}": min(k, k_neg + 1) / (k_neg + 1) for k in KS})
+  out["changed"] = {a: int((changed == i).sum()) for i, a in enumerate(ATTRIBUTES)}
+  return out
+
+
 def run(ctx: context.Context) -> dict:
   """R@1 and R@3 of each positive among its one-attribute negatives (complete captions only)."""
+  if ctx.stored and ctx.config.world.pairs == "renders":
+    return run_rendered(ctx)
   if ctx.seg is None:
     raise errors.MissingError("semantic needs the attribute segmenter (WORKDIR/segmenter/weights): "
                               "run --mode=train_segmenter")

@@ -15,7 +15,8 @@ Each evaluator is `run(ctx: context.Context) -> dict` (JSON-able), deterministic
 `config.evals.seed`: it receives the encoders, the generator and the data, never a trainer.
 `semantic` and `attributes` need the attribute segmenter; without one (at a resolution with no
 shipped one, in a workdir that never trained one) they are recorded as skipped, as are
-`edited_recall` and `semantic` on stored positives (no latent to edit).
+`edited_recall`, `semantic` and `edit_effect` on stored positives (no latent to edit), except
+`semantic` on the renders' world, whose negatives the renderer draws.
 """
 import time
 
@@ -54,6 +55,12 @@ def pairs_needed(config, names) -> int:
   return max([int(sizes[n]) for n in names] + [1])
 
 
+def rendered_world(ctx: context.Context) -> bool:
+  """Whether the held-out pairs are the renderer's scenes (world.pairs='renders'), which the
+  semantic test can redraw without a latent."""
+  return ctx.config.world.pairs == "renders"
+
+
 def evaluate(ctx: context.Context, names=None) -> dict:
   """{evaluator: its metrics (with 'seconds'), or {'skipped': why}} for the named evaluators."""
   out = {}
@@ -62,7 +69,7 @@ def evaluate(ctx: context.Context, names=None) -> dict:
       out[name] = {"skipped": "no attribute segmenter (WORKDIR/segmenter/weights): run "
                               "--mode=train_segmenter first"}
       continue
-    if name in NEEDS_LATENTS and ctx.stored:
+    if name in NEEDS_LATENTS and ctx.stored and not (name == "semantic" and rendered_world(ctx)):
       out[name] = {"skipped": "the positives are stored images (data.positives=stored): no latent "
                               "to draw edited negatives from"}
       continue

@@ -139,3 +139,39 @@ def variant_arrays(params, maps, descriptions, resolution: int, seed: int, ids,
   return {"variants": variants, "variant_valid": valid.astype(np.uint8), "changed": changed,
           "null_variants": nulls, "null_valid": null_valid.astype(np.uint8),
           "object_masks": object_masks(maps["object_id"], slots)}
+
+
+def semantic_negatives(world_cfg, seed: int, ids, count: int = 4, streams: int = 16) -> tuple:
+  """(negatives uint8 [N,count,R,R,3], found bool [N,count], changed attribute int8 [N,count]) of
+  the renders of pair `ids` (any order): per scene, `count` distinct images in each of which one
+  attribute of one visible object changed (the semantic test's negatives, exact by construction).
+  Each of up to `streams` draws edits one random visible object (one_attribute_variants with its
+  own random stream); draws that repeat an earlier image are dropped."""
+  ids = np.asarray(ids)
+  first, last = int(ids.min()), int(ids.max())
+  span = np.arange(first, last + 1)
+  maps, descriptions, params = scenes_lib.render_scenes(
+      len(span), seed, world_cfg.resolution, world_cfg.min_objects, world_cfg.max_objects,
+      start=first + int(world_cfg.num_train) + int(world_cfg.num_val))
+  rows = ids - first
+  maps = {k: v[rows] for k, v in maps.items()}
+  params = {k: np.asarray(v)[rows] for k, v in params.items()}
+  descriptions = [descriptions[r] for r in rows]
+  n, res = len(ids), int(world_cfg.resolution)
+  out = np.zeros((n, count, res, res, 3), np.uint8)
+  found = np.zeros((n, count), bool)
+  changed = np.full((n, count), -1, np.int8)
+  for stream in range(streams):
+    if found.all():
+      break
+    variants, valid, attr = one_attribute_variants(params, maps, descriptions, res,
+                                                   seed * 1000 + 17 + stream, ids)
+    pick = np.random.default_rng([seed, stream, 2]).random(valid.shape)
+    slot = np.argmax(np.where(valid, pick, -1.0), axis=1)
+    for i in np.nonzero(valid.any(axis=1) & ~found.all(axis=1))[0]:
+      image = variants[i, slot[i]]
+      have = int(found[i].sum())
+      if any(np.array_equal(image, out[i, j]) for j in range(have)):
+        continue
+      out[i, have], found[i, have], changed[i, have] = image, True, attr[i, slot[i]]
+  return out, found, changed

@@ -11,7 +11,9 @@ from flax import nnx
 from configs import tiny
 from learning_words.data import input_pipeline
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
+from learning_words.evaluation import runner, semantic
 from learning_words.learner import train
+from learning_words.models import encoders
 from learning_words.models import generator as gen_lib
 from learning_words.world import build_data, captions, edit_variants, pairs, scenes
 
@@ -119,3 +121,49 @@ def test_an_oracle_run_trains_on_the_stored_edits(built, tmp_path):
   c.negatives.mode = "random"  # drawn negatives need a latent: one clear error
   with pytest.raises(Exception, match="data.positives=generator"):
     train.train_loop(c, str(tmp_path / "drawn"), folder, g, max_steps=1, devices=jax.devices()[:2])
+
+
+def test_semantic_test_on_the_renders_world(built):
+  """Its negatives are distinct renderer drawings with one attribute of one object changed, and
+  each caption's rank is the loop's: how many of its negatives score at least its positive."""
+  c, folder, _, params = built
+  data = input_pipeline.load_eval_arrays(folder, "train", c.data.eval_frames, 6)
+  neg, found, changed = edit_variants.semantic_negatives(c.world, c.seed, data["id"], 4)
+  for row, i in enumerate(data["id"]):
+    drawings = {}  # every one-attribute edit of every object, by the renderer
+    for k in range(c.world.max_objects):
+      if not params["valid"][i, k]:
+        continue
+      for a, attr in enumerate(ATTRIBUTES):
+        for value in range(len(VOCAB[attr])):
+          if value != params[attr][i, k]:
+            p = _scene_row(params, int(i))
+            p[attr][0, k] = value
+            drawings.setdefault(a, []).append(scenes.render(p, c.world.resolution)["image"][0])
+    kept = [neg[row, j] for j in range(4) if found[row, j]]
+    for j, image in enumerate(kept):
+      assert any(np.array_equal(image, d) for d in drawings[int(changed[row, j])])
+      assert not np.array_equal(image, data["image"][row])
+      assert not any(np.array_equal(image, other) for other in kept[:j])
+  models = encoders.Encoders(c.model, rngs=nnx.Rngs(0))
+  models.eval()
+  ctx = runner.make_context(c, models, gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(0)), data,
+                            None, "")
+  out = semantic.run(ctx)
+
+  def misa(images):  # numpy: mean over valid frames of the max over cells of cell . frame
+    img, aud, frames = (np.asarray(v, np.float64) for v in encoders.embed(
+        models, encoders.to_float(images), data["spec"][row:row + 1],
+        data["n_frames"][row:row + 1]))
+    cells, steps = img[0].reshape(-1, img.shape[-1]), aud[0, :int(frames[0])]
+    if c.model.cosine:
+      cells = cells / np.linalg.norm(cells, axis=1, keepdims=True)
+      steps = steps / np.linalg.norm(steps, axis=1, keepdims=True)
+    return (cells @ steps.T).max(axis=0).mean()
+
+  complete = np.nonzero(found.all(axis=1))[0]
+  assert out["items"]["caption"] == complete.tolist() and out["chance_r1"] == 0.2
+  for row, rank in zip(complete, out["items"]["rank"]):
+    pos = misa(data["image"][row:row + 1])
+    loop = sum(misa(neg[row, j][None]) >= pos - 1e-6 for j in range(4))
+    assert rank == loop
