@@ -208,16 +208,18 @@ def train(config, workdir: str) -> dict:
 
 
 def evaluate(config, workdir: str) -> dict:
-  """Evaluates the train stage's runs (`train.kinds` or `train.name`), else every run under
+  """Evaluates the run `train.name`, or the train stage's runs (`train.kinds`), else every run under
   WORKDIR/runs, from its best (or latest: --config.evals.checkpoint=latest) checkpoint; or the
   checkpoint folder --config.evals.checkpoint=RUN/checkpoints/STEP (its results go to
   WORKDIR/runs/<RUN's name>/eval/)."""
   given = wd.checkpoint_folder(config.evals.checkpoint)
   if given is not None:  # one checkpoint folder's path: its run, evaluated with this workdir's data
     runs = [os.path.basename(given[0])]
+  elif config.train.name:  # one named run, whatever runs the preset trains
+    runs = [config.train.name]
   elif experiment.enabled(config):  # the arms; the warm-ups are only their starting points
     runs = [name for name, _, warmup in experiment.run_configs(config) if not warmup]
-  elif config.train.kinds or config.train.name:
+  elif config.train.kinds:
     runs = [run_name(c) for c in run_configs(config)]
   else:
     runs = wd.list_runs(workdir)
