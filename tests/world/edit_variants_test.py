@@ -45,12 +45,18 @@ def _scene_row(params, i):
   return {k: np.asarray(v)[i:i + 1].copy() for k, v in params.items()}
 
 
+def _records_with_positives(built):
+  """(record, its pair id, the renderer's maps of its scene) for each train record."""
+  c, _, recs, params = built
+  for r in recs:
+    i = int(r["id"])
+    yield r, i, scenes.render(_scene_row(params, i), c.world.resolution)
+
+
 def test_each_variant_is_the_renderer_drawing_one_attribute_of_one_object_changed(built):
   c, _, recs, params = built
   checked = 0
-  for r in recs:
-    i = int(r["id"])
-    positive = scenes.render(_scene_row(params, i), c.world.resolution)
+  for r, i, positive in _records_with_positives(built):
     np.testing.assert_array_equal(r["image"], positive["image"][0])
     for k in range(c.world.max_objects):
       visible = bool((positive["object_id"][0] == k + 1).any())
@@ -88,9 +94,7 @@ def test_each_variant_is_the_renderer_drawing_one_attribute_of_one_object_change
 def test_null_variants_leave_the_stored_caption_word_for_word(built):
   c, _, recs, params = built
   checked = 0
-  for r in recs:
-    i = int(r["id"])
-    positive = scenes.render(_scene_row(params, i), c.world.resolution)
+  for r, i, positive in _records_with_positives(built):
     for k in np.nonzero(r["null_valid"])[0]:
       assert not np.array_equal(r["null_variants"][k], positive["image"][0])
       found = None
