@@ -38,6 +38,10 @@ setup(
         # -c launch/constraints.txt the plugin matches the pinned jax.
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
-        "test": ["pytest", "pytest-xdist", "librosa", "torch"],
+        # gs:// workdirs: gcsfs (files through etils.epath, fsspec) and google-cloud-storage.
+        "gcs": ["gcsfs>=2025.3", "google-cloud-storage>=3"],
+        # The tests run gs:// workdirs against a local GCS emulator.
+        "test": ["pytest", "pytest-xdist", "librosa", "torch", "gcsfs>=2025.3",
+                 "google-cloud-storage>=3", "gcp-storage-emulator>=2025"],
     },
 )

@@ -12,18 +12,19 @@ The first line names the JAX backend and the device count. The terminal shows st
 goes to WORKDIR/logs/ (`--verbosity=1`: everything on the terminal too). A bad file, flag or
 missing stage output ends in one line saying what to do, and exit status 2.
 """
-import os
 import sys
 
 import jax
 from absl import app, flags, logging
+from etils import epath
 from ml_collections import config_flags
 
 from learning_words import pipeline, workdir as wd
 from learning_words.common import console, distributed, errors
 
 config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).", lock_config=True)
-flags.DEFINE_string("workdir", None, "Where datasets, checkpoints and reports go.")
+flags.DEFINE_string("workdir", None, "Where datasets, checkpoints and reports go: a folder or "
+                    "gs://BUCKET/PATH (with the [gcs] extra).")
 flags.DEFINE_enum("mode", "pipeline", pipeline.MODES, "What to run.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
@@ -36,7 +37,7 @@ def main(argv):
   log = None
   try:
     wd.check(FLAGS.workdir)
-    os.makedirs(FLAGS.workdir, exist_ok=True)
+    epath.Path(FLAGS.workdir).mkdir(parents=True, exist_ok=True)
     log = console.setup(wd.path(FLAGS.workdir, "logs"), FLAGS.mode, verbose)
     distributed.maybe_initialize()
     console.say(f"[{FLAGS.mode}] JAX {jax.__version__} on {jax.default_backend()}: "
@@ -54,6 +55,12 @@ def main(argv):
     if log and not verbose:
       logging.info("crashed", exc_info=True)
     raise
+  finally:
+    try:
+      console.keep_log()
+    except Exception:  # pylint: disable=broad-except
+      print(f"note: the log could not be copied to {log}; it is kept at "
+            f"{console.local_log()}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ import time
 from typing import Callable, NamedTuple
 
 import jax
+from etils import epath
 
 from learning_words import experiment, workdir as wd
-from learning_words.common import assets, checkpoints, console, errors, jsonio
+from learning_words.common import assets, checkpoints, console, errors, files, jsonio
 from learning_words.convert import (agreement, reference_encoders as ref_enc,
                                     reference_generator as ref_gen)
 from learning_words.data import clevr_scenes, input_pipeline, official
@@ -30,10 +31,16 @@ from learning_words.world import (build_data as build_data_lib, invert as invert
 
 def render(config, workdir: str) -> str:
   """Renders the scene dataset (clevr_scenes) for the GAN and the segmenter; returns its folder."""
-  builder = clevr_scenes.make_builder(config, wd.path(workdir, "data"),
-                                      render=scenes.render_scenes)
+  builder = clevr_scenes.make_builder(config, wd.data_root(workdir), render=scenes.render_scenes)
   builder.download_and_prepare()
+  _publish(workdir, builder.data_dir)
   return builder.data_dir
+
+
+def _publish(workdir: str, folder: str):
+  """A dataset just built in the local mirror of a gs:// workdir goes up to the bucket."""
+  if jax.process_index() == 0:
+    wd.publish(workdir, folder)
 
 
 def train_gan(config, workdir: str) -> str:
@@ -60,14 +67,15 @@ def _latents_done(config, workdir) -> str | None:
   if config.world.pairs not in wd.INVERTED or wd.data_source(config) == "official":
     return f"not needed by --config.world.pairs={config.world.pairs}"
   folder = wd.latents_dir(config, workdir)
-  return folder if folder and os.path.isfile(os.path.join(folder, "latents.npy")) else None
+  return folder if folder and (epath.Path(folder) / "latents.npy").is_file() else None
 
 
 def build_data(config, workdir: str) -> str:
   """Builds the image / spoken-caption dataset (and, for the synthetic world, its report; for
   the official data with the official generator, their agreement check)."""
   if wd.data_source(config) == "official":
-    folder = official.prepare(config, wd.path(workdir, "data")).data_dir
+    folder = official.prepare(config, wd.data_root(workdir)).data_dir
+    _publish(workdir, folder)
     if config.gan.official_weights:
       check_agreement(config, workdir, folder)
     return folder
@@ -76,10 +84,12 @@ def build_data(config, workdir: str) -> str:
     raise errors.MissingError("build_data needs a generator and a segmenter: run "
                               "--mode=train_gan and --mode=train_segmenter first "
                               "(or --mode=pipeline)")
-  return build_data_lib.build_synthetic(
-      config, wd.path(workdir, "data"), wd.scenes_dir(config, workdir),
+  folder = build_data_lib.build_synthetic(
+      config, wd.data_root(workdir), wd.path(workdir, "data"), wd.scenes_dir(config, workdir),
       wd.load_generator(config, workdir), wd.load_segmenter(config, workdir), fingerprint,
       wd.load_latents(config, workdir))
+  _publish(workdir, folder)
+  return folder
 
 
 def _agreement_file(workdir: str) -> str:
@@ -240,7 +250,7 @@ class Stage(NamedTuple):
 
 
 def _built(folder: str) -> str | None:
-  return folder if os.path.isfile(os.path.join(folder, "dataset_info.json")) else None
+  return folder if (epath.Path(folder) / "dataset_info.json").is_file() else None
 
 
 def _renders_done(config, workdir) -> str | None:
@@ -345,7 +355,22 @@ def say_results(config, workdir: str, where: str, runs=None):
 
 
 def run(mode: str, config, workdir: str):
-  """Runs `mode`: the whole pipeline, one stage, or a tool (whose result is printed)."""
+  """Runs `mode`: the whole pipeline, one stage, or a tool (whose result is printed). A gs://
+  workdir whose bucket stops answering ends in a StorageError (one line)."""
+  try:
+    return _run(mode, config, workdir)
+  except errors.UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    reason = files.unreachable(e) if files.is_cloud(workdir) else None
+    if reason is None:
+      raise
+    raise errors.StorageError(
+        f"{workdir}: the bucket stopped answering ({reason}). What was written before is kept: "
+        "run the same command again to go on from the last complete checkpoint") from e
+
+
+def _run(mode: str, config, workdir: str):
   prepare_official_generator(config, workdir, mode)
   if mode == "pipeline":
     return run_pipeline(config, workdir)

@@ -16,30 +16,27 @@
 The phases' code receives folders, never the workdir: only this module knows the layout. The
 generator and segmenter are the shipped ones (learning_words/assets) unless `gan.retrain` /
 `segmenter.retrain`, then the workdir's.
+
+WORKDIR is a local folder or gs://BUCKET/PATH (common/files.py). On a bucket, the TFDS datasets
+are built in the local mirror of WORKDIR/data and then uploaded (`publish`); the stages read
+them from that mirror, filled from the bucket's copy on first use, so every host reads locally.
 """
 import os
-import re
 
 import numpy as np
+from etils import epath
 from flax import nnx
 
-from learning_words.common import assets, checkpoints, errors
+from learning_words.common import assets, checkpoints, errors, files
 from learning_words.convert import reference_generator as ref_gen
 from learning_words.data import audio_clevrgan, clevr_scenes, official
 from learning_words.models import encoders, generator as gen_lib
 from learning_words.models.segmenter import Segmenter
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
 def check(workdir: str):
-  """Refuses a workdir this build cannot write: a URL (gs://, s3://, ...) would silently become a
-  local folder named 'gs:' (datasets, checkpoints and logs are written with local file calls)."""
-  if _URL.match(workdir):
-    raise errors.ConfigError(
-        f"--workdir={workdir}: workdirs must be local or mounted folders (this build writes "
-        "datasets, checkpoints and logs with local file calls). Mount the bucket (e.g. "
-        "`gcsfuse BUCKET /mnt/lw`) and pass --workdir=/mnt/lw/RUN")
+  """Refuses a workdir this build cannot write: a URL other than gs://, or gs:// without the
+  [gcs] extra."""
+  files.check(workdir, "--workdir")
 
 
 # The workdir's top-level entries (the layout above); everything else lies inside them.
@@ -55,6 +52,35 @@ def path(workdir: str, entry: str, *parts: str) -> str:
   return os.path.join(workdir, entry, *parts)
 
 
+def data_root(workdir: str) -> str:
+  """Where the TFDS datasets are built and read: WORKDIR/data, or its local mirror for a
+  gs:// workdir."""
+  return os.fspath(files.mirror(path(workdir, "data")))
+
+
+def _cached(workdir: str, folder: str) -> str | None:
+  """A dataset folder under data_root when it is complete there, fetched from the bucket's copy
+  first when only that one is (gs:// workdirs); else None."""
+  local = epath.Path(folder)
+  if (local / "dataset_info.json").is_file():
+    return folder
+  if not files.is_cloud(workdir):
+    return None
+  remote = epath.Path(path(workdir, "data")) / os.path.relpath(folder, data_root(workdir))
+  if not (remote / "dataset_info.json").is_file():
+    return None
+  files.download(remote, local)
+  return folder
+
+
+def publish(workdir: str, folder: str):
+  """Uploads a dataset built under data_root (or a file there) to the bucket's WORKDIR/data
+  (gs:// workdirs; nothing to do locally)."""
+  if files.is_cloud(workdir):
+    files.upload(folder, epath.Path(path(workdir, "data")) /
+                 os.path.relpath(folder, data_root(workdir)))
+
+
 def cache_dir(workdir: str, dataset: str, seed: int) -> str:
   """WORKDIR/eval_cache/<dataset>_<seed>; <dataset> names the dataset folder (builder, config,
   version), so each test set has its own cache."""
@@ -64,14 +90,15 @@ def cache_dir(workdir: str, dataset: str, seed: int) -> str:
 
 def scenes_dir(config, workdir: str) -> str:
   """Folder of the rendered scene dataset for this config."""
-  return clevr_scenes.make_builder(config, path(workdir, "data")).data_dir
+  folder = clevr_scenes.make_builder(config, data_root(workdir)).data_dir
+  return _cached(workdir, folder) or folder
 
 
 def _weights_dir(kind: str, retrain: bool, config, trained: str) -> str | None:
   shipped = assets.shipped_dir(kind, config)
   if not retrain and os.path.isdir(shipped):
     return shipped
-  return trained if os.path.isdir(trained) else None
+  return trained if epath.Path(trained).is_dir() else None
 
 
 def official_generator_dir(workdir: str) -> str:
@@ -110,7 +137,7 @@ def inverter_dir(config, workdir: str) -> tuple[str | None, str]:
   if os.path.isdir(shipped) and assets.read_provenance("inverter", config).get(
       "generator_fingerprint") == g_print:
     return shipped, trained
-  return (trained if os.path.isdir(trained) else None), trained
+  return (trained if epath.Path(trained).is_dir() else None), trained
 
 
 def latents_dir(config, workdir: str) -> str | None:
@@ -131,11 +158,12 @@ def load_latents(config, workdir: str):
   if config.world.pairs not in INVERTED:
     return None
   folder = latents_dir(config, workdir)
-  f = os.path.join(folder or "", "latents.npy")
-  if folder is None or not os.path.isfile(f):
+  f = epath.Path(folder or ".") / "latents.npy"
+  if folder is None or not f.is_file():
     raise errors.MissingError(f"--config.world.pairs={config.world.pairs} needs the renders' "
                               "latents: run --mode=invert first (or --mode=pipeline)")
-  return np.load(f)
+  with f.open("rb") as stream:
+    return np.load(stream)
 
 
 def weights_fingerprint(config, workdir: str) -> str | None:
@@ -162,13 +190,13 @@ def data_source(config) -> str:
 def dataset_dir(config, workdir: str) -> str | None:
   """Folder of the image / spoken-caption dataset this config trains on (None if not built)."""
   if data_source(config) == "official":
-    folder = official.make_builder(config, path(workdir, "data")).data_dir
+    folder = official.make_builder(config, data_root(workdir)).data_dir
   else:
     fingerprint = weights_fingerprint(config, workdir)
     if fingerprint is None:
       return None
-    folder = audio_clevrgan.make_builder(config, path(workdir, "data"), fingerprint).data_dir
-  return folder if os.path.isfile(os.path.join(folder, "dataset_info.json")) else None
+    folder = audio_clevrgan.make_builder(config, data_root(workdir), fingerprint).data_dir
+  return _cached(workdir, folder)
 
 
 def require_dataset(config, workdir: str) -> str:
@@ -205,10 +233,10 @@ def load_segmenter(config, workdir: str, required: bool = True) -> Segmenter | N
 
 def list_runs(workdir: str) -> list[str]:
   """Names of the runs under WORKDIR/runs that have checkpoints."""
-  root = path(workdir, "runs")
-  if not os.path.isdir(root):
+  root = epath.Path(path(workdir, "runs"))
+  if not root.is_dir():
     return []
-  return sorted(r for r in os.listdir(root) if os.path.isdir(os.path.join(root, r, "checkpoints")))
+  return sorted(r.name for r in root.iterdir() if (r / "checkpoints").is_dir())
 
 
 def checkpoint_folder(which: str) -> tuple[str, int] | None:
@@ -217,9 +245,10 @@ def checkpoint_folder(which: str) -> tuple[str, int] | None:
   which = str(which)
   if which in ("best", "latest") or which.isdigit():
     return None
-  folder = os.path.abspath(which.rstrip("/"))
+  folder = os.fspath(files.absolute(which.rstrip("/")))
   step, parent = os.path.basename(folder), os.path.dirname(folder)
-  if not (os.path.isdir(folder) and step.isdigit() and os.path.basename(parent) == "checkpoints"):
+  if not (step.isdigit() and os.path.basename(parent) == "checkpoints"
+          and epath.Path(folder).is_dir()):
     raise errors.ConfigError(f"--config.evals.checkpoint={which}: give 'best', 'latest', a kept "
                              "step number or a checkpoint folder's path (RUN/checkpoints/STEP)")
   return os.path.dirname(parent), int(step)
@@ -235,7 +264,7 @@ def load_encoders(config, run_folder: str, which: str):
     run_folder, step = given
     which = str(step)
   folder = os.path.join(run_folder, "checkpoints")
-  if not os.path.isdir(folder):
+  if not epath.Path(folder).is_dir():
     raise errors.MissingError(f"{folder}: no checkpoints; train the run first (--mode=train)")
   manager = checkpoints.make_manager(folder, int(config.train.keep_checkpoints),
                                      best_metric="score")

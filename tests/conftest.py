@@ -1,6 +1,10 @@
 """Test setup: 8 forced CPU devices (sharding tests) and shared fixtures. pytest puts the repository
 root on sys.path (tests/ is a package), so tests import `configs` presets as modules."""
 import os
+import signal
+import socket
+import subprocess
+import sys
 
 # Before any jax import: tests that shard use a mesh over 8 CPU devices; the rest use one. The
 # tests' programs are tiny, so compiling dominates: LLVM's optimisation level 1 instead of 3
@@ -8,6 +12,20 @@ import os
 # gave NaN losses in a segmenter training test.)
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
                       "--xla_backend_optimization_level=1")
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+# The GCS emulator's address (the `gcs` fixture starts it), set before anything imports gcsfs,
+# tensorstore or array_record, each of which reads its own variable.
+GCS_URL = f"http://127.0.0.1:{_free_port()}"
+os.environ.update(STORAGE_EMULATOR_HOST=GCS_URL, FSSPEC_GCS_TOKEN="anon",
+                  GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false",  # else each bucket lookup stalls 60 s
+                  TENSORSTORE_GCS_HTTP_URL=GCS_URL, CLOUD_STORAGE_EMULATOR_ENDPOINT=GCS_URL)
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
@@ -65,3 +83,42 @@ def data_dir(official_layout, tmp_path_factory):
   c = tiny.get_config()
   c.data.source, c.data.official_dir = "official", root
   return official.prepare(c, str(tmp_path_factory.mktemp("official_data"))).data_dir
+
+
+class Emulator:
+  """The GCS emulator (tests/_gcs_emulator_server.py) on GCS_URL's port, bucket gs://lw-test; its
+  objects live in a folder, so `start` after `stop` finds them again."""
+
+  def __init__(self, data_dir: str):
+    self.data_dir, self.proc = data_dir, None
+
+  def start(self, die_on: str | None = None):
+    args = [sys.executable, os.path.join(ROOT, "tests", "_gcs_emulator_server.py"),
+            GCS_URL.rsplit(":", 1)[1], self.data_dir] + ([die_on] if die_on else [])
+    self.proc = subprocess.Popen(args, stdout=subprocess.PIPE)
+    if self.proc.stdout.readline().strip() != b"ready":
+      raise RuntimeError(f"the GCS emulator did not start: {args}")
+
+  def stop(self):
+    if self.proc is not None and self.proc.poll() is None:
+      os.kill(self.proc.pid, signal.SIGKILL)
+    if self.proc is not None:
+      self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory):
+  """A running GCS emulator (bucket gs://lw-test), stopped by its pid after the module; gcsfs's
+  retries on a failed request are shortened from seconds to milliseconds, so that a test of a
+  bucket that went away takes no minute."""
+  from gcsfs import retry  # pylint: disable=g-import-not-at-top
+  emulator = Emulator(str(tmp_path_factory.mktemp("gcs")))
+  emulator.start()
+  real_sleep = retry.asyncio.sleep
+  retry.asyncio = type(sys)("asyncio_fast_retries")
+  retry.asyncio.__dict__.update({k: v for k, v in vars(__import__("asyncio")).items()
+                                 if not k.startswith("__")})
+  retry.asyncio.sleep = lambda seconds: real_sleep(min(seconds, 0.01))
+  yield emulator
+  retry.asyncio = __import__("asyncio")
+  emulator.stop()

@@ -1,5 +1,7 @@
-"""workdir.py: the layout's paths, the refusal of URL workdirs, and what finds the stages' output."""
+"""workdir.py: the layout's paths, which URL workdirs are refused, and what finds the stages'
+output."""
 import os
+import sys
 
 import pytest
 
@@ -18,14 +20,24 @@ def test_paths_follow_the_documented_layout(tmp_path):
   assert cache == os.path.join(w, "eval_cache", "audio_clevrgan_cfg_1.0.0_3")
 
 
-@pytest.mark.parametrize("url", ["gs://bucket/lw", "s3://b/x", "memory://lw", "file:///tmp/lw"])
-def test_url_workdirs_are_refused_naming_the_flag(url):
-  with pytest.raises(errors.ConfigError, match=f"--workdir={url}: .*mounted"):
+@pytest.mark.parametrize("url", ["s3://b/x", "memory://lw", "file:///tmp/lw", "GCS://b/x"])
+def test_other_url_workdirs_are_refused_naming_the_flag(url):
+  scheme = url.split(":")[0].lower()
+  with pytest.raises(errors.ConfigError, match=f"^--workdir={url}: {scheme}:// is not supported"):
     wd.check(url)
 
 
-def test_local_workdirs_are_accepted(tmp_path):
-  for w in (str(tmp_path), "workdir", "./runs/a:b", "/mnt/lw"):
+@pytest.mark.parametrize("missing", ["gcsfs", "google.cloud.storage"])
+def test_bucket_workdirs_without_the_extra_name_what_to_install(missing, monkeypatch):
+  monkeypatch.setitem(sys.modules, missing, None)  # what `import` of an absent package raises
+  with pytest.raises(errors.ConfigError) as e:
+    wd.check("gs://bucket/lw")
+  assert str(e.value) == ("--workdir=gs://bucket/lw: gs:// needs gcsfs and google-cloud-storage, "
+                          "which are not installed here: pip install 'learning_words[gcs]'")
+
+
+def test_local_and_bucket_workdirs_are_accepted(tmp_path):
+  for w in (str(tmp_path), "workdir", "./runs/a:b", "/mnt/lw", "gs://bucket/lw"):
     wd.check(w)
 
 

@@ -14,7 +14,10 @@ import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
+
+from learning_words.common import files
 
 FINGERPRINT = "FINGERPRINT"  # in a weights folder: the hash of its values
 
@@ -32,7 +35,7 @@ def make_manager(directory: str, keep: int = 2, best_metric: str | None = None,
         ocp.checkpoint_managers.BestN(get_metric_fn=metric, reverse=False, n=1)])
     options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
                                            best_fn=metric, best_mode="max")
-  return ocp.CheckpointManager(os.path.abspath(directory), item_names=items, options=options)
+  return ocp.CheckpointManager(files.absolute(directory), item_names=items, options=options)
 
 
 def _is_iterator(x) -> bool:
@@ -85,9 +88,8 @@ def save_weights(path: str, module):
   """Writes a module's nnx.state (weights, batch statistics) to the folder `path`, with the
   hash of their values in path/FINGERPRINT (what names datasets built from them)."""
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.abspath(path), nnx.state(module), force=True)
-  with open(os.path.join(path, FINGERPRINT), "w") as f:
-    f.write(fingerprint_values(nnx.state(module)))
+    ckptr.save(files.absolute(path), nnx.state(module), force=True)
+  files.write_bytes(epath.Path(path) / FINGERPRINT, fingerprint_values(nnx.state(module)).encode())
 
 
 def restore_weights(make, path: str):
@@ -95,7 +97,7 @@ def restore_weights(make, path: str):
   nnx.eval_shape: no random initialisation runs)."""
   module = nnx.eval_shape(make)
   with ocp.StandardCheckpointer() as ckptr:
-    nnx.update(module, ckptr.restore(os.path.abspath(path), _abstract(module)))
+    nnx.update(module, ckptr.restore(files.absolute(path), _abstract(module)))
   return module
 
 
@@ -115,10 +117,9 @@ def fingerprint_folders(*paths, extra=()) -> str:
   that are never rewritten, e.g. weights shipped before FINGERPRINT existed)."""
   h = hashlib.sha1()
   for path in paths:
-    mark = os.path.join(path, FINGERPRINT)
-    if os.path.isfile(mark):
-      with open(mark) as f:
-        h.update(f.read().encode())
+    mark = epath.Path(path) / FINGERPRINT
+    if mark.is_file():
+      h.update(mark.read_bytes())
       continue
     for root, dirs, files in os.walk(path):
       dirs.sort()

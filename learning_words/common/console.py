@@ -3,7 +3,8 @@ terminal; everything else (absl / Orbax / TFDS INFO lines, Python warnings) in a
 
 Terminal: warnings and errors logged from this package's own files, and errors from anywhere.
 Log file (WORKDIR/logs/<mode>_<time>_<host>_<pid>.log): every record at INFO and above, with its
-traceback.
+traceback. With a gs:// workdir the file is written in its local mirror (common/files.mirror)
+and copied to the bucket by `keep_log` (main calls it when the command ends, however it ends).
 verbose (--verbosity=1 or more): the terminal shows everything too, as absl prints it.
 """
 import logging as std_logging
@@ -15,8 +16,11 @@ import time
 import jax
 from absl import logging
 
+from learning_words.common import files
+
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _verbose = False
+_log = None  # (where the log file is written, where it is kept)
 
 
 class _OwnWarnings(std_logging.Filter):
@@ -27,17 +31,20 @@ class _OwnWarnings(std_logging.Filter):
         record.levelno >= std_logging.WARNING and record.pathname.startswith(_PACKAGE))
 
 
-def setup(log_dir: str, mode: str, verbose: bool) -> str:
-  """Routes logging as the module docstring says; returns the log file's path."""
-  global _verbose
+def setup(log_dir, mode: str, verbose: bool) -> str:
+  """Routes logging as the module docstring says; returns the log file's path (where it is
+  kept: on the bucket for a gs:// workdir)."""
+  global _verbose, _log
   _verbose = verbose
-  os.makedirs(log_dir, exist_ok=True)
+  local_dir = files.mirror(log_dir)
+  local_dir.mkdir(parents=True, exist_ok=True)
   # Named without asking jax for the process index: that would start the backend, whose first
   # INFO lines would reach the terminal before the handlers below are in place.
-  path = os.path.join(log_dir, f"{mode}_{time.strftime('%Y%m%d-%H%M%S')}_"
-                               f"{socket.gethostname()}_{os.getpid()}.log")
+  name = f"{mode}_{time.strftime('%Y%m%d-%H%M%S')}_{socket.gethostname()}_{os.getpid()}.log"
+  path = os.path.join(log_dir, name)
+  _log = (local_dir / name, path)
   root = std_logging.getLogger()
-  to_file = std_logging.FileHandler(path)
+  to_file = std_logging.FileHandler(local_dir / name)
   to_file.setFormatter(logging.PythonFormatter())
   to_file.setLevel(std_logging.INFO)
   root.addHandler(to_file)
@@ -53,6 +60,19 @@ def setup(log_dir: str, mode: str, verbose: bool) -> str:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     tfds.disable_progress_bar()  # TFDS's own bars; the stages draw theirs
   return path
+
+
+def keep_log():
+  """Copies the log file to the bucket (a gs:// workdir; locally it is already in place)."""
+  if _log is not None and files.is_cloud(_log[1]):
+    for handler in std_logging.getLogger().handlers:
+      handler.flush()
+    files.write_bytes(_log[1], _log[0].read_bytes())
+
+
+def local_log():
+  """Where this command's log file is being written."""
+  return _log[0] if _log else None
 
 
 def say(text: str):

@@ -16,3 +16,8 @@ class InputError(UserError, ValueError):
 
 class MissingError(UserError, FileNotFoundError):
   """What a stage reads is not there: the message says which stage (--mode) makes it."""
+
+
+class StorageError(UserError, OSError):
+  """The workdir's bucket stopped answering: what was written before stays, and the same command
+  resumes from it."""

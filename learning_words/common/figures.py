@@ -1,11 +1,13 @@
 """Image grids and PNG figures: grids with column labels and heat-map overlays (numpy + pillow);
 line plots and interval plots (matplotlib, drawn off-screen with Agg)."""
-import os
+import io
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
+
+from learning_words.common import files
 
 # Line colours (matplotlib's tab10).
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -33,9 +35,11 @@ def make_grid(images: np.ndarray, cols: int, pad: int = 1, scale: int = 1) -> np
   return grid
 
 
-def save_png(path: str, image: np.ndarray):
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  Image.fromarray(image).save(path)
+def save_png(path, image: np.ndarray):
+  """Writes a PNG (local or on a bucket), creating its folder."""
+  buf = io.BytesIO()
+  Image.fromarray(image).save(buf, format="PNG")
+  files.write_bytes(path, buf.getvalue())
 
 
 def label_columns(grid: np.ndarray, labels, stride: int, offset: int = 0) -> np.ndarray:

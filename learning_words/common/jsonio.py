@@ -1,11 +1,12 @@
-"""JSON files: numpy values made plain, NaN written as null, writes atomic (a killed run never
-leaves half a file)."""
+"""JSON files, local or on a bucket: numpy values made plain, NaN written as null, never half a
+file (common/files.write_bytes)."""
 import json
 import math
-import os
-import socket
 
 import numpy as np
+from etils import epath
+
+from learning_words.common import files
 
 
 def to_jsonable(x):
@@ -25,19 +26,15 @@ def to_jsonable(x):
   return x
 
 
-def write_json(path: str, obj) -> str:
+def write_json(path, obj):
   """Writes obj (made JSON-able) to path, creating the folder; returns path."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"  # several processes may write it
-  with open(tmp, "w") as f:
-    json.dump(to_jsonable(obj), f, indent=1, default=str)
-  os.replace(tmp, path)
+  files.write_bytes(path, json.dumps(to_jsonable(obj), indent=1, default=str).encode())
   return path
 
 
 def read_json(path: str, default=None):
   """A JSON file's content, or `default` ({} if None) when the file does not exist."""
-  if not os.path.isfile(path):
+  p = epath.Path(path)
+  if not p.is_file():
     return {} if default is None else default
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(p.read_text())

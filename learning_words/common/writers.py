@@ -5,14 +5,20 @@ CLU's writers import TensorFlow at package import, and accelerator hosts may lac
 writes the same event files with protobuf alone. Only the main process writes. Reading needs no
 TensorBoard either: an event file is a sequence of TFRecords (uint64 length, uint32 CRC, an Event
 proto, uint32 CRC), parsed with tensorboardX's own Event proto.
+
+A gs:// logdir: the event file is written in its local mirror and copied up whole at each flush
+and at close (an object cannot be appended to; tensorboardX's own bucket writer uploads the same
+way, but again from an exit hook, which stalls when the bucket is gone).
 """
-import glob
 import os
 import struct
 import time
 
 import numpy as np
 from absl import logging
+from etils import epath
+
+from learning_words.common import files
 
 
 class StepRate:
@@ -34,11 +40,11 @@ class StepRate:
 class Writer:
   """write_scalars / write_images / flush / close, like CLU's MetricWriter."""
 
-  def __init__(self, logdir: str, is_main: bool = True):
-    self._writer = None
+  def __init__(self, logdir, is_main: bool = True):
+    self._writer, self._logdir = None, logdir
     if is_main:
       import tensorboardX  # pylint: disable=g-import-not-at-top
-      self._writer = tensorboardX.SummaryWriter(logdir=logdir)
+      self._writer = tensorboardX.SummaryWriter(logdir=os.fspath(files.mirror(logdir)))
 
   def write_scalars(self, step: int, scalars: dict):
     if self._writer is None:
@@ -57,13 +63,20 @@ class Writer:
   def flush(self):
     if self._writer is not None:
       self._writer.flush()
+      self._upload()
 
   def close(self):
     if self._writer is not None:
       self._writer.close()
+      self._writer = None
+      self._upload()
+
+  def _upload(self):
+    if files.is_cloud(self._logdir):
+      files.upload(files.mirror(self._logdir), self._logdir)
 
 
-def read_scalars(logdir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_scalars(logdir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{tag: (steps int [n], values float [n])} of the scalars in logdir's event files, by step.
 
   Files are read in name order (tensorboardX names them by creation time); a step written again
@@ -72,9 +85,10 @@ def read_scalars(logdir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """
   from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
   series: dict[str, dict[int, float]] = {}
-  for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
-    with open(path, "rb") as f:
-      blob = f.read()
+  folder = epath.Path(logdir)
+  paths = sorted(folder.glob("events.out.tfevents.*")) if folder.is_dir() else []
+  for path in paths:
+    blob = path.read_bytes()
     pos = 0
     while pos + 12 <= len(blob):
       (length,) = struct.unpack_from("<Q", blob, pos)

@@ -36,17 +36,17 @@ same draws. A word's heat map is the matchmap's max over the word's valid frames
 largest value over all words in that image, so a weakly matched word stays dark.
 """
 import functools
-import glob
 import os
 import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from learning_words import experiment, workdir as wd
-from learning_words.common import errors, figures, jsonio, mesh as mesh_lib, writers
+from learning_words.common import errors, figures, files, jsonio, mesh as mesh_lib, writers
 from learning_words.data import input_pipeline
 from learning_words.evaluation import attributes, intervals, suite
 from learning_words.learner import drawing, matchmap
@@ -99,10 +99,11 @@ def read_evals(run_dir: str) -> dict:
   """{evaluator: its JSON} from run_dir/eval/<evaluator>.json. eval.json is not read: an
   evaluation with fewer evaluators rewrites it, while the others' files stay."""
   out = {}
-  for path in sorted(glob.glob(os.path.join(run_dir, "eval", "*.json"))):
-    if os.path.basename(path) != "eval.json":
+  folder = epath.Path(run_dir) / "eval"
+  for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    if path.name != "eval.json":
       d = jsonio.read_json(path)
-      out[d.get("evaluator", os.path.basename(path)[:-len(".json")])] = d
+      out[d.get("evaluator", path.stem)] = d
   return out
 
 
@@ -559,6 +560,5 @@ def write_report(config, workdir: str) -> str:
   lines += pipeline_table(results["_pipeline_seconds"]) + figure_lines
   lines += ["## Training curves", ""]
   lines += [f"![{tag}](figures/{curve_file(tag)})" for tag in curves] or ["No training logs."]
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  files.write_bytes(path, ("\n".join(lines) + "\n").encode())
   return path

@@ -21,14 +21,16 @@ each one attribute of one visible object changed, exact by construction (run_ren
 """
 import functools
 import hashlib
+import io
 import json
 import os
 
 import numpy as np
+from etils import epath
 from flax import nnx
 from scipy import optimize
 
-from learning_words.common import batching, checkpoints, errors, figures
+from learning_words.common import batching, checkpoints, errors, figures, files
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.evaluation import context
 from learning_words.learner import matchmap, negatives
@@ -190,14 +192,13 @@ def load_or_build(ctx: context.Context, z_index) -> tuple[dict, str]:
   info = settings(ctx, z_index)
   key = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:12]
   path = os.path.join(ctx.cache_dir, f"semantic_{key}.npz")
-  if os.path.isfile(path):
-    with np.load(path) as f:
+  if epath.Path(path).is_file():
+    with np.load(io.BytesIO(epath.Path(path).read_bytes())) as f:
       return {k: f[k] for k in f.files if k != "settings"}, path
   out = build_negatives(ctx, z_index)
-  os.makedirs(ctx.cache_dir, exist_ok=True)
-  tmp = path + ".tmp.npz"
-  np.savez_compressed(tmp, settings=json.dumps(info), **out)
-  os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache
+  buf = io.BytesIO()
+  np.savez_compressed(buf, settings=json.dumps(info), **out)
+  files.write_bytes(path, buf.getvalue())  # never half a cache file
   return out, path
 
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
 from learning_words import workdir as wd
 from learning_words.common import errors, jsonio, mesh as mesh_lib
@@ -33,7 +34,7 @@ def write_run_config(run_dir: str, config) -> str:
 
 def read_run_config(run_dir: str) -> ml_collections.ConfigDict:
   path = os.path.join(run_dir, CONFIG_FILE)
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise errors.MissingError(f"{path}: the run's config is missing (runs trained before it was "
                               "kept); pass config= (e.g. configs.quickstart.get_config())")
   return ml_collections.ConfigDict(jsonio.read_json(path))
@@ -121,7 +122,7 @@ def load_run(workdir: str, run: str, checkpoint: str | int = "best", config=None
   """The run WORKDIR/runs/<run> at its best checkpoint by validation (or 'latest', a kept step,
   or a checkpoint folder's path). config: the run's config when it has no config.json."""
   folder = wd.path(os.fspath(workdir), "runs", run)
-  if not os.path.isdir(folder):
+  if not epath.Path(folder).is_dir():
     runs = wd.list_runs(os.fspath(workdir))
     raise errors.MissingError(f"{folder}: no such run; runs here: {', '.join(runs) or 'none'}")
   config = read_run_config(folder) if config is None else config

@@ -20,10 +20,11 @@ from learning_words.models import segmenter as seg_lib
 from learning_words.world import captions, pairs, world_report
 
 
-def build_synthetic(config, data_dir: str, scenes_dir: str, g, seg,
+def build_synthetic(config, data_dir: str, report_dir: str, scenes_dir: str, g, seg,
                     weights_fingerprint: str, latents=None) -> str:
-  """Builds the pairs of the world `config.world.pairs` (skipping an existing build) and, for the
-  prior samples, writes the world report; returns the folder. weights_fingerprint: names the
+  """Builds the pairs of the world `config.world.pairs` under data_dir (skipping an existing
+  build) and, for the prior samples, writes the world report in report_dir (WORKDIR/data; the
+  other worlds their build counts); returns the folder. weights_fingerprint: names the
   build after the weights (and latents) that drew and read the pairs; latents: the inverted
   latents of the inverted worlds (row = pair id)."""
   predict = lambda images: seg_lib.predict(seg, images)
@@ -41,9 +42,9 @@ def build_synthetic(config, data_dir: str, scenes_dir: str, g, seg,
              for k in next(iter(builder.stats.values()))}
     logging.info("build_data (%s): %s in %.1f s", kind, stats, time.time() - start)
     if kind == "prior":
-      write_world_report(config, data_dir, scenes_dir, g, seg, stats, time.time() - start)
+      write_world_report(config, report_dir, scenes_dir, g, seg, stats, time.time() - start)
     else:
-      jsonio.write_json(os.path.join(data_dir, f"build_{kind}.json"),
+      jsonio.write_json(os.path.join(report_dir, f"build_{kind}.json"),
                         {"pairs": kind, "rung": pairs.RUNG[kind], "build": stats,
                          "per_split": builder.stats, "seconds": round(time.time() - start, 1)})
   return builder.data_dir
@@ -57,7 +58,7 @@ def report_ids(data_cfg, n: int) -> np.ndarray:
   return np.arange(first, first + n)
 
 
-def write_world_report(config, data_dir, scenes_dir, g, seg, stats: dict, seconds: float):
+def write_world_report(config, report_dir, scenes_dir, g, seg, stats: dict, seconds: float):
   """The world report of a freshly built dataset (see world_report.py)."""
   predict = lambda images: seg_lib.predict(seg, images)
   ids = report_ids(config.data, config.world.report_images)
@@ -89,7 +90,7 @@ def write_world_report(config, data_dir, scenes_dir, g, seg, stats: dict, second
   }
   texts = [captions.caption(p, np.random.default_rng([config.seed, i]), 0.0)
            for i, p in enumerate(parsed[:16])]
-  world_report.write_report(os.path.join(data_dir, "world_report"), report, images[:64], texts,
+  world_report.write_report(os.path.join(report_dir, "world_report"), report, images[:64], texts,
                             grids)
   logging.info("world report: parsed %.3f, TV %s, gates passed %s", fraction, tv,
                report["gates_passed"])

@@ -30,7 +30,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from learning_words.common import assets, checkpoints, figures, jsonio
+from learning_words.common import assets, checkpoints, figures, files, jsonio
 from learning_words.models import discriminator as disc_lib
 from learning_words.models.segmenter import to_float
 from learning_words.world import pairs, scenes as scenes_lib
@@ -205,8 +205,7 @@ def invert_renders(config, out_dir: str, g, inverter_dirs: tuple) -> str:
   latents, errors = invert(g, images, steps=int(w.invert_steps), starts=int(w.invert_starts),
                            lr=float(w.invert_lr), batch=int(w.invert_batch), seed=config.seed,
                            foreground=foreground, fg_weight=float(w.invert_fg_weight), init=init)
-  os.makedirs(out_dir, exist_ok=True)
-  np.save(os.path.join(out_dir, "errors.npy"), errors)
+  files.write_npy(os.path.join(out_dir, "errors.npy"), errors)
   splits = {"train": (0, d.num_train), "val": (d.num_train, d.num_val),
             "test": (d.num_train + d.num_val, d.num_test)}
   jsonio.write_json(os.path.join(out_dir, "invert.json"), {
@@ -220,5 +219,5 @@ def invert_renders(config, out_dir: str, g, inverter_dirs: tuple) -> str:
   drawn = pairs.draw_images(g, latents[:n])
   figures.save_png(os.path.join(out_dir, "invert.png"),
                    figures.make_grid(np.concatenate([images[:n], drawn]), cols=n, scale=2))
-  np.save(os.path.join(out_dir, "latents.npy"), latents)  # last: its presence marks the stage done
+  files.write_npy(os.path.join(out_dir, "latents.npy"), latents)  # last: its presence marks the stage done
   return out_dir

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from learning_words.common import figures, jsonio
+from learning_words.common import figures, files, jsonio
 from learning_words.data import vocabulary
 
 GATES = {"parsed_fraction": 0.9, "tv_color": 0.1}
@@ -121,5 +121,4 @@ def write_report(path_prefix: str, report: dict, grid_images: np.ndarray, grid_t
                  " | ".join(f"{e['changed_' + a]:.2f}" for a in vocabulary.ATTRIBUTES) + " |")
   lines += ["", "![samples](world_samples.png)", "", "Captions of the first samples:", ""]
   lines += [f"{i}. {t}" for i, t in enumerate(grid_texts)]
-  with open(path_prefix + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
+  files.write_bytes(path_prefix + ".md", ("\n".join(lines) + "\n").encode())

@@ -32,8 +32,8 @@ def built(tmp_path_factory):
   """(config, dataset folder, the train split's records, its scenes' params) of the tiny renders
   world with its edits, built by the data build."""
   c = _config()
-  folder = build_data.build_synthetic(c, str(tmp_path_factory.mktemp("data")), None, None, None,
-                                      "fp")
+  root = str(tmp_path_factory.mktemp("data"))
+  folder = build_data.build_synthetic(c, root, root, None, None, None, "fp")
   src = input_pipeline.open_source(folder, "train")
   recs = src.__getitems__(list(range(len(src))))
   ids = np.arange(c.data.num_train)

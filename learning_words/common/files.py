@@ -1,0 +1,144 @@
+"""Where a workdir's files live: a local folder or a gs:// bucket, both through one path type
+(etils.epath.Path).
+
+On a bucket an object appears whole when its upload closes, so writes go straight to their name
+(a rename there is a copy and a delete). Locally a write goes to a temporary name and is renamed
+into place, so a killed run never leaves half a file. What cannot be written to a bucket piece by
+piece (TFDS's ArrayRecord files, TensorBoard's event files, the log file) is written in a local
+mirror of the bucket's path and copied up (`mirror`, `upload`); datasets are read from that
+mirror, filled from the bucket once (`download`), so every host reads locally.
+"""
+import io
+import os
+import re
+import socket
+
+import numpy as np
+from etils import epath
+
+from learning_words.common import errors
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+GCS_EXTRA = "pip install 'learning_words[gcs]'"
+# Where gs:// paths are mirrored locally (datasets, TensorBoard and log files before upload).
+CACHE_ENV = "LW_CACHE"
+
+
+def scheme(path) -> str | None:
+  """'gs' for gs://..., None for a local path."""
+  m = _SCHEME.match(os.fspath(path))
+  return m.group(1).lower() if m else None
+
+
+def is_cloud(path) -> bool:
+  return scheme(path) == "gs"
+
+
+def check(path, flag: str = "--workdir"):
+  """Refuses a URL other than gs://, and gs:// without its libraries, in one line each."""
+  s = scheme(path)
+  if s is None:
+    return
+  if s != "gs":
+    raise errors.ConfigError(f"{flag}={path}: {s}:// is not supported; give a local folder, a "
+                             "mounted one, or a gs:// bucket path")
+  try:
+    import gcsfs  # pylint: disable=g-import-not-at-top,unused-import
+    import google.cloud.storage  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    raise errors.ConfigError(f"{flag}={path}: gs:// needs gcsfs and google-cloud-storage, which "
+                             f"are not installed here: {GCS_EXTRA}") from None
+
+
+def absolute(path) -> epath.Path:
+  """The path made absolute (Orbax wants that); a bucket path is already."""
+  return epath.Path(path) if is_cloud(path) else epath.Path(os.path.abspath(path))
+
+
+def write_bytes(path, data: bytes) -> epath.Path:
+  """Writes a whole file, creating its folder; never half a file (see the module docstring)."""
+  p = epath.Path(path)
+  p.parent.mkdir(parents=True, exist_ok=True)
+  if is_cloud(p):
+    p.write_bytes(data)
+    return p
+  tmp = p.with_name(f"{p.name}.{socket.gethostname()}.{os.getpid()}.tmp")  # several writers
+  tmp.write_bytes(data)
+  os.replace(tmp, p)
+  return p
+
+
+def write_npy(path, array) -> epath.Path:
+  """np.save through write_bytes."""
+  buf = io.BytesIO()
+  np.save(buf, np.asarray(array))
+  return write_bytes(path, buf.getvalue())
+
+
+def mirror(path) -> epath.Path:
+  """The local folder standing for a gs:// path ($LW_CACHE, default ~/.cache/learning_words,
+  then gs/BUCKET/PATH); a local path stands for itself."""
+  if not is_cloud(path):
+    return epath.Path(path)
+  root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache",
+                                                   "learning_words")
+  return epath.Path(root) / "gs" / os.fspath(path)[len("gs://"):]
+
+
+def _files(folder: epath.Path):
+  """(relative path, path) of every file under folder, in name order."""
+  for root, _, names in folder.walk():
+    for name in sorted(names):
+      yield os.fspath((root / name).relative_to(folder)), root / name
+
+
+def _copy_tree(src, dst) -> int:
+  """Copies the files under src that dst lacks (or holds at another size); returns how many."""
+  import fsspec  # pylint: disable=g-import-not-at-top
+  src, dst = epath.Path(src), epath.Path(dst)
+  copied = 0
+  for rel, path in _files(src):
+    target = dst / rel
+    if target.exists() and target.stat().length == path.stat().length:
+      continue
+    if is_cloud(target):
+      fs, where = fsspec.core.url_to_fs(os.fspath(target))
+      fs.put_file(os.fspath(path), where)
+    elif is_cloud(path):
+      target.parent.mkdir(parents=True, exist_ok=True)
+      fs, where = fsspec.core.url_to_fs(os.fspath(path))
+      tmp = f"{target}.{os.getpid()}.tmp"
+      fs.get_file(where, tmp)
+      os.replace(tmp, target)
+    else:
+      write_bytes(target, path.read_bytes())
+    copied += 1
+  return copied
+
+
+def upload(local, remote) -> int:
+  """Copies a local folder's files up to a gs:// folder (those not there yet)."""
+  return _copy_tree(local, remote)
+
+
+def download(remote, local) -> int:
+  """Copies a gs:// folder's files into a local one (those not there yet)."""
+  return _copy_tree(remote, local)
+
+
+_UNREACHABLE = ("connection refused", "cannot connect", "failed to establish a new connection",
+                "unavailable", "max retries exceeded", "timeout of", "server disconnected",
+                "connection reset", "name or service not known", "could not resolve")
+
+
+def unreachable(exc: BaseException) -> str | None:
+  """A short reason when `exc` (or an exception it came from) says the storage could not be
+  reached; None for any other failure."""
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ConnectionError) or any(k in text.lower() for k in _UNREACHABLE):
+      return text.splitlines()[0][:200]
+    exc = exc.__cause__ or exc.__context__
+  return None
