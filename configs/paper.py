@@ -1,7 +1,7 @@
 """The reference's settings on the official Audio CLEVRGAN, for accelerators. The argument picks
 the captions: `synth` (TTS, the default) or `natural` (recorded).
 
-  python -m learning_words.main --config=configs/paper.py:natural --workdir=/mnt/lw \
+  python -m learning_words.main --config=configs/paper.py:natural --workdir=gs://BUCKET/lw \
       --mode=pipeline --config.data.official_dir=/path/to/audio_clevrgan \
       --config.gan.official_weights=/path/to/generator.pth
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Create a Cloud TPU VM slice, install the project on every worker and run the entry point there.
 #   bash launch/tpu_vm.sh [--dry-run] NAME ZONE ACCELERATOR CONFIG WORKDIR [--config.key=value ...]
-#   e.g. bash launch/tpu_vm.sh lw-v4 us-central2-b v4-32 configs/paper.py /mnt/lw \
+#   e.g. bash launch/tpu_vm.sh lw-v4 us-central2-b v4-32 configs/paper.py gs://BUCKET/lw \
 #          --config.data.official_dir=/mnt/audio_clevrgan
 # Every worker runs the same command; jax.distributed picks the slice up from the TPU environment.
-# Each worker installs .venv with JAX for TPUs (the [tpu] extra, pinned versions) and runs with
-# JAX_PLATFORMS=tpu, so a worker without its TPU stops at once instead of running on its CPU.
-# WORKDIR must be a local or mounted folder (URLs such as gs:// are refused): mount a bucket on
-# every worker first (e.g. gcsfuse BUCKET /mnt/lw) so checkpoints outlive the VM.
+# Each worker installs .venv with JAX for TPUs and gcsfs (the [tpu,gcs] extras, pinned versions)
+# and runs with JAX_PLATFORMS=tpu, so a worker without its TPU stops at once instead of running on
+# its CPU. WORKDIR: gs://BUCKET/PATH (checkpoints and logs outlive the VMs; every worker sees
+# them) or a folder mounted on every worker.
 set -euo pipefail
 RUN=()
 if [ "${1:-}" = "--dry-run" ]; then RUN=(echo "+"); shift; fi
@@ -18,7 +18,7 @@ VERSION=${TPU_SOFTWARE:-tpu-ubuntu2204-base}
 "${RUN[@]}" gcloud compute tpus tpu-vm create "$NAME" --zone="$ZONE" \
   --accelerator-type="$ACCEL" --version="$VERSION"
 REMOTE="set -e; [ -d learning_words ] || git clone $REPO learning_words; cd learning_words; \
-source launch/_venv.sh tpu '[tpu]'; \
+source launch/_venv.sh tpu '[tpu,gcs]'; \
 JAX_PLATFORMS=tpu .venv/bin/python -m learning_words.main --config=$CONFIG --workdir=$WORKDIR \
 --mode=pipeline $*"
 "${RUN[@]}" gcloud compute tpus tpu-vm ssh "$NAME" --zone="$ZONE" --worker=all --command="$REMOTE"

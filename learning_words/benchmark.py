@@ -23,9 +23,17 @@ epoch) and from the kept log-mels (later epochs), and the grain loader's records
 loader, validation excluded) for each kind, over --train_steps steps after the first logged
 interval, beside the step alone (`step_alone_steps_per_s`) and their ratio (`loader_share`: the
 fraction of training's time the step does not explain).
+
+With --storage=gs://BUCKET/PATH (the [gcs] extra), what a bucket workdir costs: `storage` holds
+the median wall time of saving (until written) and restoring a training checkpoint (the
+config's encoders and optimizer, random weights) in a local temporary folder and under the
+bucket path, and with --workdir, of reading the dataset's training records from the bucket's
+copy (uploaded first) against the local files, plus the one-off upload and download. --steps=0
+skips the step timings.
 """
 import json
 import os
+import pathlib
 import tempfile
 import time
 
@@ -37,7 +45,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from learning_words import torch_peer, workdir as wd
-from learning_words.common import jsonio, mesh as mesh_lib, writers
+from learning_words.common import checkpoints, files, jsonio, mesh as mesh_lib, writers
 from learning_words.data import input_pipeline
 from learning_words.learner import flops as flops_lib, matchmap, recall, train
 from learning_words.models import generator as gen_lib
@@ -53,6 +61,8 @@ flags.DEFINE_string("workdir", None, "A workdir with the config's built dataset:
 flags.DEFINE_list("loader_workers", ["0", "1", "2"], "grain worker counts to time the loader with.")
 flags.DEFINE_integer("loader_batches", 20, "Batches per loader timing (after one warm-up batch).")
 flags.DEFINE_integer("train_steps", 60, "Timed training steps per kind with --workdir.")
+flags.DEFINE_string("storage", None, "gs://BUCKET/PATH: also time checkpoints (and, with "
+                    "--workdir, dataset reads) there against a local folder.")
 flags.mark_flags_as_required(["config", "out"])
 FLAGS = flags.FLAGS
 
@@ -202,10 +212,71 @@ def time_training(config, workdir: str, data_dir: str, kind: str, steps: int) ->
           **{k: float(val[k]) for k in ("score", "A_r5", "I_r5")}}
 
 
+def _median_time(fn, repeats: int) -> float:
+  times = []
+  for i in range(repeats):
+    t0 = time.time()
+    fn(i)
+    times.append(time.time() - t0)
+  return float(np.median(times))
+
+
+def time_storage(config, remote: str, data_dir: str | None = None, repeats: int = 3,
+                 records: int = 200) -> dict:
+  """Checkpoint save / restore under `remote` (a gs:// path) and in a local temporary folder;
+  with data_dir, reading `records` training records from the bucket's copy and locally."""
+  state = train.TrainState(config, steps_per_epoch=1)
+  items = {"models": state.models, "opt": state.opt}
+  out = {"repeats": repeats}
+  with tempfile.TemporaryDirectory() as local:
+    for name, root in (("local", local), ("bucket", remote)):
+      manager = checkpoints.make_manager(os.path.join(root, "checkpoints"), keep=repeats)
+      def save(i, manager=manager):
+        checkpoints.save(manager, i + 1, items)
+        manager.wait_until_finished()
+      out[name] = {"save_s": _median_time(save, repeats),
+                   "restore_s": _median_time(
+                       lambda i, m=manager: checkpoints.restore(m, items, i + 1), repeats)}
+      manager.close()
+    out["checkpoint_mb"] = sum(p.stat().st_size for p in
+                               pathlib.Path(local, "checkpoints", "1").rglob("*")
+                               if p.is_file()) / 2**20
+  if data_dir:
+    copy = os.path.join(remote, "dataset")
+    t0 = time.time()
+    files.upload(data_dir, copy)
+    upload_s = time.time() - t0
+    read = {}
+    for name, folder in (("local", data_dir), ("bucket", copy)):
+      source = input_pipeline.open_source(folder, "train")
+      n = min(records, len(source))
+      source[0]  # pylint: disable=pointless-statement  # opened
+      t0 = time.time()
+      for k in range(n):
+        source[k]  # pylint: disable=pointless-statement
+      read[f"{name}_records_per_s"] = n / (time.time() - t0)
+    with tempfile.TemporaryDirectory() as back:
+      t0 = time.time()
+      files.download(copy, back)
+      download_s = time.time() - t0
+    out["dataset"] = {"records": n, **read, "upload_s": upload_s, "download_s": download_s,
+                      "mb": sum(p.stat().st_size for p in pathlib.Path(data_dir).rglob("*")
+                                if p.is_file()) / 2**20}
+  return out
+
+
 def main(argv):
   del argv
   out = {"device": str(jax.devices()[0]),
          "device_count": jax.device_count()}
+  if FLAGS.storage:
+    files.check(FLAGS.storage, "--storage")
+    data_dir = wd.require_dataset(FLAGS.config, FLAGS.workdir) if FLAGS.workdir else None
+    out["storage"] = time_storage(FLAGS.config, FLAGS.storage, data_dir)
+    print("storage", json.dumps(out["storage"]), flush=True)
+  if FLAGS.steps <= 0:
+    jsonio.write_json(os.path.abspath(FLAGS.out), out)
+    return
   for kind in ("regular", "negatives_edited"):
     out[kind] = time_step(FLAGS.config, kind, FLAGS.steps)
     print(kind, json.dumps(out[kind]), flush=True)

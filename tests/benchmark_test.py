@@ -99,3 +99,20 @@ def test_device_peaks_are_looked_up_by_name():
   assert device_check.peak_tflops("TPU v4", "float32") == 275.0
   assert device_check.peak_tflops("cpu", "float32") is None
   assert device_check.peak_tflops("cpu", "float32", given=3.0) == 3.0
+
+
+def test_storage_timings_on_the_emulator(gcs, data_dir):
+  """--storage: checkpoint and dataset timings, local and on the bucket; the bucket's copy of the
+  dataset is the local one byte for byte."""
+  del gcs  # running
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  from learning_words import benchmark  # pylint: disable=g-import-not-at-top
+  got = benchmark.time_storage(tiny.get_config(), "gs://lw-test/bench", data_dir, repeats=1,
+                               records=5)
+  for where in ("local", "bucket"):
+    assert got[where]["save_s"] > 0 and got[where]["restore_s"] > 0
+  assert got["checkpoint_mb"] > 0 and got["dataset"]["records"] == 5
+  assert got["dataset"]["bucket_records_per_s"] > 0 and got["dataset"]["local_records_per_s"] > 0
+  local = {p.name: p.read_bytes() for p in epath.Path(data_dir).iterdir()}
+  remote = {p.name: p.read_bytes() for p in epath.Path("gs://lw-test/bench/dataset").iterdir()}
+  assert local == remote

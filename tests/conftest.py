@@ -90,12 +90,13 @@ class Emulator:
   objects live in a folder, so `start` after `stop` finds them again."""
 
   def __init__(self, data_dir: str):
-    self.data_dir, self.proc = data_dir, None
+    self.data_dir, self.proc = data_dir, None  # its messages: emulator.log beside data_dir
 
   def start(self, die_on: str | None = None):
     args = [sys.executable, os.path.join(ROOT, "tests", "_gcs_emulator_server.py"),
             GCS_URL.rsplit(":", 1)[1], self.data_dir] + ([die_on] if die_on else [])
-    self.proc = subprocess.Popen(args, stdout=subprocess.PIPE)
+    with open(os.path.join(os.path.dirname(self.data_dir), "emulator.log"), "ab") as log:
+      self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
     if self.proc.stdout.readline().strip() != b"ready":
       raise RuntimeError(f"the GCS emulator did not start: {args}")
 

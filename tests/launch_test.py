@@ -17,15 +17,15 @@ def _dry(script, *args, env=None):
 
 
 def test_tpu_vm_dry_run_creates_then_runs_on_every_worker():
-  out = _dry("tpu_vm.sh", "lw", "us-central2-b", "v4-32", "configs/paper.py", "/mnt/lw",
+  out = _dry("tpu_vm.sh", "lw", "us-central2-b", "v4-32", "configs/paper.py", "gs://b/lw",
              "--config.data.batch_size=64")
   create, ssh = [line for line in out.splitlines() if line.startswith("+ gcloud")]
   assert "tpu-vm create lw" in create and "--accelerator-type=v4-32" in create
   assert "tpu-vm ssh lw" in ssh and "--worker=all" in ssh
-  assert ("learning_words.main --config=configs/paper.py --workdir=/mnt/lw --mode=pipeline "
+  assert ("learning_words.main --config=configs/paper.py --workdir=gs://b/lw --mode=pipeline "
           "--config.data.batch_size=64") in ssh
-  # Each worker installs the TPU extra with the pins, then runs on the TPU or not at all.
-  assert "source launch/_venv.sh tpu '[tpu]'" in ssh
+  # Each worker installs the TPU and GCS extras with the pins, then runs on the TPU or not at all.
+  assert "source launch/_venv.sh tpu '[tpu,gcs]'" in ssh
   assert ssh.index("_venv.sh") < ssh.index("JAX_PLATFORMS=tpu .venv/bin/python -m learning_words")
 
 

@@ -1,20 +1,26 @@
-"""The tiny pipeline end to end: render -> train_gan -> train_segmenter -> build_data -> train (two
-loss kinds) -> eval -> report; then, in the same workdir, the ladder's L0 (renders, stored
-positives) and L2 (inverted latents, edited negatives trained from them) by their overrides, and
-the reproduce experiment (one seed, a warm-up and two arms)."""
+"""The tiny pipeline end to end in a gs:// workdir (a local GCS emulator): render -> train_gan ->
+train_segmenter -> build_data -> train (two loss kinds) -> eval -> report; then, in the same
+workdir, the ladder's L0 (renders, stored positives) and L2 (inverted latents, edited negatives
+trained from them) by their overrides, and the reproduce experiment (one seed, a warm-up and two
+arms). And the bucket going away in the middle of a checkpoint save."""
 import contextlib
 import io
 import json
 import os
 import re
+import time
 
+import jax
 import numpy as np
 import pytest
 import soundfile as sf
+from etils import epath
+from flax import nnx
 from PIL import Image
 
 from configs import tiny
 from learning_words import pipeline, workdir as wd
+from learning_words.common import checkpoints, errors
 from learning_words.data import audio, input_pipeline
 from learning_words.data import records
 from learning_words.learner import recall
@@ -23,13 +29,35 @@ from tests.conftest import ROOT
 from learning_words.world import invert as invert_lib, pairs as build_pairs
 
 
-def test_tiny_pipeline_runs_every_stage(tmp_path):
+def _json(*parts):
+  return json.loads(epath.Path(*parts).read_text())
+
+
+def _isdir(*parts) -> bool:
+  return epath.Path(*parts).is_dir()
+
+
+@pytest.fixture(scope="module")
+def tiny_bucket(gcs, tmp_path_factory):
+  """(config, workdir, local cache) of the tiny pipeline run in gs://lw-test/tiny."""
+  del gcs  # running
+  cache = str(tmp_path_factory.mktemp("lw_cache"))
+  patch = pytest.MonkeyPatch()
+  patch.setenv("LW_CACHE", cache)
   c = tiny.get_config()
   c.gan.retrain = True
   c.train.kinds = ("regular", "negatives_edited")
-  assert pipeline.run_pipeline(c, str(tmp_path)) == []
-  folder = wd.dataset_dir(c, str(tmp_path))
-  report = json.load(open(os.path.join(str(tmp_path), "data", "world_report.json")))
+  workdir = "gs://lw-test/tiny"
+  assert pipeline.run_pipeline(c, workdir) == []
+  yield c, workdir, cache
+  patch.undo()
+
+
+def test_tiny_pipeline_runs_every_stage(tiny_bucket, tmp_path):
+  c, workdir, cache = tiny_bucket
+  folder = wd.dataset_dir(c, workdir)
+  _dataset_cached_from_the_bucket(c, folder, workdir, cache)
+  report = _json(workdir, "data", "world_report.json")
   built = report["build"]
   assert built["generated"] == 24 + 8 + 8
   assert built["parsed"] + built["skipped_no_object"] == built["generated"]
@@ -51,29 +79,45 @@ def test_tiny_pipeline_runs_every_stage(tmp_path):
       assert len(wav) > 0.5 * audio.SAMPLE_RATE and np.sqrt(np.mean(wav ** 2)) > 1e-3  # speech
       assert r["text"].decode().endswith(".")
   assert total == built["parsed"]
-  times = json.load(open(os.path.join(str(tmp_path), "pipeline_times.json")))
+  times = _json(workdir, "pipeline_times.json")
   assert set(times) == set(pipeline.STAGES) - {"invert"}  # only the inverted worlds invert
-  results = json.load(open(os.path.join(str(tmp_path), "report", "results.json")))
+  results = _json(workdir, "report", "results.json")
   for run in c.train.kinds:  # same budget: both runs end at the same step
-    assert os.path.isdir(os.path.join(str(tmp_path), "runs", run, "checkpoints", "6"))
-    ev = json.load(open(os.path.join(str(tmp_path), "runs", run, "eval", "retrieval.json")))
+    assert _isdir(workdir, "runs", run, "checkpoints", "6")
+    ev = _json(workdir, "runs", run, "eval", "retrieval.json")
     assert results[run]["retrieval"]["A_r10"] == ev["A_r10"]
-  assert os.path.isfile(os.path.join(str(tmp_path), "report", "report.md"))
-  _readme_snippet(c, str(tmp_path))
-  _ladder_rungs(c, str(tmp_path))
-  _experiment(c, str(tmp_path))
+    events = list(epath.Path(workdir, "runs", run, "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().length > 0
+  assert epath.Path(workdir, "report", "report.md").is_file()
+  assert list(epath.Path(workdir, "logs").glob("*.log")) == []  # main writes logs, not stages
+  _readme_snippet(c, workdir, str(tmp_path))
+  _ladder_rungs(c, workdir)
+  _experiment(c, workdir)
 
 
-def _readme_snippet(c, workdir):
+def _dataset_cached_from_the_bucket(c, folder, workdir, cache):
+  """The dataset is read from the local cache, whose files equal the bucket's copy byte for
+  byte; once the cache is gone, the next lookup fetches it again from the bucket."""
+  assert folder.startswith(cache)
+  rel = os.path.relpath(folder, os.path.join(cache, "gs", "lw-test", "tiny", "data"))
+  local = {p.name: p.read_bytes() for p in epath.Path(folder).iterdir()}
+  remote = {p.name: p.read_bytes() for p in epath.Path(workdir, "data", rel).iterdir()}
+  assert local == remote and "dataset_info.json" in remote
+  for p in epath.Path(folder).iterdir():
+    p.unlink()
+  assert wd.dataset_dir(c, workdir) == folder
+  assert {p.name: p.read_bytes() for p in epath.Path(folder).iterdir()} == remote
+
+
+def _readme_snippet(c, workdir, tmp_path):
   """The README's load-and-score snippet on a test pair of the trained `regular` run: its matchmap
   and score equal a plain loop's over the run's embeddings, and the score equals the one the
   evaluators compute for the same pair (stored image, recording from the record)."""
   with open(os.path.join(ROOT, "README.md")) as f:
     block = next(b for b in re.findall(r"```python\n(.*?)```", f.read(), re.S) if "load_run" in b)
   rec = input_pipeline.open_source(wd.dataset_dir(c, workdir), "test")[0]
-  here = os.path.join(workdir, "snippet")
-  os.makedirs(here)
-  os.symlink(workdir, os.path.join(here, "workdir"))
+  here = tmp_path
+  block = block.replace('"workdir"', repr(workdir))  # the snippet's workdir is the bucket
   Image.fromarray(np.asarray(rec["image"])).save(os.path.join(here, "scene.png"))
   sf.write(os.path.join(here, "caption.wav"), records.decode_pcm16(rec["waveform"]),
            audio.SAMPLE_RATE, subtype="PCM_16")
@@ -112,12 +156,12 @@ def _experiment(c, workdir):
   for stage in ("train", "eval", "report"):
     pipeline.run_stage(stage, e, workdir)
   for run in ("warmup_seed0", "regular_seed0", "edited_random_location_seed0"):
-    assert os.path.isdir(os.path.join(workdir, "runs", run, "checkpoints", "3"))  # 24 / 8 steps
-  results = json.load(open(os.path.join(workdir, "report", "results.json")))
+    assert _isdir(workdir, "runs", run, "checkpoints", "3")  # 24 / 8 steps
+  results = _json(workdir, "report", "results.json")
   assert results["warmup_seed0"] == {}  # a starting point, not evaluated
   for run in ("regular_seed0", "edited_random_location_seed0"):
     assert set(results[run]) == {"retrieval", "edited_recall"}
-  md = open(os.path.join(workdir, "report", "report.md")).read()
+  md = epath.Path(workdir, "report", "report.md").read_text()
   r = results["regular_seed0"]["retrieval"]
   row = next(line for line in md.splitlines() if line.startswith("| regular_seed0 | 1 | best"))
   assert row.split(" | ")[3:5] == [f"{r['A_r1']:.3f}", f"{r['A_r5']:.3f}"]
@@ -135,7 +179,7 @@ def _ladder_rungs(c, workdir):
   folder = wd.dataset_dir(l0, workdir)
   assert "_renders_" in folder
   src = input_pipeline.open_source(folder, "test")
-  ev = json.load(open(os.path.join(workdir, "runs", "L0", "eval", "eval.json")))["results"]
+  ev = _json(workdir, "runs", "L0", "eval", "eval.json")["results"]
   assert ev["attributes"]["labels"] == "truth" and 0 <= ev["attributes"]["mean"] <= 1
   assert "skipped" in ev["edited_recall"] and np.isfinite(ev["retrieval"]["A_r10"])
   assert all(int(src[k]["z_index"]) == -1 for k in range(len(src)))
@@ -153,14 +197,56 @@ def _ladder_rungs(c, workdir):
   rec = src[0]  # the stored image is the generator's drawing of the pair's latent row
   np.testing.assert_array_equal(
       rec["image"], build_pairs.draw_images(g, latents[int(rec["z_index"])][None])[0])
-  assert os.path.isdir(os.path.join(workdir, "runs", "L2", "checkpoints", "3"))
+  assert _isdir(workdir, "runs", "L2", "checkpoints", "3")
   assert pipeline.STAGES["invert"].existing(l2, workdir) == wd.latents_dir(l2, workdir)
   # The inverter trained by the stage was kept for this generator; a second inversion restores it
   # (no training) and finds the same latents.
   existing, trained = wd.inverter_dir(l2, workdir)
-  assert existing == trained and os.path.isdir(trained)
+  assert existing == trained and _isdir(trained)
   again = os.path.join(workdir, "latents_again")
   invert_lib.invert_renders(l2, again, g, (existing, trained))
-  np.testing.assert_allclose(np.load(os.path.join(again, "latents.npy")), latents, rtol=1e-5,
-                             atol=1e-5)
-  assert json.load(open(os.path.join(again, "invert.json")))["encoder_curve"] == []
+  again_latents = np.load(io.BytesIO(epath.Path(again, "latents.npy").read_bytes()))
+  np.testing.assert_allclose(again_latents, latents, rtol=1e-5, atol=1e-5)
+  assert _json(again, "invert.json")["encoder_curve"] == []
+
+
+def _encoder_leaves(c, run_dir, which):
+  models, step = wd.load_encoders(c, run_dir, which)
+  return [np.asarray(x) for x in jax.tree.leaves(nnx.state(models))], step
+
+
+def test_bucket_gone_mid_checkpoint_save_then_resume_is_bit_identical(tiny_bucket, gcs,
+                                                                      monkeypatch):
+  """The emulator dies at the upload of step 4's OCDBT manifest (its arrays are written by then):
+  the run ends in one StorageError line within seconds; after a restart the run goes on from
+  step 3, the last complete checkpoint, and ends equal to the uninterrupted `regular` run."""
+  c, workdir, _ = tiny_bucket
+  f = c.copy_and_resolve_references()
+  f.train.kinds, f.train.name, f.loss.kind = (), "fault", "regular"
+  # Tensorstore retries a failed request for minutes by default; seconds here.
+  from orbax.checkpoint._src.serialization import tensorstore_utils  # pylint: disable=g-import-not-at-top
+  fast = {"max_retries": 2, "initial_delay": "10ms", "max_delay": "50ms"}
+  monkeypatch.setitem(tensorstore_utils._BASE_TS_CONTEXT, "gcs_request_retries", fast)  # pylint: disable=protected-access
+  monkeypatch.setitem(tensorstore_utils._DEFAULT_OCDBT_TS_CONTEXT, "gcs_request_retries", fast)  # pylint: disable=protected-access
+  gcs.stop()
+  gcs.start(die_on=r"^POST .*name=[^&]*runs%2Ffault%2Fcheckpoints%2F4%2F[^&]*manifest\.ocdbt")
+  start = time.time()
+  with pytest.raises(errors.StorageError) as e:
+    pipeline.run("train", f, workdir)
+  assert time.time() - start < 60
+  assert gcs.proc.poll() is not None  # it died where it was told to
+  message = str(e.value)
+  assert "\n" not in message and message.startswith(f"{workdir}: the bucket stopped answering (")
+  assert message.endswith("run the same command again to go on from the last complete checkpoint")
+  gcs.start()
+  run_dir = wd.path(workdir, "runs", "fault")
+  partial = epath.Path(run_dir, "checkpoints", "4")
+  assert partial.is_dir() and any(partial.iterdir())  # the save had begun
+  # Saved before it: step 2 (every 2 steps) and 3 (the first epoch's end).
+  assert checkpoints.make_manager(os.path.join(run_dir, "checkpoints")).all_steps() == [2, 3]
+  pipeline.run("train", f, workdir)
+  got, step = _encoder_leaves(f, run_dir, "latest")
+  want, want_step = _encoder_leaves(c, wd.path(workdir, "runs", "regular"), "latest")
+  assert step == want_step == 6
+  for a, b in zip(got, want, strict=True):
+    np.testing.assert_array_equal(a, b)

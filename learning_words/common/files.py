@@ -87,9 +87,17 @@ def mirror(path) -> epath.Path:
 
 def _files(folder: epath.Path):
   """(relative path, path) of every file under folder, in name order."""
-  for root, _, names in folder.walk():
+  if is_cloud(folder):
+    import fsspec  # pylint: disable=g-import-not-at-top
+    fs, where = fsspec.core.url_to_fs(os.fspath(folder))
+    for full in sorted(fs.find(where)):
+      rel = full[len(where):].lstrip("/")
+      yield rel, folder / rel
+    return
+  for root, _, names in os.walk(folder):
     for name in sorted(names):
-      yield os.fspath((root / name).relative_to(folder)), root / name
+      path = epath.Path(root, name)
+      yield os.path.relpath(path, folder), path
 
 
 def _copy_tree(src, dst) -> int:

@@ -14,6 +14,7 @@ from absl import flags
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
 from learning_words.common import errors, mesh as mesh_lib
 from learning_words.data import audio, audio_clevrgan, records
@@ -61,8 +62,9 @@ class Featurise(grain.transforms.RandomMap):
 
 
 def open_source(data_dir: str, split: str):
-  """Random-access source over a built dataset folder (the one holding dataset_info.json)."""
-  if not os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
+  """Random-access source over a built dataset folder (the one holding dataset_info.json; on a
+  bucket too, one ranged read per record)."""
+  if not (epath.Path(data_dir) / "dataset_info.json").is_file():
     raise errors.MissingError(f"{data_dir}: no dataset here (dataset_info.json missing); "
                             "build it first with --mode=build_data")
   return tfds.builder_from_directory(data_dir).as_data_source(split)

@@ -350,6 +350,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
       if concept_host is not None:
         items["concepts"] = concept_host._asdict()
       checkpoints.save(manager, done, items, metrics={"score": score})
+      writer.flush()  # the events so far reach the workdir (a bucket's copy too)
   if pending is not None:
     jax.block_until_ready(pending)
     bar.update(1)

@@ -254,6 +254,7 @@ def train_gan(config, gan_dir: str, scenes_dir: str) -> str:
       writer.write_images(done, {"samples": grid})
     if crossed(cfg.checkpoint_every, step, done):
       checkpoints.save(manager, done, {"state": s})
+      writer.flush()  # the events so far reach the workdir (a bucket's copy too)
       if host == 0:
         write_progress(gan_dir, done, f"{session_start:.3f}", time.time() - session_start)
     step = done

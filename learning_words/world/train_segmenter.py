@@ -229,6 +229,7 @@ def train_segmenter(config, seg_dir: str, scenes_dir: str) -> str:
                       acc="/".join(f"{terms[f'object_acc_{a}']:.3f}" for a in ATTRIBUTES))
     if periodic.itstime(done, cfg.checkpoint_every, cfg.steps):
       checkpoints.save(manager, done, {"state": s})
+      writer.flush()  # the events so far reach the workdir (a bucket's copy too)
   manager.wait_until_finished()
 
   val = clevr_scenes.load_arrays(scenes_dir, "val", KEYS)
