@@ -20,7 +20,7 @@ from etils import epath
 from ml_collections import config_flags
 
 from learning_words import pipeline, workdir as wd
-from learning_words.common import console, distributed, errors
+from learning_words.common import console, distributed, errors, files
 
 config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where datasets, checkpoints and reports go: a folder or "
@@ -37,7 +37,13 @@ def main(argv):
   log = None
   try:
     wd.check(FLAGS.workdir)
-    epath.Path(FLAGS.workdir).mkdir(parents=True, exist_ok=True)
+    try:
+      epath.Path(FLAGS.workdir).mkdir(parents=True, exist_ok=True)
+    except Exception as e:  # pylint: disable=broad-except
+      error = files.storage_error(FLAGS.workdir, e)
+      if error is None:
+        raise
+      raise error from e
     log = console.setup(wd.path(FLAGS.workdir, "logs"), FLAGS.mode, verbose)
     distributed.maybe_initialize()
     console.say(f"[{FLAGS.mode}] JAX {jax.__version__} on {jax.default_backend()}: "

@@ -362,12 +362,10 @@ def run(mode: str, config, workdir: str):
   except errors.UserError:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    reason = files.unreachable(e) if files.is_cloud(workdir) else None
-    if reason is None:
+    error = files.storage_error(workdir, e)
+    if error is None:
       raise
-    raise errors.StorageError(
-        f"{workdir}: the bucket stopped answering ({reason}). What was written before is kept: "
-        "run the same command again to go on from the last complete checkpoint") from e
+    raise error from e
 
 
 def _run(mode: str, config, workdir: str):

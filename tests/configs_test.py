@@ -49,11 +49,11 @@ def test_a_preset_loads_from_any_directory_and_a_url_workdir_is_refused(tmp_path
   # From another directory, with an argument: the preset imports learning_words.defaults, not a
   # sibling file, so no sys.path entry is needed. The URL workdir is refused in one line.
   r = _main(f"--config={os.path.join(ROOT, 'configs', 'paper.py')}:natural",
-            "--workdir=gs://bucket/lw", cwd=tmp_path)
+            "--workdir=s3://bucket/lw", cwd=tmp_path)
   assert r.returncode == 2, r.stderr[-3000:]
   assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line
-  assert r.stderr.startswith("error: --workdir=gs://bucket/lw: ") and "gcsfuse" in r.stderr
-  assert not os.path.exists(tmp_path / "gs:")  # nothing written in a folder named 'gs:'
+  assert r.stderr.startswith("error: --workdir=s3://bucket/lw: s3:// is not supported")
+  assert not os.path.exists(tmp_path / "s3:")  # nothing written in a folder named 's3:'
 
 
 def test_a_missing_stage_output_is_one_line_and_its_traceback_goes_to_the_log(tmp_path):

@@ -139,6 +139,17 @@ _UNREACHABLE = ("connection refused", "cannot connect", "failed to establish a n
                 "connection reset", "name or service not known", "could not resolve")
 
 
+def storage_error(workdir, exc: BaseException) -> errors.StorageError | None:
+  """The one-line error for a failure that says a gs:// workdir's bucket could not be reached;
+  None for a local workdir or any other failure."""
+  reason = unreachable(exc) if is_cloud(workdir) else None
+  if reason is None:
+    return None
+  return errors.StorageError(
+      f"{workdir}: the bucket stopped answering ({reason}). What was written before is kept: run "
+      "the same command again to go on from the last complete checkpoint")
+
+
 def unreachable(exc: BaseException) -> str | None:
   """A short reason when `exc` (or an exception it came from) says the storage could not be
   reached; None for any other failure."""
