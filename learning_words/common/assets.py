@@ -10,7 +10,9 @@ import os
 import shutil
 import subprocess
 
-from learning_words.common import jsonio
+from etils import epath
+
+from learning_words.common import files, jsonio
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
 KINDS = ("generator", "segmenter", "inverter")
@@ -30,12 +32,12 @@ def read_provenance(kind: str, config) -> dict:
 def ship(kind: str, src: str, config, provenance: dict) -> str:
   """Copies the weights folder `src` into the package as `kind`, with provenance.json (plus the
   commit it was shipped from); returns the destination."""
-  if not os.path.isdir(src):
+  if not epath.Path(src).is_dir():
     raise FileNotFoundError(f"{src}: no trained {kind} to ship")
   dst = shipped_dir(kind, config)
   if os.path.isdir(dst):
     shutil.rmtree(dst)
-  shutil.copytree(src, dst)
+  files.download(src, dst)  # a local folder or a bucket's
   commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=ASSETS_DIR if os.path.isdir(ASSETS_DIR) else None).stdout.strip()
   provenance = {"kind": kind, "resolution": config.world.resolution,

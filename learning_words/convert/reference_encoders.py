@@ -16,6 +16,7 @@ restore it like a trained run.
 import os
 
 import jax.numpy as jnp
+from etils import epath
 from flax import nnx
 
 from learning_words.common import checkpoints, errors
@@ -98,7 +99,7 @@ def convert(path: str, config, run_dir: str, make_manager) -> dict:
   epoch); make_manager(checkpoint folder) -> the trainer's Orbax manager. Returns
   {'step', 'score'}. A run that already has checkpoints is refused (name another run)."""
   folder = os.path.join(run_dir, "checkpoints")
-  if os.path.isdir(folder) and os.listdir(folder):
+  if epath.Path(folder).is_dir() and any(epath.Path(folder).iterdir()):
     raise errors.ConfigError(f"{run_dir} already has checkpoints: pass another "
                              "--config.convert.run (or remove that run)")
   check_config(config.model)

@@ -8,14 +8,13 @@ so a conv weight maps to our HWIO kernel by a transpose and `wscale.b` to the bi
 [z_dim, depth@4x4, depth@8x8, ...] follow from the weight shapes.
 """
 import hashlib
-import json
 import os
 import re
 
 import jax.numpy as jnp
 from flax import nnx
 
-from learning_words.common import checkpoints
+from learning_words.common import checkpoints, jsonio
 from learning_words.convert import torch_files
 from learning_words.models import generator as gen_lib
 
@@ -93,26 +92,20 @@ def convert(path: str, out_dir: str) -> tuple:
   sizes.json with the widths and the source file); returns its sizes."""
   g = to_generator(torch_files.read_state_dict(path), path)
   checkpoints.save_weights(out_dir, g)
-  with open(os.path.join(out_dir, SIZES_FILE), "w") as f:
-    json.dump({"sizes": list(g.sizes), **_source(path)}, f)
+  jsonio.write_json(os.path.join(out_dir, SIZES_FILE), {"sizes": list(g.sizes), **_source(path)})
   return g.sizes
 
 
 def converted_from(folder: str, path: str) -> bool:
   """Whether `folder` holds the conversion of the file at `path` as it is now."""
-  file = os.path.join(folder, SIZES_FILE)
-  if not os.path.isfile(file) or not os.path.isfile(path):
+  saved = jsonio.read_json(os.path.join(folder, SIZES_FILE))
+  if not saved or not os.path.isfile(path):
     return False
-  with open(file) as f:
-    saved = json.load(f)
   return all(saved.get(k) == v for k, v in _source(path).items())
 
 
 def read_sizes(folder: str) -> tuple | None:
   """The sizes a converted folder's generator was built with (None: not a converted folder)."""
-  file = os.path.join(folder, SIZES_FILE)
-  if not os.path.isfile(file):
-    return None
-  with open(file) as f:
-    return tuple(int(s) for s in json.load(f)["sizes"])
+  saved = jsonio.read_json(os.path.join(folder, SIZES_FILE))
+  return tuple(int(s) for s in saved["sizes"]) if saved else None
 
