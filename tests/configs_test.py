@@ -116,3 +116,24 @@ def test_a_bad_audio_file_is_one_line_naming_it_and_the_flag_that_skips(official
   assert "Traceback" not in r.stderr
   last = r.stderr.strip().splitlines()[-1]
   assert last.startswith(f"error: {bad}: ") and "--config.data.on_bad_audio=skip" in last
+
+
+def test_a_bucket_workdir_keeps_the_log_of_a_command_that_failed(gcs, tmp_path):
+  """The entry point on a gs:// workdir (the emulator): a stage output that is missing ends in one
+  line, and the log file, written locally, is in the bucket afterwards with the traceback."""
+  del gcs  # running
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  env = {**os.environ, "LW_CACHE": str(tmp_path)}
+  r = subprocess.run([sys.executable, "-m", "learning_words.main", "--config=configs/tiny.py",
+                      "--workdir=gs://lw-test/cli", "--mode=report"], cwd=ROOT, env=env,
+                     capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2, r.stderr[-3000:]
+  line = r.stderr.strip()
+  assert line.splitlines() == [line] and line.startswith("error: no runs with checkpoints under "
+                                                         "gs://lw-test/cli/runs")
+  log = line.split("(details: ")[1].rstrip(")")
+  assert log.startswith("gs://lw-test/cli/logs/report_")
+  text = epath.Path(log).read_text()
+  assert "Traceback" in text and "MissingError" in text
+  assert (epath.Path(str(tmp_path), "gs", "lw-test", "cli", "logs") / log.rsplit("/", 1)[1]
+          ).read_text() == text  # the local mirror's copy, written while it ran
