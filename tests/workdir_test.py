@@ -20,9 +20,9 @@ def test_paths_follow_the_documented_layout(tmp_path):
   assert cache == os.path.join(w, "eval_cache", "audio_clevrgan_cfg_1.0.0_3")
 
 
-@pytest.mark.parametrize("url", ["s3://b/x", "memory://lw", "file:///tmp/lw", "GCS://b/x"])
+@pytest.mark.parametrize("url", ["s3://b/x", "memory://lw", "file:///tmp/lw", "GS://b/x"])
 def test_other_url_workdirs_are_refused_naming_the_flag(url):
-  scheme = url.split(":")[0].lower()
+  scheme = url.split(":")[0]
   with pytest.raises(errors.ConfigError, match=f"^--workdir={url}: {scheme}:// is not supported"):
     wd.check(url)
 

@@ -25,9 +25,9 @@ CACHE_ENV = "LW_CACHE"
 
 
 def scheme(path) -> str | None:
-  """'gs' for gs://..., None for a local path."""
+  """'gs' for gs://..., None for a local path (as written: GS:// is not gs://)."""
   m = _SCHEME.match(os.fspath(path))
-  return m.group(1).lower() if m else None
+  return m.group(1) if m else None
 
 
 def is_cloud(path) -> bool:
