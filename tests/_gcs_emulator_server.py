@@ -5,6 +5,9 @@ them; bucket `lw-test`) on a loopback port, with its three gaps filled:
     reads it to order the writes of an OCDBT checkpoint: without it a checkpoint of many arrays
     fails with "Malformed StorageGeneration");
   * an object move (`.../o/SRC/moveTo/o/DST`, gcsfs's rename) copies then deletes instead of 501.
+The emulator rewrites its whole object index (a JSON file) after every write, which grows
+quadratically with a pipeline's thousands of objects; here the index is written at most every
+0.2 s, and at exit (SIGTERM) or death (below), so no written object is forgotten.
 With DIE_ON (a regular expression), the emulator exits, unanswered, at the first request whose
 "METHOD PATH" matches it: a bucket that goes away in the middle of a write.
 
@@ -12,11 +15,13 @@ With DIE_ON (a regular expression), the emulator exits, unanswered, at the first
 """
 import os
 import re
+import signal
 import sys
 import threading
+import time
 from http import HTTPStatus
 
-from gcp_storage_emulator import server
+from gcp_storage_emulator import server, storage
 from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.handlers import objects
 
@@ -65,22 +70,48 @@ objects.download = download  # also what objects.get calls for ?alt=media
 server.HANDLERS = ((r"^/storage/v1/b/(?P<bucket_name>[-.\w]+)/o/(?P<object_id>.*[^/]+)/moveTo/o/"
                     r"(?P<dest_object_id>.*[^/]+)$", {"POST": move}),) + _patched(server.HANDLERS)
 
+_write_index = storage.Storage._write_config_to_file  # pylint: disable=protected-access
+_lock, _dirty = threading.Lock(), threading.Event()
+storage.Storage._write_config_to_file = lambda self: _dirty.set()  # pylint: disable=protected-access
+
+
+def _save_index(store):
+  with _lock:
+    if _dirty.is_set():
+      _dirty.clear()
+      _write_index(store)
+
+
 _handle = server.Router.handle
+_die_on = None
 
 
-def die_on(pattern: str):
-  def handle(self, method):
-    if re.search(pattern, f"{method} {self._request_handler.path}"):  # pylint: disable=protected-access
-      os._exit(3)  # pylint: disable=protected-access
+def handle(self, method):
+  if _die_on and re.search(_die_on, f"{method} {self._request_handler.path}"):  # pylint: disable=protected-access
+    _save_index(_STORE)
+    os._exit(3)  # pylint: disable=protected-access
+  with _lock:
     return _handle(self, method)
-  server.Router.handle = handle
+
+
+server.Router.handle = handle
+_STORE = None
 
 
 if __name__ == "__main__":
-  if len(sys.argv) > 3:
-    die_on(sys.argv[3])
+  _die_on = sys.argv[3] if len(sys.argv) > 3 else None
   emulator = server.create_server("127.0.0.1", int(sys.argv[1]), in_memory=False,
                                   default_bucket="lw-test", data_dir=sys.argv[2])
+  _STORE = emulator._storage  # pylint: disable=protected-access
+  _dirty.set()
+  _save_index(_STORE)
+
+  def stop(*_):
+    _save_index(_STORE)
+    os._exit(0)  # pylint: disable=protected-access
+  signal.signal(signal.SIGTERM, stop)
   emulator.start()
   print("ready", flush=True)
-  threading.Event().wait()  # until the test stops it (SIGTERM / SIGKILL by pid)
+  while True:  # until the test stops it by its pid
+    time.sleep(0.2)
+    _save_index(_STORE)

@@ -101,10 +101,16 @@ class Emulator:
       raise RuntimeError(f"the GCS emulator did not start: {args}")
 
   def stop(self):
-    if self.proc is not None and self.proc.poll() is None:
-      os.kill(self.proc.pid, signal.SIGKILL)
-    if self.proc is not None:
-      self.proc.wait()
+    """SIGTERM (it saves its object index, then exits), SIGKILL if it does not within 10 s."""
+    if self.proc is None:
+      return
+    if self.proc.poll() is None:
+      os.kill(self.proc.pid, signal.SIGTERM)
+      try:
+        self.proc.wait(timeout=10)
+      except subprocess.TimeoutExpired:
+        os.kill(self.proc.pid, signal.SIGKILL)
+    self.proc.wait()
 
 
 @pytest.fixture(scope="module")
