@@ -27,6 +27,7 @@ setup(
         "espeakng-loader>=0.2.4",  # bundles libespeak-ng + data: offline TTS for the synthetic world
         "pillow>=11",  # JPEG decoding of the official layout, PNG figures
         "matplotlib>=3.10",  # the report's curves and intervals (Agg, off-screen)
+        "scikit-learn>=1.6",  # the attribute probe's logistic regression
         "tqdm>=4.66",
         "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow (CLU's writers import it)
     ],

@@ -16,5 +16,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source launch/_venv.sh "$PLATFORM" "[$PLATFORM]"
 export JAX_PLATFORMS=$PLATFORM PYTHONUNBUFFERED=1
 [ "${LW_DRY_RUN:-0}" = 1 ] && echo "+ export JAX_PLATFORMS=$JAX_PLATFORMS"
-"${RUN[@]}" .venv/bin/python -m learning_words.device_check --config=configs/paper.py \
+"${RUN[@]}" "$VENV/bin/python" -m learning_words.device_check --config=configs/paper.py \
   --out="$OUT" --train_steps=300 "$@"

@@ -5,5 +5,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" base ""
 WORKDIR=workdir
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then WORKDIR="$1"; shift; fi
 export PYTHONUNBUFFERED=1
-exec .venv/bin/python -m learning_words.main --config=configs/quickstart.py \
+exec "$VENV/bin/python" -m learning_words.main --config=configs/quickstart.py \
   --workdir="$WORKDIR" --mode=pipeline "$@"

@@ -19,6 +19,6 @@ VERSION=${TPU_SOFTWARE:-tpu-ubuntu2204-base}
   --accelerator-type="$ACCEL" --version="$VERSION"
 REMOTE="set -e; [ -d learning_words ] || git clone $REPO learning_words; cd learning_words; \
 source launch/_venv.sh tpu '[tpu,gcs]'; \
-JAX_PLATFORMS=tpu .venv/bin/python -m learning_words.main --config=$CONFIG --workdir=$WORKDIR \
+JAX_PLATFORMS=tpu \$VENV/bin/python -m learning_words.main --config=$CONFIG --workdir=$WORKDIR \
 --mode=pipeline $*"
 "${RUN[@]}" gcloud compute tpus tpu-vm ssh "$NAME" --zone="$ZONE" --worker=all --command="$REMOTE"

@@ -148,6 +148,7 @@ def get_config() -> ml_collections.ConfigDict:
   # border signal from which to tell border cells from inner ones).
   c.model.image_padding = "zeros"
   c.model.image_depths = (2, 2, 3, 3, 3)  # convs per block: VGG16's
+  c.model.image_embed_kernel = 3   # the last conv to embed_dim: 3x3 (reference); 1: per cell
   c.model.audio_kind = "large"
   c.model.audio_widths = (128, 256, 512)           # conv over mels, 1x11, then the 1x17 convs
   c.model.audio_kernel = 17        # time width of the convs after each pool (the reference's 17)
@@ -168,6 +169,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.margin = 1.0
   c.loss.base = "triplet"          # 'triplet' (the reference's margin ranking) or 'softmax'
   c.loss.temperature = 0.07        # softmax base: logits = similarity / temperature
+  # The edited term (differences from the reference, which weighs it 1 on the MISA means):
+  c.loss.edited_weight = 1.0       # its weight in negatives_edited
+  c.loss.edited_temperature = 0.0  # softmax base: its own temperature (0: loss.temperature)
+  c.loss.edited_score = "misa"     # 'misa' (the two MISA means) or 'frames' (frame by frame)
 
   # Drawing negatives inside the step (learning_words/learner/negatives.py).
   c.negatives = ml_collections.ConfigDict()
@@ -258,8 +263,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Evaluation (learning_words/evaluation/, --mode=eval): each evaluator configured by its name.
   c.evals = ml_collections.ConfigDict()
-  c.evals.names = ("retrieval", "edited_recall", "semantic", "attributes", "attributes_matched",
-                   "localisation", "word_pointing", "edit_effect")
+  c.evals.names = ("retrieval", "edited_recall", "semantic", "attributes_matched", "attributes",
+                   "probe", "localisation", "word_pointing", "edit_effect")
   c.evals.checkpoint = "best"      # 'best' (by validation (A_r5 + I_r5) / 2), 'latest' or a step
   c.evals.split = "test"           # held-out pairs; evaluators take the first ones of the split
   c.evals.seed = 0                 # drawn negatives, generated test material, image choices
@@ -289,4 +294,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.evals.localisation.n_pairs = 500
   c.evals.edit_effect = ml_collections.ConfigDict()
   c.evals.edit_effect.captions = 200  # a tie's share of a win (the reference: strict wins, 0)
+  c.evals.probe = ml_collections.ConfigDict()  # linear attribute probe on the cells' features
+  c.evals.probe.fit_images = 500   # its objects fit the probe (the first training pairs)
+  c.evals.probe.images = 500       # its objects score it (the first pairs of evals.split)
+  c.evals.probe.random_seed = 1    # the randomly initialised encoder of the reference row
   return c

@@ -26,7 +26,8 @@ def test_tpu_vm_dry_run_creates_then_runs_on_every_worker():
           "--config.data.batch_size=64") in ssh
   # Each worker installs the TPU and GCS extras with the pins, then runs on the TPU or not at all.
   assert "source launch/_venv.sh tpu '[tpu,gcs]'" in ssh
-  assert ssh.index("_venv.sh") < ssh.index("JAX_PLATFORMS=tpu .venv/bin/python -m learning_words")
+  # The remote shell expands $VENV, which _venv.sh set there (default .venv).
+  assert ssh.index("_venv.sh") < ssh.index("JAX_PLATFORMS=tpu $VENV/bin/python -m learning_words")
 
 
 def test_slurm_dry_run_installs_cuda_jax_then_runs_one_process_per_gpu(tmp_path):
@@ -36,8 +37,28 @@ def test_slurm_dry_run_installs_cuda_jax_then_runs_one_process_per_gpu(tmp_path)
   assert out[2] == (f"+ {tmp_path}/venv/bin/python -m pip install -q -e .[cuda] "
                     "-c launch/constraints.txt")
   assert out[3] == "+ export JAX_PLATFORMS=cuda"
-  assert out[4].startswith("+ srun --gpus-per-task=1 .venv/bin/python -m learning_words.main")
+  assert out[4].startswith(f"+ srun --gpus-per-task=1 {tmp_path}/venv/bin/python -m "
+                           "learning_words.main")
   assert "--config=configs/paper.py:natural --workdir=/scratch/lw --mode=pipeline" in out[4]
+
+
+def test_every_script_runs_the_venv_it_set_up(tmp_path):
+  # VENV=/some/folder installs there; the scripts must then run that folder's python, not .venv's.
+  for script in ("test.sh", "quickstart.sh", "device_check.sh", "slurm_gpu.sbatch", "pin.sh"):
+    with open(os.path.join(ROOT, "launch", script)) as f:
+      text = f.read()
+    assert ".venv/bin/python" not in text and "$VENV/bin/python" in text, script
+  venv = tmp_path / "elsewhere"
+  (venv / "bin").mkdir(parents=True)
+  stamp = subprocess.run(["bash", "-c", "cat setup.py launch/constraints.txt | sha1sum"], cwd=ROOT,
+                         capture_output=True, text=True).stdout[:12]
+  (venv / f".installed-{stamp}-test").touch()  # set up already: the script goes straight on
+  fake = venv / "bin" / "python"
+  fake.write_text("#!/bin/sh\necho ran $0 \"$@\"\n")
+  fake.chmod(0o755)
+  r = subprocess.run(["bash", "launch/test.sh", "-k", "nothing"], cwd=ROOT, capture_output=True,
+                     text=True, timeout=60, env={**os.environ, "VENV": str(venv)})
+  assert r.returncode == 0 and r.stdout.startswith(f"ran {fake} -m pytest"), (r.stdout, r.stderr)
 
 
 def _requirement_names(extra=None):

@@ -134,6 +134,11 @@ def load_scenes(data_dir: str, split: str, ids) -> list[dict] | None:
   src = open_source(data_dir, split)
   if "scene" not in tfds.builder_from_directory(data_dir).info.features:
     return None
-  by_id = {int(r["id"]): r["scene"] for r in src.__getitems__(list(range(len(src))))}
+  wanted, by_id = {int(i) for i in ids}, {}
+  for start in range(0, len(src), 256):  # in chunks, until every wanted id is read
+    for r in src.__getitems__(list(range(start, min(start + 256, len(src))))):
+      by_id[int(r["id"])] = r["scene"]
+    if wanted <= by_id.keys():
+      break
   decode = lambda s: json.loads(s.decode() if isinstance(s, bytes) else str(s))
   return [decode(by_id[int(i)]) for i in ids]

@@ -19,7 +19,13 @@ with every "without" image of the same parsed object count, so that a model rank
 many objects they hold (captions' length follows their object count) sits at 0.5 (`n_pairs` says
 how many pairs remain).
 
-Two diagnostics say how much the similarities depend on what is said: the mean Spearman
+`count_spearman` measures the clutter the plain test reads: the mean over the words of the
+Spearman correlation between the word's score and the image's object count (0: the count does not
+matter; negative: every word scores crowded images lower). Images holding a word tend to hold more
+objects, so with a negative correlation the plain test falls below 0.5 without any word being
+wrong; `attributes_matched` is the word test to read.
+
+Two more diagnostics say how much the similarities depend on what is said: the mean Spearman
 correlation between two words' rankings of the test images (1: every word ranks the images alike),
 and the share of the similarity's variance that the image alone explains (1: the word does not
 matter). Recordings of equal length share a jitted call; their features are then padded to a
@@ -187,6 +193,18 @@ def ranking_agreement(sim) -> float:
   return float(np.nanmean(pairs)) if np.isfinite(pairs).any() else float("nan")
 
 
+def count_correlation(sim, counts) -> float:
+  """Mean over the columns of sim [P, W] (each word's score of the P images) of their Spearman
+  correlation with the images' object counts [P]; NaN where it is undefined (constant)."""
+  sim, counts = np.asarray(sim, np.float64), np.asarray(counts, np.float64)
+  if sim.shape[0] < 2 or np.all(counts == counts[0]):
+    return float("nan")
+  with np.errstate(invalid="ignore", divide="ignore"):
+    rho = [stats.spearmanr(sim[:, w], counts).statistic for w in range(sim.shape[1])]
+  rho = np.asarray(rho, np.float64)
+  return float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+
+
 def image_share(sim) -> float:
   """Share of sim [P, W]'s variance explained by the image alone: the between-image sum of
   squares (W * sum over images of (image mean - grand mean)^2) over the total sum of squares."""
@@ -283,6 +301,7 @@ def score_words(ctx: context.Context, matched: bool) -> dict:
           "features": "pre-ReLU" if cfg.pre_relu else "post-ReLU", "tie_credit": tie,
           "chance": 0.5, **pooled,
           "word_ranking_spearman": ranking_agreement(per_word),
+          "count_spearman": count_correlation(per_word, s["counts"][:per_word.shape[0]]),
           "image_variance_share": image_share(per_word), "words": words,
           # every pair's credit, category (index into ATTRIBUTES) and "with" image (index into the
           # test images), in a fixed order: the paired intervals of evaluation/intervals.py

@@ -21,7 +21,8 @@ class Context:
   skipped); cache_dir: where generated test material is kept (WORKDIR/eval_cache/...); scenes:
 the held-out pairs' ground-truth scene descriptions where the world stores them (else None: the
 word test reads the images with the segmenter); memo: what several evaluators share, computed by
-the first that needs it (the word tests' similarities)."""
+the first that needs it (the word tests' similarities); fit: training pairs (as data, plus their
+'scenes' or None) that the attribute probe is fitted on, or None."""
   config: object
   models: object
   g: object
@@ -31,6 +32,7 @@ the first that needs it (the word tests' similarities)."""
   cache_dir: str = ""
 
   scenes: list | None = None
+  fit: dict | None = None
   memo: dict = dataclasses.field(default_factory=dict)
 
   @property

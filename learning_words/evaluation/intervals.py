@@ -1,7 +1,8 @@
 """Paired bootstrap intervals: an arm minus `regular` on the same test items.
 
 Each evaluator's JSON keeps its per-item results (`items`): retrieval each query's rank, semantic
-each complete caption's rank, the word tests each pair's credit, category and "with" image. Two runs evaluated
+each complete caption's rank and each (caption, negative) pair's credit, the word tests each
+pair's credit, category and "with" image. Two runs evaluated
 on the same test material have the same items in the same order, so a difference of a metric can
 be resampled pairwise: the same resample of items for both arms (and, for the mean over seeds, for
 every seed: the seeds share the test material). scipy.stats.bootstrap does the resampling
@@ -33,6 +34,19 @@ def _pooled_categories(sums, counts, axis=-1):
   return np.nanmean(np.stack(means), axis=0)
 
 
+def _pooled_all(sums, counts, axis=-1):
+  """The pooled credit of every pair, whatever its category."""
+  return np.sum(sum(sums), axis=axis) / np.maximum(np.sum(sum(counts), axis=axis), 1)
+
+
+def _pooled_one(category: int):
+  """The pooled credit of one category's pairs (NaN when it has none)."""
+  def statistic(sums, counts, axis=-1):
+    total = np.sum(counts[category], axis=axis)
+    return np.where(total > 0, np.sum(sums[category], axis=axis) / np.maximum(total, 1), np.nan)
+  return statistic
+
+
 def _by_item(ranks):
   return [ranks], []
 
@@ -53,6 +67,11 @@ METRICS = {
     "attributes_matched": ("attributes_matched", ("credit", "category", "image"), _by_image,
                            _pooled_categories),
     "semantic_r1": ("semantic", ("rank",), _by_item, _hits(1)),
+    # own image above each one-attribute negative, resampling the captions
+    "semantic_pairwise": ("semantic", ("pair_credit", "pair_category", "pair_caption"),
+                          _by_image, _pooled_all),
+    **{f"semantic_pairwise_{a}": ("semantic", ("pair_credit", "pair_category", "pair_caption"),
+                                  _by_image, _pooled_one(i)) for i, a in enumerate(ATTRIBUTES)},
     "retrieval_A_r10": ("retrieval", ("A_rank",), _by_item, _hits(10)),
     "retrieval_I_r10": ("retrieval", ("I_rank",), _by_item, _hits(10)),
     # the share of captions that peak on an object cell, of word recordings that point at a cell

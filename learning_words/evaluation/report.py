@@ -60,9 +60,13 @@ CURVE_TAGS = ("loss", "val/score", "val/A_r5", "val/I_r5", "neg/accepted_rate", 
 NEGATIVE_STATS = ("accepted_rate", "mean_tries", "mask_area", "mean_change", "mean_strength",
                   "renders")
 HEADLINE = {"retrieval": ("A_r1", "A_r5", "A_r10", "I_r1", "I_r5", "I_r10"),
-            "edited_recall": ("r1", "r5"), "semantic": ("r1", "r3"),
+            "edited_recall": ("r1", "r5"),
+            "semantic": ("pairwise", "pairwise_by/color", "pairwise_by/material",
+                         "pairwise_by/size", "pairwise_by/shape", "r1", "r3"),
             "attributes": ("categories/color", "categories/material", "categories/size",
-                           "categories/shape", "mean", "n_pairs"),
+                           "categories/shape", "mean", "count_spearman", "n_pairs"),
+            "probe": ("categories/color", "categories/material", "categories/size",
+                      "categories/shape", "mean", "random/mean", "pixels/mean"),
             "attributes_matched": ("categories/color", "categories/material", "categories/size",
                                    "categories/shape", "mean", "n_pairs"),
             "localisation": ("on_object", "chance_on_object", "on_border", "chance_on_border",
@@ -72,6 +76,27 @@ HEADLINE = {"retrieval": ("A_r1", "A_r5", "A_r10", "I_r1", "I_r5", "I_r10"),
             "edit_effect": ("peak/accepted", "peak/mask_on_object", "peak/changes/one_attribute",
                             "peak/specificity/own", "peak/specificity/other",
                             "random/accepted", "random/mask_on_object")}
+# One line under each evaluator's heading: what its numbers say (docs/results.md has the rest).
+DESCRIPTIONS = {
+    "retrieval": "Recall@k over the held-out pairs: A = image -> speech, I = speech -> image.",
+    "edited_recall": "The caption's image ranked among 9 negatives the generator redrew inside "
+                     "the caption's region: R@1, R@5.",
+    "semantic": "The caption's image against 4 images with one attribute of one object changed: "
+                "`pairwise` is the share of (image, negative) pairs it scores higher, overall and "
+                "by the changed attribute; R@1 / R@3 need it to beat all four.",
+    "attributes_matched": "The word test: each spoken attribute word scores an image with its "
+                          "attribute above one without it that holds as many objects.",
+    "attributes": "The paper's word test by the reference's protocol (the i-th image with a word "
+                  "against the i-th without). It also reads clutter: `count_spearman` is the "
+                  "mean correlation of a word's score with the image's object count.",
+    "probe": "A linear probe reading each object's attributes from the image feature at its "
+             "cell (test accuracy), beside a random encoder's features and the raw pixels.",
+    "localisation": "The share of captions whose matchmap peak lies on an object cell / on the "
+                    "grid's border.",
+    "word_pointing": "Does each spoken attribute word peak on a cell that holds it?",
+    "edit_effect": "Negatives drawn at the caption's peak, at a random place and on another "
+                   "object: acceptance, where the masks land, what changed.",
+}
 META = ("evaluator", "run", "checkpoint", "step", "dataset", "split", "seed")
 SEED_NAME = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
 
@@ -246,6 +271,10 @@ def chance_of(metric: str, numbers: dict):
               f"chance_categories/{tail}"):
     if key in numbers:
       return numbers[key]
+  if metric.startswith("pairwise"):
+    return numbers.get("chance_pairwise")
+  if metric.startswith("categories/") and f"chance/{tail}" in numbers:  # per category (probe)
+    return numbers[f"chance/{tail}"]
   if metric == "mean" or metric.startswith("categories/"):
     return numbers.get("chance")
   return None
@@ -256,7 +285,8 @@ def evaluator_table(name: str, results: dict, evals: dict, runs) -> list:
   other runs, then the chance level of each metric that has one; a run's checkpoint, or why it
   has no numbers (skipped, or an empty test: the note under the table says why)."""
   cols = metric_columns(name, results, runs)
-  lines = [f"## {name}", "", "| run | seeds | checkpoint | " + " | ".join(cols) + " |",
+  lines = [f"## {name}", ""] + ([DESCRIPTIONS[name], ""] if name in DESCRIPTIONS else []) + [
+      "| run | seeds | checkpoint | " + " | ".join(cols) + " |",
            "| --- " * (3 + len(cols)) + "|"]
   groups = group_seeds(runs)
   grouped = {r for members in groups.values() for r in members}

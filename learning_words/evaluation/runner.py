@@ -19,15 +19,24 @@ from learning_words.models import generator as gen_lib
 
 
 def make_context(config, models, g, data: dict, seg, cache_dir: str, latents=None,
-                 scenes=None) -> context.Context:
+                 scenes=None, fit=None) -> context.Context:
   """The evaluators' inputs: held-out pairs, the latent rows they use (the world's inverted
   latents, else the fixed z matrix), their ground-truth scenes if stored, and the models
   (switched to eval mode)."""
-  z_table = jnp.asarray(gen_lib.latent_table(latents, 1 + int(data["z_index"].max()),
+  rows = [data["z_index"]] + ([] if fit is None else [fit["z_index"]])
+  z_table = jnp.asarray(gen_lib.latent_table(latents, 1 + max(int(r.max()) for r in rows),
                                              g.sizes[0]))
   models.eval()
   return context.Context(config=config, models=models, g=g, data=data, z_table=z_table, seg=seg,
-                         cache_dir=cache_dir, scenes=scenes)
+                         cache_dir=cache_dir, scenes=scenes, fit=fit)
+
+
+def load_fit_pairs(config, data_dir: str) -> dict:
+  """The attribute probe's training pairs: the first evals.probe.fit_images of the train split,
+  with their ground-truth scenes where the dataset stores them (else 'scenes' is None)."""
+  fit = input_pipeline.load_eval_arrays(data_dir, "train", config.data.eval_frames,
+                                        int(config.evals.probe.fit_images))
+  return {**fit, "scenes": input_pipeline.load_scenes(data_dir, "train", fit["id"])}
 
 
 def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
@@ -47,11 +56,12 @@ def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
   cache = wd.cache_dir(workdir, data_dir, int(config.evals.seed))
   latents = wd.load_latents(config, workdir)
   scenes = input_pipeline.load_scenes(data_dir, config.evals.split, data["id"])
+  fit = load_fit_pairs(config, data_dir) if "probe" in names else None
   results = {}
   for run in runs:
     models, step = wd.load_encoders(config, wd.path(workdir, "runs", run), which)
     mesh_lib.replicate(models, one)
-    ctx = make_context(config, models, g, data, seg, cache, latents, scenes)
+    ctx = make_context(config, models, g, data, seg, cache, latents, scenes, fit)
     meta = {"run": run, "checkpoint": which, "step": step, "dataset": data_dir,
             "split": config.evals.split, "seed": int(config.evals.seed)}
     out = suite.evaluate(ctx, names)

@@ -2,7 +2,10 @@
 
 Per caption, the positive G(z) plus `negatives` (4) images in each of which exactly one attribute
 of one object changed, as read by the attribute segmenter; the positive's rank among the 5 by MISA
-with the caption gives R@1 and R@3 (chance 0.2 and 0.6).
+with the caption gives R@1 and R@3 (chance 0.2 and 0.6). R@1 needs the positive to beat all four
+negatives at once, so it hides progress: `pairwise` is the share of (caption, negative) pairs in
+which the positive scores strictly higher (chance 0.5), overall and per category of the changed
+attribute (`pairwise_by`), pooled over the pairs.
 
 Negatives do not depend on the model: they are generated once per test set and seed and cached
 (WORKDIR/eval_cache/<dataset>_<seed>/semantic_<key>.npz, key = a hash of the generator and
@@ -206,6 +209,40 @@ def load_or_build(ctx: context.Context, z_index) -> tuple[dict, str]:
 # Scoring.
 
 
+def pairwise_accuracy(pos, neg, changed) -> dict:
+  """Own image against each one-attribute negative: pos [N], neg [N,K] scores, changed [N,K] the
+  changed attribute (index into ATTRIBUTES). {'pairwise': share of pairs with pos > neg (ties
+  count against the positive), 'pairwise_by': {attribute: that share over its pairs (NaN when
+  none)}, 'pairwise_ties': share of exact ties, 'items': per pair (caption-major) its credit, category and caption row}."""
+  pos, neg, changed = np.asarray(pos), np.asarray(neg), np.asarray(changed, np.int64)
+  credit = (pos[:, None] > neg).astype(np.float64)
+  by = {a: float(credit[changed == i].mean()) if (changed == i).any() else float("nan")
+        for i, a in enumerate(ATTRIBUTES)}
+  return {"pairwise": float(credit.mean()) if credit.size else float("nan"), "pairwise_by": by,
+          "chance_pairwise": 0.5,
+          # an edit the score cannot see at all (the changed cells are no frame's best)
+          "pairwise_ties": float((pos[:, None] == neg).mean()) if credit.size else float("nan"),
+          "items": {"pair_credit": credit.ravel().tolist(),
+                    "pair_category": changed.ravel().tolist(),
+                    "pair_caption": np.repeat(np.arange(len(pos)), neg.shape[1]).tolist()}}
+
+
+def score_summary(pos, neg, changed, complete) -> dict:
+  """R@k, mean rank and pairwise accuracy of the complete captions (rows `complete` of the
+  evaluated ones), with the per-item arrays the paired intervals resample."""
+  ranks = context.positive_ranks(pos, neg)
+  pair = pairwise_accuracy(pos, neg, changed)
+  items = {"caption": np.asarray(complete).tolist(), "rank": ranks.tolist(), **pair.pop("items")}
+  return {**context.recall_at(ranks, KS), "mean_rank": float(np.mean(ranks)), **pair,
+          "items": items}
+
+
+def empty_summary() -> dict:
+  return {**context.recall_at([], KS), "mean_rank": float("nan"), "pairwise": float("nan"),
+          "pairwise_ties": float("nan"),
+          "pairwise_by": {a: float("nan") for a in ATTRIBUTES}, "chance_pairwise": 0.5}
+
+
 @functools.partial(nnx.jit, static_argnames=("layer", "cosine"))
 def score_batch(models, g, z, spec, n_frames, layer_masks, units, layer: str, cosine: bool):
   """(positive MISA [B], negatives' MISA [B,K]) with the negatives re-rendered from their edits:
@@ -247,11 +284,9 @@ def run_rendered(ctx: context.Context) -> dict:
                                               cosine=bool(ctx.config.model.cosine)),
         [data["image"][complete], neg[complete], data["spec"][complete],
          data["n_frames"][complete]], int(ctx.cfg.batch_size), desc="semantic: scoring")
-    ranks = context.positive_ranks(pos, neg_scores)
-    out.update(context.recall_at(ranks, KS), mean_rank=float(np.mean(ranks)))
-    out["items"] = {"caption": complete.tolist(), "rank": ranks.tolist()}
+    out.update(score_summary(pos, neg_scores, changed[complete], complete))
   else:
-    out.update(context.recall_at([], KS), mean_rank=float("nan"))
+    out.update(empty_summary())
     out["empty"] = f"no caption of {n} got {k_neg} distinct one-attribute renders"
   out.update({f"chance_r{k}": min(k, k_neg + 1) / (k_neg + 1) for k in KS})
   out["changed"] = {a: int((changed == i).sum()) for i, a in enumerate(ATTRIBUTES)}
@@ -259,7 +294,8 @@ def run_rendered(ctx: context.Context) -> dict:
 
 
 def run(ctx: context.Context) -> dict:
-  """R@1 and R@3 of each positive among its one-attribute negatives (complete captions only)."""
+  """R@1, R@3 and pairwise accuracy of each positive against its one-attribute negatives
+  (complete captions only)."""
   if ctx.stored and ctx.config.world.pairs == "renders":
     return run_rendered(ctx)
   if ctx.seg is None:
@@ -283,11 +319,9 @@ def run(ctx: context.Context) -> dict:
                                              layer=ctx.config.negatives.layer,
                                              cosine=bool(ctx.config.model.cosine)),
         rows, int(ctx.cfg.batch_size), desc="semantic: scoring")
-    ranks = context.positive_ranks(pos, neg_scores)
-    out.update(context.recall_at(ranks, KS), mean_rank=float(np.mean(ranks)))
-    out["items"] = {"caption": complete.tolist(), "rank": ranks.tolist()}
+    out.update(score_summary(pos, neg_scores, neg["changed_attr"][complete], complete))
   else:
-    out.update(context.recall_at([], KS), mean_rank=float("nan"))
+    out.update(empty_summary())
     out["empty"] = (f"no caption of {n} got {k_neg} one-attribute negatives: "
                     f"{out['n_no_object']} images held no parsed object, {out['n_incomplete']} "
                     f"found fewer within {int(s.max_tries)} tries "

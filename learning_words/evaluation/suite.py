@@ -2,12 +2,16 @@
 
   retrieval      recall@{1,5,10} speech->image and image->speech over N held-out pairs
   edited_recall  the positive among 9 GAN-edited negatives (random units): R@1, R@5
-  semantic       the positive among 4 negatives with one attribute of one object changed: R@1, R@3
-  attributes     the paper's Table 1 by the reference's protocol: attribute words vs test images
-                 with / without them, the i-th with the i-th
-  attributes_matched  the same words and images, pairs of equal object count only
+  semantic       the positive among 4 negatives with one attribute of one object changed: R@1,
+                 R@3, and pairwise accuracy (own above each negative) per changed attribute
+  attributes_matched  the word test: attribute words vs test images with / without them, pairs of
+                 equal object count only (the headline word test)
+  attributes     the paper's Table 1 by the reference's protocol: the i-th image with the word
+                 against the i-th without (it also reads clutter: count_spearman)
   localisation   caption peaks on object cells and on the border, with their chance levels
   word_pointing  attribute words' peaks on cells that hold the word (the pointing game)
+  probe          a linear probe of each object's attributes on its cell's image features,
+                 beside a random encoder and the raw pixels
   edit_effect    drawn negatives at the peak and at a random place: where the mask lands,
                  acceptance, what the segmenter reads as changed, caption specificity
 
@@ -24,14 +28,17 @@ from absl import logging
 
 from learning_words.common import errors
 from learning_words.evaluation import (attributes, context, edit_effect, edited_recall,
-                                       localisation, retrieval, semantic)
+                                       localisation, probe, retrieval, semantic)
 
+# In the order the report and the console show them: the count-matched word test first, as the
+# plain one also reads how many objects an image holds (its `count_spearman`).
 EVALUATORS = {"retrieval": retrieval.run, "edited_recall": edited_recall.run,
-              "semantic": semantic.run, "attributes": attributes.run,
-              "attributes_matched": attributes.run_matched, "localisation": localisation.run,
-              "word_pointing": localisation.run_pointing, "edit_effect": edit_effect.run}
+              "semantic": semantic.run, "attributes_matched": attributes.run_matched,
+              "attributes": attributes.run, "probe": probe.run,
+              "localisation": localisation.run, "word_pointing": localisation.run_pointing,
+              "edit_effect": edit_effect.run}
 NEEDS_SEGMENTER = ("semantic", "attributes", "attributes_matched", "localisation",
-                   "word_pointing", "edit_effect")
+                   "word_pointing", "edit_effect", "probe")
 # They redraw the positive from its latent.
 NEEDS_LATENTS = ("edited_recall", "semantic", "edit_effect")
 
@@ -51,7 +58,8 @@ def pairs_needed(config, names) -> int:
   sizes = {"retrieval": e.retrieval.n_pairs, "edited_recall": e.edited_recall.captions,
            "semantic": e.semantic.captions, "attributes": e.attributes.pool,
            "attributes_matched": e.attributes.pool, "localisation": e.localisation.n_pairs,
-           "word_pointing": e.attributes.pool, "edit_effect": e.edit_effect.captions}
+           "word_pointing": e.attributes.pool, "edit_effect": e.edit_effect.captions,
+           "probe": e.probe.images}
   return max([int(sizes[n]) for n in names] + [1])
 
 

@@ -53,6 +53,14 @@ def _match(img, aud, frames, cosine: bool):
   return mm[0], mm_lib.misa(mm, frames[None])[0]
 
 
+def check_rate(rate) -> int:
+  """A sample rate: a positive whole number of Hz (44100.0 passes, 44100.7 does not)."""
+  value = float(rate) if np.ndim(rate) == 0 and np.isreal(rate) else float("nan")
+  if not np.isfinite(value) or value <= 0 or value != round(value):
+    raise errors.InputError(f"the sample rate must be a positive whole number of Hz, got {rate!r}")
+  return int(round(value))
+
+
 class TrainedRun:
   """A run's encoders (eval mode, on one device) with the config they were trained with."""
 
@@ -63,12 +71,28 @@ class TrainedRun:
     return f"TrainedRun({self.folder!r}, step={self.step})"
 
   def _image(self, image) -> jax.Array:
-    """uint8 [H,W,3] (0-255) or float [H,W,3] (0-1), any size -> float [R,R,3] in [-1, 1]."""
+    """uint8 [H,W,3] (0-255) or float [H,W,3] (0-1), any size -> float [R,R,3] in [-1, 1].
+    Integer images of another dtype must hold 0-255; anything else is refused, never guessed."""
     x = np.asarray(image)
     if x.ndim != 3 or x.shape[-1] != 3:
       raise errors.InputError(f"an image must be [H, W, 3] (RGB), got shape {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+      raise errors.InputError(f"the image is empty (shape {x.shape})")
+    if np.issubdtype(x.dtype, np.integer) or x.dtype == bool:
+      if x.dtype != np.uint8 and (x.min() < 0 or x.max() > 255):
+        raise errors.InputError(f"an integer image must hold values in [0, 255], got "
+                                f"[{x.min()}, {x.max()}] ({x.dtype})")
+      x = x.astype(np.float32) / 255.0 if x.dtype != bool else x.astype(np.float32)
+    elif np.issubdtype(x.dtype, np.floating):
+      if not np.all(np.isfinite(x)):
+        raise errors.InputError("the image contains NaN or infinite values")
+      if x.min() < 0 or x.max() > 1:
+        raise errors.InputError(f"a float image must hold values in [0, 1], got "
+                                f"[{x.min():.3g}, {x.max():.3g}] (for 0-255 pass uint8)")
+    else:
+      raise errors.InputError(f"an image must be uint8 or float, got dtype {x.dtype}")
     # As the dataset's uint8 images enter the encoder (models.segmenter.to_float).
-    x = x.astype(np.float32) / 127.5 - 1 if x.dtype == np.uint8 else x.astype(np.float32) * 2 - 1
+    x = x.astype(np.float32) * 2 - 1
     r = image_size(self.config)
     if x.shape[:2] != (r, r):
       x = jax.image.resize(jnp.asarray(x), (r, r, 3), "linear", antialias=True)
@@ -80,13 +104,32 @@ class TrainedRun:
     if isinstance(recording, (str, os.PathLike)):
       wav, name = audio.load_wav(recording), os.fspath(recording)
     elif isinstance(recording, tuple):
+      if len(recording) != 2:
+        raise errors.InputError(f"a recording tuple must be (waveform, sample_rate), got "
+                                f"{len(recording)} items")
       wav, rate = recording
+      if np.ndim(wav) == 0 and np.ndim(rate) >= 1:  # scipy.io.wavfile.read's (rate, data)
+        raise errors.InputError("a recording tuple is (waveform, sample_rate); this looks like "
+                                "(sample_rate, waveform), as scipy.io.wavfile.read returns")
       name = "waveform"
-      wav = audio.resample(audio.check_waveform(wav, name), int(rate))
+      wav = audio.resample(self.mono(np.asarray(wav), name), check_rate(rate))
     else:
-      wav, name = recording, "waveform"
+      wav, name = self.mono(np.asarray(recording), "waveform"), "waveform"
     spec = audio.log_mel_spectrogram(wav, name=name)
-    return audio.pad_or_crop(spec, int(self.config.data.eval_frames))
+    frames = int(self.config.data.eval_frames)
+    if spec.shape[0] > frames:
+      raise errors.InputError(f"the recording lasts {spec.shape[0] / 100:.2f} s, longer than the "
+                              f"{frames / 100:.2f} s the run scores (data.eval_frames = {frames}); "
+                              "cut it, or score its parts")
+    return audio.pad_or_crop(spec, frames)
+
+  @staticmethod
+  def mono(wav, name):
+    """A 1-D waveform, or a [samples, channels] one downmixed by the channel mean (as a stereo
+    file is); then checked (non-empty, finite)."""
+    if wav.ndim == 2 and wav.shape[1] <= 8 < wav.shape[0]:
+      wav = wav.mean(axis=1)
+    return audio.check_waveform(wav, name)
 
   def embed_image(self, image) -> np.ndarray:
     """Image features [h, w, D]."""

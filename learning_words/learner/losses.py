@@ -21,6 +21,11 @@ of the two margins, max(0, m + max(a, b) - p) = max(max(0, m + a - p), max(0, m 
 Gradients flow through the chosen impostors only, as in the reference, which picks the hardest
 ones on a detached matrix and then recomputes their similarity with gradients.
 
+Edited-term options (differences from the reference, each off by default): `edited_weight`
+scales the edited term of `negatives_edited`; `edited_temperature` is the softmax base's T for it
+alone; `edited` [B] replaces the per-sample edited term by one the caller computed (frame_edited:
+the contrast frame by frame rather than of the two MISA means).
+
 Base objective (`loss.base`): 'triplet' is the reference's, above. 'softmax' replaces the two
 random-impostor hinges by the in-batch softmax over every impostor, both ways (InfoNCE on S / T,
 averaged over the two directions), and each added term by its smooth counterpart on the same scale,
@@ -92,20 +97,43 @@ def valid_mean(values, valid):
   return jnp.sum(values * valid) / jnp.maximum(jnp.sum(valid), 1.0)
 
 
+def frame_scores(mm):
+  """Per frame, the best cell's similarity: matchmaps mm [B,h,w,T] -> [B,T]."""
+  return jnp.max(mm, axis=(1, 2))
+
+
+def frame_edited(pos_frames, neg_frames, n_frames, base: str = "triplet", margin: float = 1.0,
+                 temperature: float = 0.07):
+  """Per-sample edited term [B] taken frame by frame: the mean over each caption's valid frames
+  (n_frames [B]) of the pair term (hinge, or -log sigmoid on the softmax base) between the edited
+  image's and the own image's best-cell scores at that frame (pos_frames, neg_frames [B,T]).
+  Unlike the term on the two MISA means, frames that favour the own image cannot cancel the ones
+  that favour the edit: each frame is pushed on its own."""
+  per = (hinge(neg_frames, pos_frames, margin) if base == "triplet"
+         else pair_logistic(neg_frames, pos_frames, temperature))
+  t = jnp.arange(per.shape[1])
+  valid = (t[None, :] < jnp.clip(n_frames, 1, per.shape[1])[:, None]).astype(per.dtype)
+  return jnp.sum(per * valid, axis=1) / jnp.sum(valid, axis=1)
+
+
 def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0, base: str = "triplet",
-                 temperature: float = 0.07, edit_valid=None):
+                 temperature: float = 0.07, edit_valid=None, edited_weight: float = 1.0,
+                 edited_temperature: float | None = None, edited=None):
   """(loss, {term: batch mean}) for loss `kind` on the similarity matrix sim [B,B].
 
   key draws the random impostors (see `draw_impostors`); s_edit [B] is needed by the edited kinds,
   edit_valid bool [B] says which samples have an accepted negative (None: all). Samples without
   one add no edited term: `edited` is the mean over the others, and in negatives_both their
   per-sample max is the hard-image term alone.
-  base: 'triplet' (margin) or 'softmax' (temperature), see the module docstring.
+  base: 'triplet' (margin) or 'softmax' (temperature), see the module docstring; edited_weight,
+  edited_temperature and edited: the edited-term options of the module docstring.
   """
   if base not in BASES:
     raise ValueError(f"unknown loss base {base!r}; allowed: {', '.join(BASES)}")
   if base == "softmax":
-    return _softmax_loss(kind, sim, s_edit, temperature, edit_valid)
+    t_edit = temperature if edited_temperature is None else edited_temperature
+    return _softmax_loss(kind, sim, s_edit, temperature, edit_valid, edited_weight, t_edit,
+                         edited)
   if kind not in LOSS_KINDS:
     raise ValueError(f"unknown loss kind {kind!r}; allowed: {', '.join(LOSS_KINDS)}")
   if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
@@ -123,13 +151,14 @@ def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0, base: st
     hard_image, hard_caption = hardest_hinges(sim, margin)
     terms.update(hard_image=hard_image.mean(), hard_caption=hard_caption.mean())
   if kind in ("negatives_edited", "negatives_both"):
-    edited = _only_valid(hinge(s_edit, jnp.diagonal(sim), margin), edit_valid)
+    edited = _only_valid(hinge(s_edit, jnp.diagonal(sim), margin) if edited is None else edited,
+                         edit_valid)
     terms["edited"] = valid_mean(edited, edit_valid)
 
   if kind == "negatives_hard":
     return regular + terms["hard_image"] + terms["hard_caption"], terms
   if kind == "negatives_edited":
-    return regular + terms["edited"], terms
+    return regular + edited_weight * terms["edited"], terms
 
   # negatives_both: two batch-mean losses, each clamped to [0, 5] (see the module docstring).
   hard_or_edited = jnp.maximum(hard_image, edited)
@@ -145,7 +174,8 @@ def _only_valid(edited, valid):
   return edited if valid is None else jnp.where(valid, edited, 0.0)
 
 
-def _softmax_loss(kind, sim, s_edit, temperature, edit_valid=None):
+def _softmax_loss(kind, sim, s_edit, temperature, edit_valid=None, edited_weight=1.0,
+                  edited_temperature=None, edited=None):
   """compute_loss on the softmax base (the module docstring)."""
   if kind not in LOSS_KINDS:
     raise ValueError(f"unknown loss kind {kind!r}; allowed: {', '.join(LOSS_KINDS)}")
@@ -162,10 +192,12 @@ def _softmax_loss(kind, sim, s_edit, temperature, edit_valid=None):
     return loss + terms["hard_image"] + terms["hard_caption"], terms
   if kind == "regular":
     return loss, terms
-  edited = _only_valid(pair_logistic(s_edit, pos, temperature), edit_valid)
+  t_edit = temperature if edited_temperature is None else edited_temperature
+  edited = _only_valid(pair_logistic(s_edit, pos, t_edit) if edited is None else edited,
+                       edit_valid)
   terms["edited"] = valid_mean(edited, edit_valid)
   if kind == "negatives_edited":
-    return loss + terms["edited"], terms
+    return loss + edited_weight * terms["edited"], terms
   hard_or_edited = jnp.maximum(hard_image, edited)
   terms.update(hard_caption=hard_caption.mean(), hard_or_edited=hard_or_edited.mean(),
                edited_harder=jnp.mean((edited > hard_image).astype(sim.dtype)))

@@ -126,7 +126,8 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       neg, accepted, stats = oracle.oracle_negatives(batch, mm, frames, k_neg,
                                                      config.negatives.mode)
       img_neg = models.image(neg)
-      s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
+      mm_neg = matchmap.matchmap(img_neg, aud, cosine=config.model.cosine)
+      s_edit = matchmap.misa(mm_neg, frames)
     elif kind in EDITED_KINDS:
       mm = drawing.heat_matchmap(img, aud, config)
       neg, _, accepted, stats = drawing.draw(
@@ -134,14 +135,29 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
           frames, k_neg, config, concept_arrays, groups,
           None if objects is None else objects[batch["z_index"]])
       img_neg = models.image(neg)
-      s_edit = matchmap.misa(matchmap.matchmap(img_neg, aud, cosine=config.model.cosine), frames)
+      mm_neg = matchmap.matchmap(img_neg, aud, cosine=config.model.cosine)
+      s_edit = matchmap.misa(mm_neg, frames)
+    edited = None
+    if s_edit is not None and config.loss.edited_score == "frames":
+      edited = losses.frame_edited(
+          losses.frame_scores(matchmap.matchmap(img, aud, cosine=config.model.cosine)),
+          losses.frame_scores(mm_neg), frames, config.loss.base, config.loss.margin,
+          edited_temperature(config))
     loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin,
-                                      config.loss.base, config.loss.temperature, accepted)
+                                      config.loss.base, config.loss.temperature, accepted,
+                                      config.loss.edited_weight, edited_temperature(config),
+                                      edited)
     return loss, {**terms, **{f"neg/{k}": v for k, v in stats.items()}}
 
   (loss, logs), grads = nnx.value_and_grad(loss_fn, has_aux=True)(state.models)
   state.opt.update(state.models, grads)
   return {"loss": loss, **logs}
+
+
+def edited_temperature(config) -> float:
+  """The edited term's temperature: loss.edited_temperature, or the base's when it is 0."""
+  t = float(config.loss.edited_temperature)
+  return t if t > 0 else float(config.loss.temperature)
 
 
 def stored_positives(config) -> bool:
@@ -244,6 +260,9 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   cfg = config.train
   stored_positives(config)  # a bad combination fails before any work
   src = input_pipeline.open_source(data_dir, "train")
+  if config.loss.edited_score not in ("misa", "frames"):
+    raise errors.ConfigError(f"--config.loss.edited_score={config.loss.edited_score!r}: choose "
+                             "'misa' (the reference) or 'frames'")
   oracle_run = config.loss.kind in EDITED_KINDS and config.negatives.mode in oracle.MODES
   if oracle_run and "variants" not in src[0]:
     raise errors.MissingError(f"{data_dir}: no stored edits in this dataset; build it with "

@@ -170,11 +170,13 @@ class ImageEncoder(nnx.Module):
   convolutions compute in (dtype; parameters stay float32). padding: IMAGE_PADDING's name, the
   border of every conv ('zeros': the reference). depths: conv layers per block, VGG16's (2, 2, 3,
   3, 3) for the reference; fewer layers after the last pool shrink what one cell of the output
-  grid sees (its receptive field).
+  grid sees (its receptive field); embed_kernel: the last conv's side (3 in the reference, 1 adds
+  nothing to it).
   """
 
   def __init__(self, widths=(64, 128, 256, 512, 512), embed_dim: int = 512, *, rngs: nnx.Rngs,
-               pools: int = 4, dtype=None, padding: str = "zeros", depths=VGG16_DEPTHS):
+               pools: int = 4, dtype=None, padding: str = "zeros", depths=VGG16_DEPTHS,
+               embed_kernel: int = 3):
     depths = tuple(int(d) for d in depths)
     if len(widths) != len(VGG16_DEPTHS) or len(depths) != len(VGG16_DEPTHS):
       raise ValueError(f"need {len(VGG16_DEPTHS)} block widths and depths, got {widths}, "
@@ -186,7 +188,8 @@ class ImageEncoder(nnx.Module):
         convs.append(make_vgg_conv(cin, int(width), rngs=rngs, dtype=dtype, padding=pad))
         cin = int(width)
     self.convs = nnx.List(convs)
-    self.embed = make_torch_default_conv(cin, embed_dim, (3, 3), rngs=rngs, dtype=dtype,
+    k = int(embed_kernel)
+    self.embed = make_torch_default_conv(cin, embed_dim, (k, k), rngs=rngs, dtype=dtype,
                                          padding=pad)
     self.embed_dim = embed_dim
     self.pools = pools

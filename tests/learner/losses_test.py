@@ -227,3 +227,40 @@ def test_chance_loss_of_the_softmax_base():
   assert losses.chance_loss("regular", 8, base="softmax") == pytest.approx(np.log(8), rel=1e-6)
   assert losses.chance_loss("negatives_edited", 8, base="softmax") == pytest.approx(
       np.log(8) + np.log(2), rel=1e-6)
+
+
+def test_frame_edited_matches_a_loop_and_ignores_padding():
+  rng = np.random.default_rng(3)
+  b, t, temp = 5, 7, 0.1
+  pos, neg = rng.normal(size=(b, t)), rng.normal(size=(b, t))
+  frames = np.array([1, 3, 7, 2, 0])  # 0 counts one frame, as MISA does
+  got = {base: np.asarray(losses.frame_edited(jnp.asarray(pos), jnp.asarray(neg),
+                                              jnp.asarray(frames), base, 1.0, temp))
+         for base in ("triplet", "softmax")}
+  for i in range(b):
+    n = max(frames[i], 1)
+    hinge = [max(0.0, 1.0 + neg[i, j] - pos[i, j]) for j in range(n)]
+    logistic = [np.log1p(np.exp((neg[i, j] - pos[i, j]) / temp)) for j in range(n)]
+    assert np.isclose(got["triplet"][i], np.mean(hinge), atol=1e-5)
+    assert np.isclose(got["softmax"][i], np.mean(logistic), atol=1e-5)
+  # the frames' best cells: a matchmap's max over (h, w)
+  mm = rng.normal(size=(2, 3, 4, 5))
+  assert np.allclose(losses.frame_scores(jnp.asarray(mm)),
+                     [[mm[i, :, :, j].max() for j in range(5)] for i in range(2)])
+
+
+def test_edited_weight_temperature_and_override_by_hand():
+  sim = jnp.asarray(np.diag([1.0, 2.0]))
+  s_edit = jnp.asarray([0.5, 2.5])
+  key = jax.random.key(0)
+  base, terms = losses.compute_loss("regular", sim, key, base="softmax", temperature=0.5)
+  loss, terms = losses.compute_loss("negatives_edited", sim, key, s_edit, base="softmax",
+                                    temperature=0.5, edited_weight=3.0, edited_temperature=0.25)
+  softplus = lambda x: np.log1p(np.exp(x))
+  edited = np.mean([softplus((0.5 - 1.0) / 0.25), softplus((2.5 - 2.0) / 0.25)])
+  assert np.isclose(terms["edited"], edited, atol=1e-5)
+  assert np.isclose(loss, base + 3.0 * edited, atol=1e-5)
+  loss, terms = losses.compute_loss("negatives_edited", sim, key, s_edit, base="triplet",
+                                    edited_weight=2.0, edited=jnp.asarray([0.2, 0.4]))
+  regular, _ = losses.compute_loss("regular", sim, key, base="triplet")
+  assert np.isclose(terms["edited"], 0.3) and np.isclose(loss, regular + 0.6, atol=1e-6)
