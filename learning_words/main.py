@@ -35,6 +35,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  console.pace_progress()
   verbose = FLAGS.verbosity >= 1
   log = None
   try:

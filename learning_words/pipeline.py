@@ -349,7 +349,7 @@ def say_results(config, workdir: str, where: str, runs=None):
   """Prints the evaluators' tables of the runs (default: all), chance levels and notes
   included."""
   console.say(f"Results on the {config.evals.split} split ({where}):")
-  for line in report_lib.results_tables(workdir, runs):
+  for line in report_lib.results_tables(workdir, runs, config.evals.checkpoint):
     if line:
       console.say(line)
 

@@ -254,6 +254,18 @@ def checkpoint_folder(which: str) -> tuple[str, int] | None:
   return os.path.dirname(parent), int(step)
 
 
+def eval_folder(run_folder: str, which: str = "best") -> str:
+  """Where a run's evaluation of checkpoint `which` is kept: eval/ for the best one, eval_latest/
+  or eval_step<N>/ for others, so evaluating another checkpoint never replaces (or mixes with)
+  the best one's numbers."""
+  which = str(which)
+  given = checkpoint_folder(which)
+  if given is not None:
+    which = str(given[1])
+  return os.path.join(run_folder, "eval" if which == "best" else
+                      f"eval_step{which}" if which.isdigit() else f"eval_{which}")
+
+
 def load_encoders(config, run_folder: str, which: str):
   """(encoders.Encoders, step) of a run's best or latest checkpoint, of the kept checkpoint at a
   given step (`which` a step number, e.g. '624'), or of a checkpoint folder's path (then

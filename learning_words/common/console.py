@@ -14,6 +14,7 @@ import sys
 import time
 
 import jax
+import tqdm
 from absl import logging
 
 from learning_words.common import files
@@ -60,6 +61,30 @@ def setup(log_dir, mode: str, verbose: bool) -> str:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     tfds.disable_progress_bar()  # TFDS's own bars; the stages draw theirs
   return path
+
+
+PROGRESS_EVERY_S = 30  # outside a terminal: a progress bar writes at most this often
+
+
+def pace_progress(stream=None):
+  """Outside a terminal (SLURM output, nohup, CI logs) every progress-bar refresh would be kept
+  as text: there, bars update every PROGRESS_EVERY_S seconds (the default mininterval of every
+  tqdm bar), so a log holds each stage's line and a few progress lines. A TQDM_MININTERVAL the
+  user set is kept."""
+  stream = sys.stderr if stream is None else stream
+  if (hasattr(stream, "isatty") and stream.isatty()) or "TQDM_MININTERVAL" in os.environ:
+    return
+  cls = tqdm.tqdm
+  if getattr(cls.__init__, "_paced", False):
+    return
+  init = cls.__init__  # tqdm read its TQDM_* defaults when first imported: set this one here
+
+  def paced(self, *args, **kwargs):
+    kwargs.setdefault("mininterval", PROGRESS_EVERY_S)
+    init(self, *args, **kwargs)
+
+  paced._paced = True
+  cls.__init__ = paced
 
 
 def keep_log():

@@ -82,25 +82,33 @@ def _figure(width: int, height: int, title: str):
 
 
 def line_plot(series: dict, title: str, width: int = 640, height: int = 320,
-              xlabel: str = "step", chance: float | None = None) -> np.ndarray:
+              xlabel: str = "step", chance: float | dict | None = None,
+              ylabel: str = "") -> np.ndarray:
   """{name: (x [n], y [n])} drawn as lines on one pair of axes, legend at the right, and a dashed
-  line at `chance` -> uint8 [height, width, 3]. Non-finite points are left out; a series of one
-  point is a dot."""
+  line at `chance` (gray), or per series {name: level} in the series' colour -> uint8
+  [height, width, 3]. Non-finite points are left out; a series of one point is a dot."""
   fig, ax = _figure(width, height, title)
   drawn = 0
+  levels = chance if isinstance(chance, dict) else {}
   for k, (name, (x, y)) in enumerate(series.items()):
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
+    colour = np.array(PALETTE[k % len(PALETTE)]) / 255
     if keep.any():
       order = np.argsort(x[keep], kind="stable")
       ax.plot(x[keep][order], y[keep][order], marker="o" if keep.sum() <= 20 else None,
-              markersize=3, color=np.array(PALETTE[k % len(PALETTE)]) / 255, label=str(name))
+              markersize=3, color=colour, label=str(name))
       drawn += 1
-  if chance is not None:
+    if levels.get(name) is not None:
+      ax.axhline(levels[name], color=colour, linestyle="--", linewidth=1,
+                 label=f"{name}: chance {levels[name]:.3g}")
+  if chance is not None and not isinstance(chance, dict):
     ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label=f"chance {chance:.3g}")
   if not drawn:
     ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
   ax.set_xlabel(xlabel, fontsize=9)
+  if ylabel:
+    ax.set_ylabel(ylabel, fontsize=9)
   if drawn or chance is not None:
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
   fig.subplots_adjust(left=0.1, right=0.66, top=0.9, bottom=0.16)  # room for 28-char names

@@ -124,7 +124,8 @@ def run(ctx: context.Context) -> dict:
   objects = seg_lib.to_cells(seg_lib.foreground(maps),
                              res // 2 ** int(ctx.config.model.image_pools))
   components = negatives.object_components(objects)
-  out = {"captions": n}
+  # a mask placed without regard to the image: its cells are object cells this often
+  out = {"captions": n, "chance_mask_on_object": float(np.mean(objects))}
   for location in PLACEMENTS:
     cfg = placement_config(ctx.config, location)
     neg, masks, accepted, img, img_neg, aud, frames = batching.map_batches(

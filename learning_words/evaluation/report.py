@@ -23,7 +23,8 @@ Keys starting with "_" are reserved: no run may be named so. A run's numbers are
 runs/<run>/eval/<evaluator>.json (written by --mode=eval) less the metadata (checkpoint, step,
 ...), nested dicts flattened with "/" (attributes: "categories/color", "words/red/score") and
 non-numbers (lists, paths) left out; NaN is null. An evaluator skipped or never run is absent.
-The report stage's own time is recorded after the report is written: the next report shows it.
+The report stage's own time is recorded after the report is written; report.md's table shows this
+report's time up to writing it.
 
 Seeds: a run <base> and runs <base>_seed<k> are seeds of one experiment (train them with
 --config.train.name=<base>_seed<k> --config.seed=<k>); two or more make a group, whose spread is
@@ -38,6 +39,7 @@ largest value over all words in that image, so a weakly matched word stays dark.
 import functools
 import os
 import re
+import time
 
 import jax
 import jax.numpy as jnp
@@ -48,14 +50,26 @@ from flax import nnx
 from learning_words import experiment, workdir as wd
 from learning_words.common import errors, figures, files, jsonio, mesh as mesh_lib, writers
 from learning_words.data import input_pipeline
-from learning_words.evaluation import attributes, intervals, suite
-from learning_words.learner import drawing, matchmap
+from learning_words.evaluation import attributes, intervals, suite, trained_run
+from learning_words.learner import drawing, losses, matchmap
 from learning_words.models import encoders
 from learning_words.models import generator as gen_lib
 
 EXAMPLES = 4  # test pairs in each run's figures
-CURVE_TAGS = ("loss", "val/score", "val/A_r5", "val/I_r5", "neg/accepted_rate", "neg/mask_area",
-              "neg/mean_tries")
+CURVE_TAGS = ("loss", "val/score", "val/A_r5", "val/I_r5", "val/peak_object", "val/peak_border",
+              "neg/accepted_rate", "neg/mask_area", "neg/mean_tries")
+# Each curve's title and y-axis label.
+CURVE_LABELS = {
+    "loss": ("training loss (dashed: each run's chance, every pair scored alike)", "loss"),
+    "val/score": ("validation score, (A_r5 + I_r5) / 2: picks the best checkpoint", "recall@5"),
+    "val/A_r5": ("validation A_r5 (image -> speech)", "recall@5"),
+    "val/I_r5": ("validation I_r5 (speech -> image)", "recall@5"),
+    "val/peak_object": ("validation captions peaking on an object cell", "share of captions"),
+    "val/peak_border": ("validation captions peaking on the grid's border", "share of captions"),
+    "neg/accepted_rate": ("samples with an accepted drawn negative", "share of samples"),
+    "neg/mask_area": ("drawn negatives' mask area", "share of the image"),
+    "neg/mean_tries": ("tries an accepted negative took", "tries"),
+}
 # The drawn negatives' training statistics (negatives.draw_negatives), averaged over a run's log.
 NEGATIVE_STATS = ("accepted_rate", "mean_tries", "mask_area", "mean_change", "mean_strength",
                   "renders")
@@ -97,6 +111,24 @@ DESCRIPTIONS = {
     "edit_effect": "Negatives drawn at the caption's peak, at a random place and on another "
                    "object: acceptance, where the masks land, what changed.",
 }
+# Column headings of the metrics that are not self-explaining keys.
+COLUMN_LABELS = {
+    "categories/color": "colour", "categories/material": "material", "categories/size": "size",
+    "categories/shape": "shape", "n_pairs": "pairs", "count_spearman": "score vs object count (Spearman)",
+    "pairwise": "pairwise", "pairwise_by/color": "pairwise: colour",
+    "pairwise_by/material": "pairwise: material", "pairwise_by/size": "pairwise: size",
+    "pairwise_by/shape": "pairwise: shape", "r1": "R@1", "r3": "R@3", "r5": "R@5",
+    "random/mean": "random encoder: mean", "pixels/mean": "pixels: mean",
+    "on_object": "on objects", "chance_on_object": "chance (objects)",
+    "on_border": "on the border", "chance_on_border": "chance (border)",
+    "by_similarity/dot/on_object": "on objects, dot product",
+    "by_similarity/cosine/on_object": "on objects, cosine", "ratio": "over chance",
+    "peak/accepted": "accepted at the peak", "peak/mask_on_object": "mask on objects, at the peak",
+    "peak/changes/one_attribute": "one attribute of one object changed, at the peak",
+    "peak/specificity/own": "own caption's drop", "peak/specificity/other": "other captions' drop",
+    "random/accepted": "accepted at a random place",
+    "random/mask_on_object": "mask on objects, random place",
+}
 META = ("evaluator", "run", "checkpoint", "step", "dataset", "split", "seed")
 SEED_NAME = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
 
@@ -120,11 +152,12 @@ def flatten_metrics(d: dict, prefix: str = "") -> dict:
   return out
 
 
-def read_evals(run_dir: str) -> dict:
-  """{evaluator: its JSON} from run_dir/eval/<evaluator>.json. eval.json is not read: an
-  evaluation with fewer evaluators rewrites it, while the others' files stay."""
+def read_evals(run_dir: str, which: str = "best") -> dict:
+  """{evaluator: its JSON} from the run's evaluation of checkpoint `which` (workdir.eval_folder)
+  <evaluator>.json. eval.json is not read: an evaluation with fewer evaluators rewrites it, while
+  the others' files stay."""
   out = {}
-  folder = epath.Path(run_dir) / "eval"
+  folder = epath.Path(wd.eval_folder(run_dir, which))
   for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
     if path.name != "eval.json":
       d = jsonio.read_json(path)
@@ -167,12 +200,12 @@ def aggregate_group(results: dict, members) -> dict:
   return {name: {m: aggregate(v) for m, v in metrics.items()} for name, metrics in values.items()}
 
 
-def collect_results(workdir: str, runs) -> tuple[dict, dict]:
-  """(results.json's object, {run: read_evals(run)}); see the module docstring."""
+def collect_results(workdir: str, runs, which: str = "best") -> tuple[dict, dict]:
+  """(results.json's object, {run: read_evals(run, which)}); see the module docstring."""
   reserved = [r for r in runs if r.startswith("_")]
   if reserved:
     raise ValueError(f"runs {reserved}: names starting with '_' are reserved in results.json")
-  evals = {run: read_evals(wd.path(workdir, "runs", run)) for run in runs}
+  evals = {run: read_evals(wd.path(workdir, "runs", run), which) for run in runs}
   results = {run: run_metrics(evals[run]) for run in runs}
   groups = {base: {"runs": members, **aggregate_group(results, members)}
             for base, members in group_seeds(runs).items()}
@@ -286,7 +319,7 @@ def evaluator_table(name: str, results: dict, evals: dict, runs) -> list:
   has no numbers (skipped, or an empty test: the note under the table says why)."""
   cols = metric_columns(name, results, runs)
   lines = [f"## {name}", ""] + ([DESCRIPTIONS[name], ""] if name in DESCRIPTIONS else []) + [
-      "| run | seeds | checkpoint | " + " | ".join(cols) + " |",
+      "| run | seeds | checkpoint | " + " | ".join(COLUMN_LABELS.get(c, c) for c in cols) + " |",
            "| --- " * (3 + len(cols)) + "|"]
   groups = group_seeds(runs)
   grouped = {r for members in groups.values() for r in members}
@@ -399,11 +432,30 @@ def read_run_scalars(workdir: str, runs) -> dict:
 
 def curve_figures(scalars: dict, chance: dict | None = None) -> dict:
   """{tag: line plot of every run that logged it} for the CURVE_TAGS that some run logged;
-  scalars: read_run_scalars' output; chance: {tag: chance level} drawn as a dashed line."""
+  scalars: read_run_scalars' output; chance: {tag: chance level, or {run: level}} drawn as a
+  dashed line (per run in its colour)."""
   chance = chance or {}
-  return {tag: figures.line_plot({run: s[tag] for run, s in scalars.items() if tag in s}, tag,
-                                 chance=chance.get(tag))
-          for tag in CURVE_TAGS if any(tag in s for s in scalars.values())}
+  out = {}
+  for tag in CURVE_TAGS:
+    series = {run: s[tag] for run, s in scalars.items() if tag in s}
+    if series:
+      title, ylabel = CURVE_LABELS.get(tag, (tag, ""))
+      out[tag] = figures.line_plot(series, title, chance=chance.get(tag), ylabel=ylabel)
+  return out
+
+
+def loss_chances(workdir: str, runs) -> dict:
+  """{run: the loss of a model that scores every pair alike} from each run's kept config (runs
+  without one are left out): different loss kinds start from different levels."""
+  out = {}
+  for run in runs:
+    try:
+      c = trained_run.read_run_config(wd.path(workdir, "runs", run))
+    except errors.MissingError:
+      continue
+    out[run] = losses.chance_loss(c.loss.kind, int(c.data.batch_size), float(c.loss.margin),
+                                  c.loss.base, float(c.loss.temperature))
+  return out
 
 
 def interval_figures(diffs: dict) -> dict:
@@ -511,7 +563,8 @@ def run_figures(config, workdir: str, runs, folder: str | None) -> list:
     if folder is not None:
       figures.save_png(os.path.join(folder, "figures", f"{run}_words.png"),
                        words_figure(pictures, normalise_per_image(heat)))
-    loc = read_evals(wd.path(workdir, "runs", run)).get("localisation", {})
+    loc = read_evals(wd.path(workdir, "runs", run),
+                     config.evals.checkpoint).get("localisation", {})
     if "peak_share" in loc:
       lines += [f"![{run}: where captions peak](figures/{run}_peaks.png)", ""]
       if folder is not None:
@@ -536,13 +589,14 @@ def evaluator_names(evals: dict) -> list:
   return names + sorted({n for e in evals.values() for n in e} - set(names))
 
 
-def results_tables(workdir: str, runs=None) -> list:
-  """Markdown lines: one table per evaluator of the runs' headline numbers (default: every run;
-  the report's tables, also what the pipeline, eval and report modes print when they end)."""
+def results_tables(workdir: str, runs=None, which: str = "best") -> list:
+  """Markdown lines: one table per evaluator of the runs' headline numbers at checkpoint `which`
+  (default: every run; the report's tables, also what the pipeline, eval and report modes print
+  when they end)."""
   runs = wd.list_runs(workdir) if runs is None else list(runs)
   if not runs:
     return []
-  results, evals = collect_results(workdir, runs)
+  results, evals = collect_results(workdir, runs, which)
   lines = []
   for name in evaluator_names(evals):
     lines += evaluator_table(name, results, evals, runs)
@@ -552,11 +606,12 @@ def results_tables(workdir: str, runs=None) -> list:
 def write_report(config, workdir: str) -> str:
   """Writes WORKDIR/report/{report.md, results.json, figures/} for every run with checkpoints;
   returns the path of report.md."""
+  start = time.time()
   runs = wd.list_runs(workdir)
   if not runs:
     raise errors.MissingError(f"no runs with checkpoints under {wd.path(workdir, 'runs')}: "
                               "run --mode=train (and --mode=eval) first")
-  results, evals = collect_results(workdir, runs)
+  results, evals = collect_results(workdir, runs, config.evals.checkpoint)
   folder = wd.path(workdir, "report")
   path = os.path.join(folder, "report.md")
   main = jax.process_index() == 0
@@ -566,7 +621,7 @@ def write_report(config, workdir: str) -> str:
   scalars = read_run_scalars(workdir, runs)
   recall5 = min(5, int(config.train.val_pairs)) / max(1, int(config.train.val_pairs))
   curves = curve_figures(scalars, {"val/score": recall5, "val/A_r5": recall5,
-                                   "val/I_r5": recall5})
+                                   "val/I_r5": recall5, "loss": loss_chances(workdir, runs)})
   for tag, image in curves.items():
     figures.save_png(os.path.join(folder, "figures", curve_file(tag)), image)
   diffs = experiment_differences(evals)
@@ -576,7 +631,12 @@ def write_report(config, workdir: str) -> str:
     results["_experiment"] = diffs
   jsonio.write_json(os.path.join(folder, "results.json"), results)
   names = evaluator_names(evals)
-  lines = ["# Report", "", f"Runs: {', '.join(runs)}. Seeds of one experiment are named <base> "
+  which = str(config.evals.checkpoint)
+  lines = ["# Report", "", f"Checkpoint: {'each run' + chr(39) + 's best by validation' if which == 'best' else which} "
+           f"(--config.evals.checkpoint); numbers and figures all come from it. What each "
+           "metric means, with its chance level: docs/results.md, section \"What each number "
+           "means\", in the learning_words repository.", "",
+           f"Runs: {', '.join(runs)}. Seeds of one experiment are named <base> "
            "and <base>_seed<k>; a group's row is their mean ± sample std. Every number: "
            "results.json.", ""]
   if not names:
@@ -587,7 +647,9 @@ def write_report(config, workdir: str) -> str:
   lines += [f"![{m}](figures/intervals_{m}.png)" for m in sorted(
       {m for arm in diffs.values() for m in arm})] + ([""] if diffs else [])
   lines += negatives_table(scalars)
-  lines += pipeline_table(results["_pipeline_seconds"]) + figure_lines
+  # this report's own time so far (its figures, numbers and intervals), not the previous one's
+  times = {**(results["_pipeline_seconds"] or {}), "report": time.time() - start}
+  lines += pipeline_table(times) + figure_lines
   lines += ["## Training curves", ""]
   lines += [f"![{tag}](figures/{curve_file(tag)})" for tag in curves] or ["No training logs."]
   files.write_bytes(path, ("\n".join(lines) + "\n").encode())

@@ -2,8 +2,9 @@
 
 Each run's encoders come from its Orbax checkpoint (the best by validation score, or the latest:
 `config.evals.checkpoint` or `which`) and are evaluated on `config.evals.split`; the results go to
-eval/<evaluator>.json and eval/eval.json (all of them; a later evaluation of the same run
-overwrites them, and says which checkpoint it used). The dataset, generator and segmenter are
+<evaluator>.json and eval.json (all of them) in the run's folder for that checkpoint
+(workdir.eval_folder: eval/ for the best, eval_latest/ or eval_step<N>/ for another), so that a
+later evaluation of the same checkpoint overwrites them and one of another never does. The dataset, generator and segmenter are
 loaded once for all runs.
 """
 import os
@@ -66,7 +67,7 @@ def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
             "split": config.evals.split, "seed": int(config.evals.seed)}
     out = suite.evaluate(ctx, names)
     if jax.process_index() == 0:
-      folder = wd.path(workdir, "runs", run, "eval")
+      folder = wd.eval_folder(wd.path(workdir, "runs", run), which)
       for name, metrics in out.items():
         jsonio.write_json(os.path.join(folder, f"{name}.json"),
                           {"evaluator": name, **meta, **metrics})

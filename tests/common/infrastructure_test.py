@@ -116,3 +116,19 @@ def test_weight_fingerprints_name_values_not_saves(tmp_path):
   os.remove(tmp_path / "two" / checkpoints.FINGERPRINT)
   assert fp("two") == fp("two") != fp("one")
   assert checkpoints.fingerprint_folders(str(tmp_path / "one"), extra=(8,)) != fp("one")
+
+
+def test_progress_bars_outside_a_terminal_write_a_few_lines():
+  # A piped console (SLURM, nohup, CI): the bars' refreshes are paced, not written at every step.
+  import subprocess
+  import sys
+  code = ("import time\nfrom learning_words.common import console\nconsole.pace_progress()\n"
+          "from tqdm import tqdm\nfor _ in tqdm(range(300)):\n  time.sleep(0.005)\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+  refreshes = out.stderr.replace("\r", "\n").strip().splitlines()
+  assert out.returncode == 0 and 1 <= len(refreshes) <= 3, refreshes
+  assert "300/300" in refreshes[-1]
+  env = {**__import__("os").environ, "TQDM_MININTERVAL": "0"}  # a user's choice is kept
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=env)
+  assert len(out.stderr.replace("\r", "\n").strip().splitlines()) > 20

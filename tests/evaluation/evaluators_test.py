@@ -356,7 +356,12 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
   for key in ("A_r1", "I_r10", "score"):
     assert 0.0 <= latest["results"]["retrieval"][key] <= 1.0
   assert 0.0 <= latest["results"]["edited_recall"]["r5"] <= 1.0
-  assert json.load(open(os.path.join(folder, "retrieval.json")))["step"] == 2
+  # kept apart from the best checkpoint's numbers, which it does not replace
+  latest_folder = os.path.join(workdir, "runs", "rig", "eval_latest")
+  assert json.load(open(os.path.join(latest_folder, "retrieval.json")))["step"] == 2
+  assert json.load(open(os.path.join(folder, "retrieval.json")))["step"] == 1
+  assert wd.eval_folder("R", "latest") == os.path.join("R", "eval_latest")
+  assert wd.eval_folder("R", "620") == os.path.join("R", "eval_step620")
   # A kept step by its number: the step's own weights (step 1's image embedding is constant).
   rig = os.path.join(workdir, "runs", "rig")
   models, step = wd.load_encoders(c, rig, "1")
@@ -370,12 +375,12 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
     wd.load_encoders(c, rig, os.path.join(rig, "checkpoints"))
 
   # Deterministic for the seed: without the cache, the same negatives and the same numbers.
-  first = _without_seconds(json.load(open(os.path.join(folder, "eval.json"))))
+  first = _without_seconds(json.load(open(os.path.join(latest_folder, "eval.json"))))
   with np.load(cache) as f:
     saved = {k: f[k] for k in f.files}
   os.remove(cache)
   runner.evaluate_runs(c, workdir, ["rig"], which="latest")["rig"]
-  assert _without_seconds(json.load(open(os.path.join(folder, "eval.json")))) == first
+  assert _without_seconds(json.load(open(os.path.join(latest_folder, "eval.json")))) == first
   with np.load(cache) as f:
     assert sorted(f.files) == sorted(saved)
     for k in saved:
