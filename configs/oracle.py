@@ -10,7 +10,8 @@ warm-up, then the same budget of each arm from it (learning_words/experiment.py)
 and `oracle_null` (the peak's object moved, its caption word for word the same: a false negative
 that tells whether the tests reward spotting any difference). Compare each arm's gain over this
 world's `regular` with the generator's arms over theirs (configs/reproduce.py). Evaluators that
-edit through the generator (edited recall, semantic, edit effect) do not apply to stored images.
+edit through the generator (edited recall, edit effect) are skipped on stored images; `semantic`
+runs, with the renderer drawing each caption's four one-attribute negatives.
 Running it again skips finished runs and resumes a stopped one.
 
 Wall time on a 2-core CPU: 41 minutes (build_data 94 s, train 35 min for 3 seeds, eval 4.7 min).

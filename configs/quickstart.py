@@ -14,7 +14,7 @@ shorter training crops (captions of the synthetic world last ~2-5 s, i.e. < 512 
 its learning budget: Adam, the in-batch softmax base on cosine matchmaps, the speech encoder's
 padding masked and its convs 5 frames wide, a shallower image encoder after its last pool (below).
 `--config.loss.base=triplet --config.model.cosine=False --config.model.mask_padding=False
---config.model.audio_kernel=17 --config.model.image_depths=(2,2,3,3,3)` gives the reference's
+--config.model.audio_kernel=17 --config.model.image_depths='(2,2,3,3,3)'` gives the reference's
 learner back.
 """
 from learning_words import defaults

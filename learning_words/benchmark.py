@@ -45,7 +45,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from learning_words import torch_peer, workdir as wd
-from learning_words.common import checkpoints, files, jsonio, mesh as mesh_lib, writers
+from learning_words.common import checkpoints, console, files, jsonio, mesh as mesh_lib, writers
 from learning_words.data import input_pipeline
 from learning_words.learner import flops as flops_lib, matchmap, recall, train
 from learning_words.models import generator as gen_lib
@@ -267,6 +267,10 @@ def time_storage(config, remote: str, data_dir: str | None = None, repeats: int 
 
 def main(argv):
   del argv
+  # Library INFO lines (Orbax, TFDS) go to a log file beside the JSON, as the main job's do.
+  log = console.setup(os.path.join(os.path.dirname(os.path.abspath(FLAGS.out)), "logs"),
+                      "benchmark", FLAGS.verbosity >= 1)
+  print(f"benchmark: log {log}", flush=True)
   out = {"device": str(jax.devices()[0]),
          "device_count": jax.device_count()}
   if FLAGS.storage:

@@ -4,8 +4,9 @@
       [--config.key=value ...] [--verbosity=1]
 
 Modes: `pipeline` (every stage in order, skipping finished ones) or one stage by name
-(pipeline.STAGES), or a tool (pipeline.TOOLS). `--mode=eval` evaluates every run under
-WORKDIR/runs (or `--config.train.name=RUN`) from its best checkpoint (`--config.evals.checkpoint=`
+(pipeline.STAGES), or a tool (pipeline.TOOLS). `--mode=eval` evaluates the preset's runs
+(`train.kinds`, or the experiment's arms; every run under WORKDIR/runs when it names none, or
+`--config.train.name=RUN`) from its best checkpoint (`--config.evals.checkpoint=`
 `latest`, a kept step, or a checkpoint folder's path RUN/checkpoints/STEP) with the evaluators
 named in `--config.evals.names`, writing WORKDIR/runs/RUN/eval/*.json, and prints their tables.
 The first line names the JAX backend and the device count. The terminal shows stages, progress

@@ -22,6 +22,10 @@ def test_benchmark_json_on_tiny(tmp_path):
                       f"--out={out}", "--steps=1", "--recall_pairs=40", "--peer=torch", *flags],
                      cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
+  # Library INFO lines (Orbax's) go to the log file beside the JSON, not to the console.
+  assert "INFO" not in r.stdout + r.stderr and "orbax" not in (r.stdout + r.stderr).lower()
+  logs = list((tmp_path / "logs").glob("benchmark_*.log"))
+  assert len(logs) == 1
   res = json.loads(out.read_text())
   config = tiny.get_config()
   for k, v in OVERRIDES.items():

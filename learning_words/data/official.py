@@ -81,7 +81,8 @@ class AudioClevrganOfficial(records.Builder):
 
   def __init__(self, **kwargs):
     super().__init__(**kwargs)
-    self.skipped = []  # (path, reason) of files skipped under on_bad_audio='skip'
+    # {"split", "id", "reason"} of each file skipped under on_bad_audio='skip'
+    self.skipped = []
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
@@ -102,7 +103,7 @@ class AudioClevrganOfficial(records.Builder):
         if self.builder_config.on_bad_audio != "skip":
           raise type(e)(f"{e}. Fix or remove the file, or pass --config.data.on_bad_audio=skip "
                         "to skip bad files") from e
-        self.skipped.append((file_id, str(e)))
+        self.skipped.append({"split": split, "id": file_id, "reason": str(e)})
         logging.warning("skipping id %s of %s: %s", file_id, split, e)
 
 

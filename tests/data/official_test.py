@@ -1,4 +1,5 @@
 """The official-layout builder on a fixture written by the test (TTS audio), and its bad inputs."""
+import json
 import os
 import shutil
 
@@ -81,7 +82,9 @@ def test_bad_files_raise_naming_the_file_or_are_skipped_and_counted(official_lay
   except (official.DataError, audio.AudioError) as e:
     assert os.path.basename(bad) in str(e)
   builder = official.prepare(_config(root, on_bad_audio="skip"), str(tmp_path / "data_skip"))
-  assert [file_id for file_id, _ in builder.skipped] == ["5"]
+  assert [(d["split"], d["id"]) for d in builder.skipped] == [("train", "5")]
+  with open(os.path.join(builder.data_dir, "skipped.json")) as f:  # each entry names its split
+    assert [(d["split"], d["id"]) for d in json.load(f)] == [("train", "5")]
   assert sorted(_read_all(builder, "train")) == [i for i in FIXTURE_SPLITS["train"] if i != 5]
 
 
