@@ -39,8 +39,10 @@ def main(argv):
   console.pace_progress()
   verbose = FLAGS.verbosity >= 1
   log = None
+  bucket_gone = False
   try:
     wd.check(FLAGS.workdir)
+    files.reach(FLAGS.workdir)
     try:
       epath.Path(FLAGS.workdir).mkdir(parents=True, exist_ok=True)
     except Exception as e:  # pylint: disable=broad-except
@@ -59,7 +61,10 @@ def main(argv):
       raise
     if log:  # the traceback, for the log file only (INFO stays off the terminal)
       logging.info("stopped by %s", type(e).__name__, exc_info=True)
-    print(f"error: {e}" + (f" (details: {log})" if log else ""), file=sys.stderr)
+    # A bucket that stopped answering will not take the log either: name the local copy.
+    bucket_gone = isinstance(e, errors.StorageError) and files.is_cloud(log or "")
+    details = console.local_log() if bucket_gone else log
+    print(f"error: {e}" + (f" (details: {details})" if details else ""), file=sys.stderr)
     sys.exit(2)
   except Exception:  # a bug: its traceback on the terminal (as Python prints it) and in the log
     if log and not verbose:
@@ -67,7 +72,8 @@ def main(argv):
     raise
   finally:
     try:
-      console.keep_log()
+      if not bucket_gone:
+        console.keep_log()
     except Exception:  # pylint: disable=broad-except
       print(f"note: the log could not be copied to {log}; it is kept at "
             f"{console.local_log()}", file=sys.stderr)

@@ -60,14 +60,19 @@ def data_root(workdir: str) -> str:
 
 def _cached(workdir: str, folder: str) -> str | None:
   """A dataset folder under data_root when it is complete there, fetched from the bucket's copy
-  first when only that one is (gs:// workdirs); else None."""
+  first when only that one is (gs:// workdirs); else None. On a gs:// workdir, a local dataset
+  whose bucket copy is incomplete (an upload cut off) is uploaded again, so running the same
+  command repairs it; an incomplete bucket copy is never downloaded (files.download refuses it
+  in one line)."""
   local = epath.Path(folder)
-  if (local / "dataset_info.json").is_file():
+  cloud = files.is_cloud(workdir)
+  remote = (epath.Path(path(workdir, "data")) / os.path.relpath(folder, data_root(workdir))
+            if cloud else None)
+  if (local / files.MARKER).is_file():
+    if cloud and not files.complete_copy(remote):
+      files.upload(local, remote)
     return folder
-  if not files.is_cloud(workdir):
-    return None
-  remote = epath.Path(path(workdir, "data")) / os.path.relpath(folder, data_root(workdir))
-  if not (remote / "dataset_info.json").is_file():
+  if not cloud or not any((remote / name).exists() for name in (files.MARKER, files.MANIFEST)):
     return None
   files.download(remote, local)
   return folder

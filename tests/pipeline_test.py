@@ -20,7 +20,7 @@ from PIL import Image
 
 from configs import tiny
 from learning_words import pipeline, workdir as wd
-from learning_words.common import checkpoints, errors
+from learning_words.common import checkpoints, errors, files
 from learning_words.data import audio, input_pipeline
 from learning_words.data import records
 from learning_words.learner import recall
@@ -105,11 +105,15 @@ def _dataset_cached_from_the_bucket(c, folder, workdir, cache):
   rel = os.path.relpath(folder, os.path.join(cache, "gs", "lw-test", "tiny", "data"))
   local = {p.name: p.read_bytes() for p in epath.Path(folder).iterdir()}
   remote = {p.name: p.read_bytes() for p in epath.Path(workdir, "data", rel).iterdir()}
+  # the bucket's copy adds the manifest of the files' sizes, written last (its completeness)
+  manifest = json.loads(remote.pop(files.MANIFEST))
   assert local == remote and "dataset_info.json" in remote
+  assert manifest == {name: len(data) for name, data in remote.items()}
   for p in epath.Path(folder).iterdir():
     p.unlink()
   assert wd.dataset_dir(c, workdir) == folder
-  assert {p.name: p.read_bytes() for p in epath.Path(folder).iterdir()} == remote
+  fetched = {p.name: p.read_bytes() for p in epath.Path(folder).iterdir()}
+  assert json.loads(fetched.pop(files.MANIFEST)) == manifest and fetched == remote
 
 
 def _readme_snippet(c, workdir, tmp_path):

@@ -9,6 +9,7 @@ mirror of the bucket's path and copied up (`mirror`, `upload`); datasets are rea
 mirror, filled from the bucket once (`download`), so every host reads locally.
 """
 import io
+import json
 import os
 import re
 import socket
@@ -100,12 +101,30 @@ def _files(folder: epath.Path):
       yield os.path.relpath(path, folder), path
 
 
+# A dataset folder is complete where its marker is: TFDS's dataset_info.json, and on a bucket our
+# manifest of every file's size, written after everything else.
+MARKER = "dataset_info.json"
+MANIFEST = "lw_manifest.json"
+
+
+def sizes(folder) -> dict:
+  """{relative path: size in bytes} of every file under folder but the manifest."""
+  return {rel: p.stat().length for rel, p in _files(epath.Path(folder)) if rel != MANIFEST}
+
+
+def _last(rel: str) -> bool:
+  return os.path.basename(rel) in (MARKER, MANIFEST)
+
+
 def _copy_tree(src, dst) -> int:
-  """Copies the files under src that dst lacks (or holds at another size); returns how many."""
+  """Copies the files under src that dst lacks (or holds at another size), the completeness
+  markers (MARKER, MANIFEST) last, so that a copy stopped half-way never looks complete; returns
+  how many were copied."""
   import fsspec  # pylint: disable=g-import-not-at-top
   src, dst = epath.Path(src), epath.Path(dst)
   copied = 0
-  for rel, path in _files(src):
+  ordered = sorted(_files(src), key=lambda item: (_last(item[0]), item[0] == MANIFEST, item[0]))
+  for rel, path in ordered:
     target = dst / rel
     if target.exists() and target.stat().length == path.stat().length:
       continue
@@ -125,13 +144,65 @@ def _copy_tree(src, dst) -> int:
 
 
 def upload(local, remote) -> int:
-  """Copies a local folder's files up to a gs:// folder (those not there yet)."""
-  return _copy_tree(local, remote)
+  """Copies a local folder's files up to a gs:// folder (those not there yet, the marker last),
+  then writes the manifest of their sizes: the bucket's copy is complete once it is there."""
+  copied = _copy_tree(local, remote)
+  epath.Path(remote, MANIFEST).write_text(json.dumps(sizes(local), sort_keys=True))
+  return copied
+
+
+def complete_copy(folder) -> bool:
+  """Whether a folder holds every file its manifest names, at the manifest's sizes."""
+  manifest = epath.Path(folder, MANIFEST)
+  if not manifest.is_file():
+    return False
+  try:
+    want = json.loads(manifest.read_text())
+  except ValueError:
+    return False
+  return sizes(folder) == want
 
 
 def download(remote, local) -> int:
-  """Copies a gs:// folder's files into a local one (those not there yet)."""
-  return _copy_tree(remote, local)
+  """Copies a complete gs:// folder's files into a local one (those not there yet, the marker and
+  the manifest last) and checks the copy against the manifest; an incomplete one is refused."""
+  if not complete_copy(remote):
+    raise errors.StorageError(f"{remote} is incomplete (an upload that was cut off), so it is not "
+                              "copied: run the command that built it again on the host that "
+                              f"built it (it uploads the rest), or delete {remote} to build it "
+                              "anew")
+  copied = _copy_tree(remote, local)
+  if not complete_copy(local):
+    raise errors.StorageError(f"{local}: the copy of {remote} does not match its manifest; delete "
+                              f"{local} and run the command again")
+  return copied
+
+
+def endpoint() -> tuple[str, int]:
+  """(host, port) that gs:// requests go to: the emulator's when STORAGE_EMULATOR_HOST names one
+  (as gcsfs reads it), else Google Cloud Storage's."""
+  url = os.environ.get("STORAGE_EMULATOR_HOST", "")
+  if url:
+    m = re.match(r"^(?:(https?)://)?([^:/]+)(?::(\d+))?", url)
+    if m:
+      return m.group(2), int(m.group(3) or (443 if m.group(1) == "https" else 80))
+  return "storage.googleapis.com", 443
+
+
+def reach(workdir, timeout_s: float = 10.0):
+  """Before anything is written to a gs:// workdir: one TCP connection to the storage endpoint,
+  so that no network ends in one line within timeout_s rather than after a minute of the client's
+  retries (StorageError; nothing was written)."""
+  if not is_cloud(workdir):
+    return
+  host, port = endpoint()
+  try:
+    socket.create_connection((host, port), timeout=timeout_s).close()
+  except OSError as e:
+    raise errors.StorageError(
+        f"{workdir}: cannot reach the storage at {host}:{port} ({type(e).__name__}: {e}); nothing "
+        "was written. Check the network (and STORAGE_EMULATOR_HOST, if set), then run the command "
+        "again") from None
 
 
 _UNREACHABLE = ("connection refused", "cannot connect", "failed to establish a new connection",

@@ -1,7 +1,12 @@
 """common/files.py: whole-file writes, the local mirror of a bucket path, copying folders up and
 down (only what is missing or differs), and which failures count as an unreachable bucket."""
+import json
 import os
 
+import pytest
+from etils import epath
+
+from learning_words import workdir as wd
 from learning_words.common import errors, files
 
 
@@ -20,16 +25,83 @@ def test_the_mirror_of_a_bucket_path_is_under_the_cache(tmp_path, monkeypatch):
 
 
 def test_copying_a_folder_copies_only_what_is_missing_or_differs(tmp_path):
-  src, dst = tmp_path / "src", tmp_path / "dst"
+  src, dst, back = tmp_path / "src", tmp_path / "dst", tmp_path / "back"
   (src / "sub").mkdir(parents=True)
   (src / "a").write_bytes(b"1")
   (src / "sub" / "b").write_bytes(b"22")
   assert files.upload(src, dst) == 2
   assert files.upload(src, dst) == 0
+  assert json.loads((dst / files.MANIFEST).read_text()) == {"a": 1, "sub/b": 2}
   (src / "sub" / "b").write_bytes(b"333")  # another size: copied again
-  assert files.download(src, dst) == 1
-  assert {p.relative_to(dst).as_posix(): p.read_bytes() for p in dst.rglob("*") if p.is_file()} == {
-      "a": b"1", "sub/b": b"333"}
+  assert files.upload(src, dst) == 1 and files.complete_copy(dst)
+  assert files.download(dst, back) == 3  # the two files and the manifest
+  assert {p.relative_to(back).as_posix(): p.read_bytes() for p in back.rglob("*")
+          if p.is_file() and p.name != files.MANIFEST} == {"a": b"1", "sub/b": b"333"}
+
+
+def test_the_markers_are_copied_last(tmp_path, monkeypatch):
+  src = tmp_path / "src"
+  src.mkdir()
+  for name in ("a.array_record", files.MARKER, "features.json", "z.json"):
+    (src / name).write_bytes(b"x")
+  order = []
+  real = files.write_bytes
+  monkeypatch.setattr(files, "write_bytes", lambda p, d: (order.append(os.path.basename(p)),
+                                                           real(p, d))[1])
+  files.upload(src, tmp_path / "dst")
+  assert order == ["a.array_record", "features.json", "z.json", files.MARKER]
+
+
+def test_a_cut_off_upload_is_refused_then_repaired_by_rerunning(gcs, tmp_path, monkeypatch):
+  # A dataset built in the local mirror; its upload dies after the first file.
+  monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "cache"))
+  workdir = f"gs://lw-test/cut_{os.getpid()}"
+  local = os.path.join(wd.data_root(workdir), "ds", "1.0.0")
+  os.makedirs(local)
+  for name, data in (("ds-train.array_record", b"r" * 100), ("features.json", b"{}"),
+                     (files.MARKER, b"{}")):
+    with open(os.path.join(local, name), "wb") as f:
+      f.write(data)
+  remote = epath.Path(wd.path(workdir, "data", "ds", "1.0.0"))
+  import fsspec
+  real_url_to_fs = fsspec.core.url_to_fs
+  puts = []
+
+  class Dying:  # the bucket's filesystem, gone after its first upload
+    def __init__(self, fs):
+      self.fs = fs
+
+    def put_file(self, *args, **kwargs):
+      puts.append(args[1])
+      if len(puts) > 1:
+        raise ConnectionError("the bucket went away")
+      return self.fs.put_file(*args, **kwargs)
+
+  def url_to_fs(url, **kwargs):
+    fs, where = real_url_to_fs(url, **kwargs)
+    return Dying(fs), where
+
+  monkeypatch.setattr(fsspec.core, "url_to_fs", url_to_fs)
+  with pytest.raises(ConnectionError):
+    files.upload(local, remote)
+  monkeypatch.setattr(fsspec.core, "url_to_fs", real_url_to_fs)
+  assert [os.path.basename(p) for p in puts] == ["ds-train.array_record", "features.json"]
+  assert (remote / "ds-train.array_record").exists()
+  assert not (remote / files.MARKER).exists() and not files.complete_copy(remote)
+  # Another host (an empty cache) refuses the partial copy, in one line that says what to do.
+  other = tmp_path / "other_cache"
+  monkeypatch.setenv(files.CACHE_ENV, str(other))
+  (remote / files.MARKER).write_text("{}")  # even with the marker there (an older upload order)
+  with pytest.raises(errors.StorageError, match="incomplete .* run the command that built it"):
+    wd._cached(workdir, os.path.join(wd.data_root(workdir), "ds", "1.0.0"))
+  assert not (other / "gs").exists() or not any(p.is_file() for p in other.rglob("*"))
+  # The host that built it runs the same command again: the bucket's copy is made whole.
+  monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "cache"))
+  assert wd._cached(workdir, local) == local and files.complete_copy(remote)
+  monkeypatch.setenv(files.CACHE_ENV, str(other))
+  fetched = wd._cached(workdir, os.path.join(wd.data_root(workdir), "ds", "1.0.0"))
+  with open(os.path.join(fetched, "ds-train.array_record"), "rb") as f:
+    assert f.read() == b"r" * 100
 
 
 def test_only_connection_failures_on_a_bucket_become_a_storage_error():
@@ -45,3 +117,35 @@ def test_only_connection_failures_on_a_bucket_become_a_storage_error():
   assert str(error).startswith("gs://bkt/run: the bucket stopped answering (ConnectionRefusedError")
   assert files.storage_error("/local/run", chained) is None
   assert files.storage_error("gs://bkt/run", ValueError("shapes differ")) is None
+
+
+def test_no_network_at_start_is_one_line_in_seconds(tmp_path):
+  # A gs:// workdir whose storage endpoint answers nothing: one line, exit 2, well before the
+  # storage client's minute of retries, and nothing created.
+  import socket
+  import subprocess
+  import sys
+  import time
+  from tests.conftest import ROOT
+  with socket.socket() as s:  # a port with nothing listening
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}",
+         files.CACHE_ENV: str(tmp_path / "cache")}
+  start = time.time()
+  out = subprocess.run([sys.executable, "-m", "learning_words.main", "--config=configs/tiny.py",
+                        "--workdir=gs://lw-test/nowhere", "--mode=report"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+  lines = (out.stdout + out.stderr).strip().splitlines()
+  assert out.returncode == 2 and len(lines) == 1, lines
+  assert f"cannot reach the storage at 127.0.0.1:{port}" in lines[0]
+  assert "nothing was written" in lines[0] and time.time() - start < 30
+
+
+def test_the_storage_endpoint(monkeypatch):
+  monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+  assert files.endpoint() == ("storage.googleapis.com", 443)
+  for url, want in (("http://127.0.0.1:9023", ("127.0.0.1", 9023)), ("localhost:8080",
+                    ("localhost", 8080)), ("https://gcs.example", ("gcs.example", 443))):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+    assert files.endpoint() == want
