@@ -14,7 +14,7 @@ edit through the generator (edited recall, edit effect) are skipped on stored im
 runs, with the renderer drawing each caption's four one-attribute negatives.
 Running it again skips finished runs and resumes a stopped one.
 
-Wall time on a 2-core CPU: 41 minutes (build_data 94 s, train 35 min for 3 seeds, eval 4.7 min).
+Wall time on a 2-core AMD EPYC CPU: 41 minutes (build_data 94 s, train 35 min for 3 seeds, eval 4.7 min).
 Expected (test split, each arm minus `regular`, mean over seeds, 95% paired bootstrap): attributes
 +0.025 [+0.016, +0.035] for `oracle`, +0.031 for `oracle_random`, -0.005 for `oracle_null`;
 retrieval I_r10 -0.02 to -0.05 for every edited arm (docs/results.md).

@@ -3,7 +3,7 @@
   bash launch/quickstart.sh
   python -m learning_words.main --config=configs/quickstart.py --workdir=workdir --mode=pipeline
 
-Wall time on a 2-core CPU: about 15 minutes from a fresh clone (set-up 1 min, render 17 s,
+Wall time on a 2-core AMD EPYC CPU: about 15 minutes from a fresh clone (set-up 1 min, render 17 s,
 build_data 2 min, training both runs 8 min, eval 4 min). Expected on the test split (seed 0):
 `regular` A_r10 / I_r10 0.171 / 0.193, captions peaking on objects 0.729 (chance 0.201), edited
 R@1 0.440, semantic R@1 0.272, attributes 0.579; `negatives_edited` 0.163 / 0.169, 0.578, 0.820,

@@ -8,7 +8,7 @@ The quickstart's world and learner (configs/quickstart.py); runs are `warmup_see
 on another object than the caption's peak. Running it again skips finished runs and resumes a
 stopped one. 2 warm-up + 2 branch epochs: each arm gets the quickstart's 4-epoch budget.
 
-Wall time on a 2-core CPU: not measured as shipped (five arms at 24 tries per negative). Measured
+Wall time on a 2-core AMD EPYC CPU: not measured as shipped (five arms at 24 tries per negative). Measured
 before: one seed's warm-up and four arms trained in 22 minutes at 8 tries per negative, and each
 arm evaluates in about 35 s; the published result ran four arms (no `edited_cluster`) at 24 tries. Expected: each edited arm minus
 `regular` on the test split, mean over seeds with 95% paired bootstrap intervals, e.g. attributes

@@ -2,7 +2,7 @@
 
   python -m learning_words.main --config=configs/tiny.py --workdir=/tmp/lw_tiny --mode=pipeline
 
-Wall time on a 2-core CPU: a minute or two for the whole pipeline, mostly compilation. Expected
+Wall time on a 2-core AMD EPYC CPU: a minute or two for the whole pipeline, mostly compilation. Expected
 numbers: none that mean anything (16 px, a few dozen pairs). No generator is shipped at 16 px: the
 pipeline renders, then stops and says how to train one; with --config.gan.retrain=True it trains
 a tiny GAN and runs every stage (what the tests do).

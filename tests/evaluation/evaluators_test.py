@@ -345,6 +345,17 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
   if eff["peak"]["accepted"] > 0:  # constant features score every image alike
     assert eff["peak"]["specificity"]["own"] == eff["peak"]["specificity"]["other"] == 0.0
 
+  # The fake segmenter reads one cube per image, the same shape, size and material everywhere:
+  # a probe fitted on one class can only say it, and is right (colour varies with brightness).
+  probe = res["probe"]
+  assert probe["n_objects"] == n and probe["labels"] == "segmenter" and probe["n_fit_objects"] > 0
+  for row in (probe, probe["random"], probe["pixels"]):
+    assert [row["categories"][a] for a in ("shape", "size", "material")] == [1.0, 1.0, 1.0]
+    assert 0.0 <= row["categories"]["color"] <= 1.0
+  assert probe["chance"]["shape"] == 1.0 and len(probe["items"]["correct"]) == n
+  # Pairwise semantic accuracy: every image scores alike, so every pair ties and none is won.
+  assert sem["pairwise"] == 0.0 and sem["pairwise_ties"] == 1.0
+
   # The latest checkpoint: another step, the same cached semantic negatives.
   cache = sem["cache"]
   stamp = os.stat(cache).st_mtime_ns
