@@ -3,11 +3,13 @@
   bash launch/quickstart.sh
   python -m learning_words.main --config=configs/quickstart.py --workdir=workdir --mode=pipeline
 
-Wall time on a 2-core AMD EPYC CPU: about 15 minutes from a fresh clone (set-up 1 min, render 17 s,
-build_data 2 min, training both runs 8 min, eval 4 min). Expected on the test split (seed 0):
-`regular` A_r10 / I_r10 0.171 / 0.193, captions peaking on objects 0.729 (chance 0.201), edited
-R@1 0.440, semantic R@1 0.272, attributes 0.579; `negatives_edited` 0.163 / 0.169, 0.578, 0.820,
-0.361, 0.616 (docs/results.md). Results are deterministic on one machine, not across machines.
+Wall time from a fresh clone: 15 to 22 minutes on 2-core machines (AMD EPYC 14 min 45 s and
+21 min 40 s, Intel Xeon 20 min 51 s; training both runs 8-12 min, eval 4-6 min). Expected on the
+test split (seed 0), as the range over those machines: `regular` A_r10 / I_r10 0.17-0.23 /
+0.19-0.24, captions peaking on objects 0.48-0.73 (chance 0.201), semantic pairwise 0.64 (one
+machine; chance 0.5); `negatives_edited` A_r10 0.15-0.16, edited R@1 0.76-0.82 (chance 0.1),
+semantic pairwise 0.71 (one machine). Results are deterministic on one machine, not across CPU
+models (docs/results.md).
 
 Deviates from the reference for CPU budget: 32 px scenes (the reference's GAN draws 128 px), and
 shorter training crops (captions of the synthetic world last ~2-5 s, i.e. < 512 frames); and for
