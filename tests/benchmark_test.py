@@ -110,6 +110,7 @@ def test_storage_timings_on_the_emulator(gcs, data_dir):
   dataset is the local one byte for byte."""
   del gcs  # running
   from etils import epath  # pylint: disable=g-import-not-at-top
+  from learning_words.common import files  # pylint: disable=g-import-not-at-top
   from learning_words import benchmark  # pylint: disable=g-import-not-at-top
   got = benchmark.time_storage(tiny.get_config(), "gs://lw-test/bench", data_dir, repeats=1,
                                records=5)
@@ -119,4 +120,5 @@ def test_storage_timings_on_the_emulator(gcs, data_dir):
   assert got["dataset"]["bucket_records_per_s"] > 0 and got["dataset"]["local_records_per_s"] > 0
   local = {p.name: p.read_bytes() for p in epath.Path(data_dir).iterdir()}
   remote = {p.name: p.read_bytes() for p in epath.Path("gs://lw-test/bench/dataset").iterdir()}
+  assert json.loads(remote.pop(files.MANIFEST)) == {k: len(v) for k, v in local.items()}
   assert local == remote

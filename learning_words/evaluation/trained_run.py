@@ -11,6 +11,7 @@ passes, so a score here is the score the evaluators compute for the same pair.
 """
 import functools
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -118,9 +119,8 @@ class TrainedRun:
     spec = audio.log_mel_spectrogram(wav, name=name)
     frames = int(self.config.data.eval_frames)
     if spec.shape[0] > frames:
-      raise errors.InputError(f"the recording lasts {spec.shape[0] / 100:.2f} s, longer than the "
-                              f"{frames / 100:.2f} s the run scores (data.eval_frames = {frames}); "
-                              "cut it, or score its parts")
+      warnings.warn(f"{name}: the recording lasts {spec.shape[0] / 100:.2f} s; only its first "
+                    f"{frames / 100:.2f} s are scored (data.eval_frames = {frames})", stacklevel=3)
     return audio.pad_or_crop(spec, frames)
 
   @staticmethod
