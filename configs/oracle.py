@@ -14,10 +14,13 @@ edit through the generator (edited recall, edit effect) are skipped on stored im
 runs, with the renderer drawing each caption's four one-attribute negatives.
 Running it again skips finished runs and resumes a stopped one.
 
-Wall time on a 2-core AMD EPYC CPU: 41 minutes (build_data 94 s, train 35 min for 3 seeds, eval 4.7 min).
-Expected (test split, each arm minus `regular`, mean over seeds, 95% paired bootstrap): attributes
-+0.025 [+0.016, +0.035] for `oracle`, +0.031 for `oracle_random`, -0.005 for `oracle_null`;
-retrieval I_r10 -0.02 to -0.05 for every edited arm (docs/results.md).
+Wall time on 2-core AMD EPYC CPUs: 41 to 70 minutes (build_data 94-129 s, train 35-52 min for 3
+seeds, eval 5-14 min; the evaluations of this version include the probe). Expected (test split,
+each arm minus `regular`, mean over seeds, 95% paired bootstrap), as measured on 2026-12-06:
+semantic pairwise accuracy +0.001 [-0.013, +0.015] for `oracle` (regular 0.62), count-matched word
+test +0.000 [-0.004, +0.004]; retrieval A_r10 -0.02 for every edited arm. An earlier run on
+another machine gave the plain word test +0.025 [+0.016, +0.035] for `oracle`; this one +0.004
+[-0.004, +0.013] (docs/results.md).
 """
 from learning_words import defaults
 
