@@ -7,8 +7,10 @@ the captions: `synth` (TTS, the default) or `natural` (recorded).
 
 128 px images, 1024 training / 2048 evaluation frames, batch 32, as the reference trains.
 
-Needs an accelerator: at batch 8 one `regular` step took 5.9 s on a 2-core CPU and 6.7 ms on one
-H200 (`negatives_edited`: 17.7 s / 10.7 ms; docs/performance.md), and the reference trains for
+Needs an accelerator: at batch 8 one `regular` step took 6.9 s on a 2-core AMD EPYC on 2026-12-06
+(`python -m learning_words.benchmark --config=configs/paper.py --steps=3`; `negatives_edited`
+14.8 s with random weights) and 6.7 ms on one H200 (10.7 ms; docs/performance.md), and the
+reference trains for
 100+ epochs. `bash launch/device_check.sh OUT` measures a GPU or TPU. Expected numbers: none
 measured yet with this preset on the official files; the paper's are its own (docs/results.md).
 """
