@@ -60,12 +60,12 @@ CURVE_TAGS = ("loss", "val/score", "val/A_r5", "val/I_r5", "val/peak_object", "v
               "neg/accepted_rate", "neg/mask_area", "neg/mean_tries")
 # Each curve's title and y-axis label.
 CURVE_LABELS = {
-    "loss": ("training loss (dashed: each run's chance, every pair scored alike)", "loss"),
+    "loss": ("training loss (dashed: each run's chance)", "loss"),
     "val/score": ("validation score, (A_r5 + I_r5) / 2: picks the best checkpoint", "recall@5"),
     "val/A_r5": ("validation A_r5 (image -> speech)", "recall@5"),
     "val/I_r5": ("validation I_r5 (speech -> image)", "recall@5"),
-    "val/peak_object": ("validation captions peaking on an object cell", "share of captions"),
-    "val/peak_border": ("validation captions peaking on the grid's border", "share of captions"),
+    "val/peak_object": ("captions peaking on an object (dashed: chance)", "share of captions"),
+    "val/peak_border": ("captions peaking on the border (dashed: chance)", "share of captions"),
     "neg/accepted_rate": ("samples with an accepted drawn negative", "share of samples"),
     "neg/mask_area": ("drawn negatives' mask area", "share of the image"),
     "neg/mean_tries": ("tries an accepted negative took", "tries"),
@@ -620,8 +620,13 @@ def write_report(config, workdir: str) -> str:
     return path
   scalars = read_run_scalars(workdir, runs)
   recall5 = min(5, int(config.train.val_pairs)) / max(1, int(config.train.val_pairs))
-  curves = curve_figures(scalars, {"val/score": recall5, "val/A_r5": recall5,
-                                   "val/I_r5": recall5, "loss": loss_chances(workdir, runs)})
+  loc = {run: evals[run].get("localisation", {}) for run in runs}
+  curves = curve_figures(scalars, {
+      "val/score": recall5, "val/A_r5": recall5, "val/I_r5": recall5,
+      "loss": loss_chances(workdir, runs),
+      # chance as the localisation evaluator measured it on the evaluated images
+      "val/peak_object": {r: d["chance_on_object"] for r, d in loc.items() if "chance_on_object" in d},
+      "val/peak_border": {r: d["chance_on_border"] for r, d in loc.items() if "chance_on_border" in d}})
   for tag, image in curves.items():
     figures.save_png(os.path.join(folder, "figures", curve_file(tag)), image)
   diffs = experiment_differences(evals)

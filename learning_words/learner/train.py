@@ -125,19 +125,16 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       mm = drawing.heat_matchmap(img, aud, config)
       neg, accepted, stats = oracle.oracle_negatives(batch, mm, frames, k_neg,
                                                      config.negatives.mode)
-      img_neg = models.image(neg)
-      mm_neg = matchmap.matchmap(img_neg, aud, cosine=config.model.cosine)
-      s_edit = matchmap.misa(mm_neg, frames)
     elif kind in EDITED_KINDS:
       mm = drawing.heat_matchmap(img, aud, config)
       neg, _, accepted, stats = drawing.draw(
           g, z, x_layer, positives, jax.lax.stop_gradient(img), jax.lax.stop_gradient(aud), mm,
           frames, k_neg, config, concept_arrays, groups,
           None if objects is None else objects[batch["z_index"]])
-      img_neg = models.image(neg)
-      mm_neg = matchmap.matchmap(img_neg, aud, cosine=config.model.cosine)
-      s_edit = matchmap.misa(mm_neg, frames)
     edited = None
+    if kind in EDITED_KINDS:  # the negative (oracle or drawn) scored against its caption
+      mm_neg = matchmap.matchmap(models.image(neg), aud, cosine=config.model.cosine)
+      s_edit = matchmap.misa(mm_neg, frames)
     if s_edit is not None and config.loss.edited_score == "frames":
       edited = losses.frame_edited(
           losses.frame_scores(matchmap.matchmap(img, aud, cosine=config.model.cosine)),
