@@ -172,7 +172,8 @@ def get_config() -> ml_collections.ConfigDict:
   # The edited term (differences from the reference, which weighs it 1 on the MISA means):
   c.loss.edited_weight = 1.0       # its weight in negatives_edited
   c.loss.edited_temperature = 0.0  # softmax base: its own temperature (0: loss.temperature)
-  c.loss.edited_score = "misa"     # 'misa' (the two MISA means) or 'frames' (frame by frame)
+  c.loss.edited_score = "misa"     # 'misa' (the two MISA means), 'frames' (frame by frame) or
+  #                                  'word' (the edited word's frames only; oracle negatives)
 
   # Drawing negatives inside the step (learning_words/learner/negatives.py).
   c.negatives = ml_collections.ConfigDict()

@@ -28,6 +28,7 @@ SAMPLE_RATE = 16000
 _PREEMPHASIS = 0.97
 _WINDOW_SECONDS = 0.025
 _HOP_SECONDS = 0.010
+FRAMES_PER_SECOND = 100  # log-mel frames a second: frame t is centred on t * _HOP_SECONDS
 _FMIN_HZ = 20.0
 _AMIN = 1e-10
 _TOP_DB = 80.0

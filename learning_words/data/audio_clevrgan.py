@@ -15,21 +15,24 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from learning_words.data import records
+from learning_words.data.vocabulary import ATTRIBUTES
 
 
 VARIANT_KEYS = ("variants", "variant_valid", "changed", "null_variants", "null_valid",
-                "object_masks")
+                "object_masks", "word_frames")
 TRUTH_PAIRS = ("renders", "inverted")  # captions from the ground truth: scenes are stored
 
 
 def variant_features(resolution: int, slots: int) -> dict:
-  """The oracle edits of a record (world/edit_variants.variant_arrays), one row per object slot."""
+  """The oracle edits of a record (world/edit_variants.variant_arrays), one row per object slot,
+  and where each slot's attribute words are spoken (`word_frames`, log-mel frames [start, end))."""
   image = lambda: tfds.features.Tensor(shape=(slots, resolution, resolution, 3), dtype=np.uint8)
   flags = lambda dtype: tfds.features.Tensor(shape=(slots,), dtype=dtype)
   return {"variants": image(), "variant_valid": flags(np.uint8), "changed": flags(np.int8),
           "null_variants": image(), "null_valid": flags(np.uint8),
           "object_masks": tfds.features.Tensor(shape=(slots, resolution, resolution),
-                                               dtype=np.uint8)}
+                                               dtype=np.uint8),
+          "word_frames": tfds.features.Tensor(shape=(slots, len(ATTRIBUTES), 2), dtype=np.int16)}
 
 
 class AudioClevrganConfig(tfds.core.BuilderConfig):
@@ -52,7 +55,9 @@ class AudioClevrganConfig(tfds.core.BuilderConfig):
 class AudioClevrgan(records.Builder):
   """Built by `pairs.make_pairs`, which the caller passes as `make_split(start, num) -> records`."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.1.0": "Records with oracle edits also carry word_frames.",
+                   "1.0.0": "First version."}
 
   def __init__(self, *, make_split=None, **kwargs):
     super().__init__(**kwargs)

@@ -55,10 +55,23 @@ class Featurise(grain.transforms.RandomMap):
     if self.train and spec.shape[0] > self.frames:
       offset = int(rng.integers(0, spec.shape[0] - self.frames + 1))
     spec, n_frames = audio.pad_or_crop(spec, self.frames, offset)
-    return {"id": np.int64(element["id"]), "z_index": np.int64(element["z_index"]),
-            "image": np.asarray(element["image"], np.uint8), "spec": spec,
-            "n_frames": np.int32(n_frames),
-            **{k: np.asarray(element[k]) for k in OPTIONAL_KEYS if k in element}}
+    out = {"id": np.int64(element["id"]), "z_index": np.int64(element["z_index"]),
+           "image": np.asarray(element["image"], np.uint8), "spec": spec,
+           "n_frames": np.int32(n_frames),
+           **{k: np.asarray(element[k]) for k in OPTIONAL_KEYS if k in element}}
+    if "word_frames" in out:
+      out["word_frames"] = crop_spans(out["word_frames"], offset, n_frames)
+    return out
+
+
+def crop_spans(spans, offset: int, n_frames: int) -> np.ndarray:
+  """Frame spans [..., 2] ([start, end), -1: none) of a recording -> the same spans in the crop
+  that keeps its frames [offset, offset + n_frames): shifted and clipped; -1 where none is left."""
+  spans = np.asarray(spans)
+  start = np.clip(spans[..., 0].astype(np.int32) - offset, 0, n_frames)
+  end = np.clip(spans[..., 1].astype(np.int32) - offset, 0, n_frames)
+  keep = (spans[..., 0] >= 0) & (end > start)
+  return np.where(keep[..., None], np.stack([start, end], -1), -1).astype(np.int16)
 
 
 def open_source(data_dir: str, split: str):

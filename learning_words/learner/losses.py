@@ -24,7 +24,8 @@ ones on a detached matrix and then recomputes their similarity with gradients.
 Edited-term options (differences from the reference, each off by default): `edited_weight`
 scales the edited term of `negatives_edited`; `edited_temperature` is the softmax base's T for it
 alone; `edited` [B] replaces the per-sample edited term by one the caller computed (frame_edited:
-the contrast frame by frame rather than of the two MISA means).
+the contrast frame by frame rather than of the two MISA means; word_edited: of the two images'
+scores over the frames of the one word that names the edit).
 
 Base objective (`loss.base`): 'triplet' is the reference's, above. 'softmax' replaces the two
 random-impostor hinges by the in-batch softmax over every impostor, both ways (InfoNCE on S / T,
@@ -114,6 +115,19 @@ def frame_edited(pos_frames, neg_frames, n_frames, base: str = "triplet", margin
   t = jnp.arange(per.shape[1])
   valid = (t[None, :] < jnp.clip(n_frames, 1, per.shape[1])[:, None]).astype(per.dtype)
   return jnp.sum(per * valid, axis=1) / jnp.sum(valid, axis=1)
+
+
+def word_edited(pos_frames, neg_frames, word, base: str = "triplet", margin: float = 1.0,
+                temperature: float = 0.07):
+  """Per-sample edited term [B] on one word's frames only: the pair term (hinge, or -log sigmoid
+  on the softmax base) between the own image's and the edited image's mean best-cell score over
+  the frames `word` (bool [B,T]) of the word that names the edit (pos_frames, neg_frames [B,T]).
+  A sample whose word has no frame gets 0 (the caller drops it from the edited term)."""
+  w = word.astype(pos_frames.dtype)
+  n = jnp.maximum(w.sum(axis=1), 1.0)
+  pos, neg = (pos_frames * w).sum(axis=1) / n, (neg_frames * w).sum(axis=1) / n
+  per = hinge(neg, pos, margin) if base == "triplet" else pair_logistic(neg, pos, temperature)
+  return jnp.where(word.any(axis=1), per, 0.0)
 
 
 def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0, base: str = "triplet",

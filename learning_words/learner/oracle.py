@@ -50,9 +50,10 @@ def random_object(key, valid):
 
 
 def oracle_negatives(batch: dict, mm, frames, key, mode: str):
-  """(negatives [B,R,R,3] in [-1,1], accepted bool [B], statistics) for `mode` (MODES) from the
-  batch's stored edits and the heat matchmap mm [B,h,w,T] with valid frames [B]. A sample with no
-  valid edit is not accepted (its edited term is dropped, as for a rejected drawn negative)."""
+  """(negatives [B,R,R,3] in [-1,1], accepted bool [B], statistics, picked slot [B]) for `mode`
+  (MODES) from the batch's stored edits and the heat matchmap mm [B,h,w,T] with valid frames [B].
+  A sample with no valid edit is not accepted (its edited term is dropped, as for a rejected drawn
+  negative)."""
   if mode not in MODES:
     raise ValueError(f"oracle mode must be one of {MODES}, got {mode!r}")
   images = batch["null_variants" if mode == "oracle_null" else "variants"]
@@ -70,4 +71,21 @@ def oracle_negatives(batch: dict, mm, frames, key, mode: str):
   stats = {"accepted_rate": accepted.mean(),
            "on_peak_object": jnp.where(accepted, on_peak, False).sum() / jnp.maximum(
                accepted.sum(), 1)}
-  return neg, accepted, stats
+  return neg, accepted, stats, pick
+
+
+def changed_word_frames(batch: dict, pick, key, mode: str, ratio: int, t_out: int):
+  """bool [B,T']: the audio encoder's output frames (pooling `ratio`, T' = t_out) that cover the
+  caption word naming the edited attribute of the picked slot (batch 'word_frames' [B,K,4,2] in
+  log-mel frames, batch 'changed' [B,K]). The null edit changes no word: a random attribute's
+  word of the moved object stands in, so the control contrasts as many frames."""
+  rows = jnp.arange(pick.shape[0])
+  spans = batch["word_frames"][rows, pick].astype(jnp.int32)  # [B,4,2]
+  if mode == "oracle_null":
+    attr = jax.random.randint(key, pick.shape, 0, spans.shape[1])
+  else:
+    attr = jnp.maximum(batch["changed"][rows, pick].astype(jnp.int32), 0)
+  span = spans[rows, attr]  # [B,2]
+  start, end = span[:, 0] // ratio, -(-span[:, 1] // ratio)
+  t = jnp.arange(t_out)[None, :]
+  return (t >= start[:, None]) & (t < end[:, None]) & (span[:, :1] >= 0)

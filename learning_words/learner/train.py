@@ -123,8 +123,8 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
     s_edit, accepted, stats = None, None, {}
     if kind in EDITED_KINDS and config.negatives.mode in oracle.MODES:
       mm = drawing.heat_matchmap(img, aud, config)
-      neg, accepted, stats = oracle.oracle_negatives(batch, mm, frames, k_neg,
-                                                     config.negatives.mode)
+      neg, accepted, stats, pick = oracle.oracle_negatives(batch, mm, frames, k_neg,
+                                                           config.negatives.mode)
     elif kind in EDITED_KINDS:
       mm = drawing.heat_matchmap(img, aud, config)
       neg, _, accepted, stats = drawing.draw(
@@ -140,6 +140,17 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
           losses.frame_scores(matchmap.matchmap(img, aud, cosine=config.model.cosine)),
           losses.frame_scores(mm_neg), frames, config.loss.base, config.loss.margin,
           edited_temperature(config))
+    elif s_edit is not None and config.loss.edited_score == "word":
+      word = oracle.changed_word_frames(batch, pick, jax.random.fold_in(k_neg, 1),
+                                        config.negatives.mode, models.audio.pooling_ratio,
+                                        aud.shape[1])
+      word = word & (jnp.arange(aud.shape[1])[None, :] < frames[:, None])
+      edited = losses.word_edited(
+          losses.frame_scores(matchmap.matchmap(img, aud, cosine=config.model.cosine)),
+          losses.frame_scores(mm_neg), word, config.loss.base, config.loss.margin,
+          edited_temperature(config))
+      accepted = accepted & word.any(axis=1)
+      stats["word_frames"] = word.sum(axis=1).mean()
     loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin,
                                       config.loss.base, config.loss.temperature, accepted,
                                       config.loss.edited_weight, edited_temperature(config),
@@ -257,10 +268,17 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   cfg = config.train
   stored_positives(config)  # a bad combination fails before any work
   src = input_pipeline.open_source(data_dir, "train")
-  if config.loss.edited_score not in ("misa", "frames"):
+  if config.loss.edited_score not in ("misa", "frames", "word"):
     raise errors.ConfigError(f"--config.loss.edited_score={config.loss.edited_score!r}: choose "
-                             "'misa' (the reference) or 'frames'")
+                             "'misa' (the reference), 'frames' or 'word'")
   oracle_run = config.loss.kind in EDITED_KINDS and config.negatives.mode in oracle.MODES
+  if config.loss.edited_score == "word" and not oracle_run:
+    raise errors.ConfigError("--config.loss.edited_score=word needs the renderer's edits, which "
+                             "know the word they change: --config.negatives.mode=oracle (or "
+                             "oracle_random, oracle_null) with an edited --config.loss.kind")
+  if config.loss.edited_score == "word" and "word_frames" not in src[0]:
+    raise errors.MissingError(f"{data_dir}: this dataset stores no word timings; build it again "
+                              "with this version (--mode=build_data)")
   if oracle_run and "variants" not in src[0]:
     raise errors.MissingError(f"{data_dir}: no stored edits in this dataset; build it with "
                               "--config.world.edit_variants=True (--mode=build_data)")

@@ -41,25 +41,36 @@ def _pick(rng, options):
 
 
 def _noun_phrase(obj, rng):
-  """Names one object with all four attributes, e.g. 'big red shiny ball' (no article)."""
-  size = _pick(rng, SYNONYMS[obj['size']])
-  color = _pick(rng, SYNONYMS[obj['color']])
-  shape = _pick(rng, SYNONYMS[obj['shape']])
+  """Names one object with all four attributes, e.g. 'big red shiny ball' (no article), as
+  [(word, attribute it names or None)]."""
+  size = (_pick(rng, SYNONYMS[obj['size']]), 'size')
+  color = (_pick(rng, SYNONYMS[obj['color']]), 'color')
+  shape = (_pick(rng, SYNONYMS[obj['shape']]), 'shape')
   style = rng.random()
   if style < 0.2:
-    return f"{size} {color} {shape} made of {_pick(rng, _MATERIAL_NOUNS[obj['material']])}"
+    return [size, color, shape, ('made', None), ('of', None),
+            (_pick(rng, _MATERIAL_NOUNS[obj['material']]), 'material')]
   if style < 0.4:
-    return f"{size} {_pick(rng, _MATERIAL_ADJECTIVES[obj['material']])} {color} {shape}"
-  return f"{size} {color} {_pick(rng, SYNONYMS[obj['material']])} {shape}"
+    return [size, (_pick(rng, _MATERIAL_ADJECTIVES[obj['material']]), 'material'), color, shape]
+  return [size, color, (_pick(rng, SYNONYMS[obj['material']]), 'material'), shape]
 
 
-def _with_article(phrase):
-  """Prefixes 'a' or 'an' as English wants before the phrase's first word."""
-  return ('an ' if phrase[0] in 'aeiou' else 'a ') + phrase
+def _with_article(words):
+  """Prefixes 'a' or 'an' as English wants before the first word of [(word, tag)]."""
+  return [('an' if words[0][0][0] in 'aeiou' else 'a', None)] + words
+
+
+def _tag(words, index):
+  """[(word, tag)] -> [(word, (index, tag) or None)]: the object `index` that each tag names."""
+  return [(w, None if t is None else (index, t)) for w, t in words]
+
+
+def _plain(text):
+  return [(w, None) for w in text.split(' ')]
 
 
 def _relation(objects, rng):
-  """Returns one true spatial relation between two different objects, or None.
+  """Returns one true spatial relation between two different objects as [(word, tag)], or None.
 
   Left / right compare the centroids' x, in front of / behind compare y (larger y is
   nearer the camera). Ties are not stated.
@@ -75,7 +86,8 @@ def _relation(objects, rng):
     words = 'to the left of' if a['x'] < b['x'] else 'to the right of'
   else:
     words = 'in front of' if a['y'] > b['y'] else 'behind'
-  return f'the {_noun_phrase(a, rng)} is {words} the {_noun_phrase(b, rng)}'
+  return (_plain('the') + _tag(_noun_phrase(a, rng), int(first)) + _plain(f'is {words} the')
+          + _tag(_noun_phrase(b, rng), int(second)))
 
 
 def caption(scene, rng, relation_prob=0.5):
@@ -85,16 +97,29 @@ def caption(scene, rng, relation_prob=0.5):
   relation_prob, when there are at least two objects, one spatial relation follows as
   a second sentence. Returns lowercase words ending with a period.
   """
+  return tagged_caption(scene, rng, relation_prob)[0]
+
+
+def tagged_caption(scene, rng, relation_prob=0.5):
+  """(caption, tags): `caption`'s text (the same words for the same rng state) and, per
+  space-separated word, (index of the object in scene['objects'], attribute it names) or None."""
   objects = scene['objects']
   if not objects:
-    return _pick(rng, _EMPTY) + '.'
-  phrases = [_with_article(_noun_phrase(obj, rng)) for obj in objects]
+    text = _pick(rng, _EMPTY) + '.'
+    return text, [None] * len(text.split(' '))
+  phrases = [_tag(_with_article(_noun_phrase(obj, rng)), i) for i, obj in enumerate(objects)]
   listed = phrases[0]
   if len(phrases) > 1:
-    listed = ' and '.join(phrases[:-1]) + _pick(rng, _LAST_JOINS) + phrases[-1]
-  text = _pick(rng, _OPENINGS).format(listed) + '.'
+    for p in phrases[1:-1]:
+      listed = listed + _plain('and') + p
+    listed = listed + _plain(_pick(rng, _LAST_JOINS).strip()) + phrases[-1]
+  opening = _pick(rng, _OPENINGS).split('{}')
+  words = _plain(opening[0].strip()) if opening[0] else []
+  words = words + listed
+  words[-1] = (words[-1][0] + '.', words[-1][1])
   if len(objects) >= 2 and rng.random() < relation_prob:
     relation = _relation(objects, rng)
     if relation is not None:
-      text += ' ' + relation + '.'
-  return text
+      words = words + relation
+      words[-1] = (words[-1][0] + '.', words[-1][1])
+  return ' '.join(w for w, _ in words), [t for _, t in words]

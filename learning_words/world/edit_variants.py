@@ -10,6 +10,7 @@ Only numpy: this runs on data-preparation hosts.
 """
 import numpy as np
 
+from learning_words.data import audio
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.world import captions, scenes as scenes_lib
 
@@ -139,6 +140,23 @@ def variant_arrays(params, maps, descriptions, resolution: int, seed: int, ids,
   return {"variants": variants, "variant_valid": valid.astype(np.uint8), "changed": changed,
           "null_variants": nulls, "null_valid": null_valid.astype(np.uint8),
           "object_masks": object_masks(maps["object_id"], slots)}
+
+
+def word_frames(tags, times, slots_of: list, slots: int) -> np.ndarray:
+  """int16 [K, 4, 2]: for object slot k and attribute a (ATTRIBUTES order), the log-mel frames
+  [start, end) of the first caption word naming that attribute of that object; -1 where no word
+  does or the synthesiser gave it no time. tags: captions.tagged_caption's per-word (object index,
+  attribute) or None; times [W, 2]: speech.speak_timed's seconds; slots_of: the slot of each object
+  index (scenes.describe_with_slots)."""
+  out = np.full((slots, len(ATTRIBUTES), 2), -1, np.int16)
+  for tag, (start, end) in zip(tags, np.asarray(times, np.float64)):
+    if tag is None or np.isnan(start):
+      continue
+    k, a = slots_of[tag[0]], ATTRIBUTES.index(tag[1])
+    if out[k, a, 0] < 0:
+      out[k, a] = (int(np.floor(start * audio.FRAMES_PER_SECOND)),
+                   int(np.ceil(end * audio.FRAMES_PER_SECOND)))
+  return out
 
 
 def semantic_negatives(world_cfg, seed: int, ids, count: int = 4, streams: int = 16) -> tuple:

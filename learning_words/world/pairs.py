@@ -79,21 +79,35 @@ def agrees(truth: dict, read: dict) -> bool:
 
 
 def speak_pairs(ids, z_index, images, scenes, *, seed: int, speech_cfg, relation_prob: float,
-                progress: bool = True, extras: dict | None = None) -> list[dict]:
+                progress: bool = True, extras: dict | None = None,
+                slots_of: list | None = None) -> list[dict]:
   """Records (id, z_index, image, waveform float32, text, scene, and row k of each array of
-  `extras`) of scenes with objects."""
+  `extras`) of scenes with objects. slots_of: per scene, the slot of each listed object
+  (scenes.describe_with_slots); given, the records also carry `word_frames`
+  (edit_variants.word_frames: where each object's attribute words are spoken)."""
   extras = extras or {}
   keep = [k for k, s in enumerate(scenes) if s["objects"]]
-  texts, voices = [], []
+  texts, tags, voices = [], [], []
   for k in keep:
     rng = np.random.default_rng([seed, int(ids[k])])
-    texts.append(captions.caption(scenes[k], rng, relation_prob))
+    text, tag = captions.tagged_caption(scenes[k], rng, relation_prob)
+    texts.append(text)
+    tags.append(tag)
     voices.append(speech.choose_voice(rng, tuple(speech_cfg.voices), tuple(speech_cfg.rate_range),
                                       tuple(speech_cfg.pitch_range)))
-  waves = speech.speak_many(texts, voices, workers=speech_cfg.workers, progress=progress)
-  return [{"id": int(ids[k]), "z_index": int(z_index[k]), "image": images[k], "waveform": w,
+  timed = slots_of is not None
+  spoken = speech.speak_many(texts, voices, workers=speech_cfg.workers, progress=progress,
+                             timed=timed)
+  records = []
+  for j, (k, t) in enumerate(zip(keep, texts)):
+    wave = spoken[j][0] if timed else spoken[j]
+    rec = {"id": int(ids[k]), "z_index": int(z_index[k]), "image": images[k], "waveform": wave,
            "text": t, "scene": scenes[k], **{key: v[k] for key, v in extras.items()}}
-          for k, t, w in zip(keep, texts, waves)]
+    if timed:
+      slots = len(extras["variant_valid"][k])
+      rec["word_frames"] = edit_variants.word_frames(tags[j], spoken[j][1], slots_of[k], slots)
+    records.append(rec)
+  return records
 
 
 def make_pairs(g, seg_predict, ids, *, seed: int, speech_cfg, relation_prob: float,
@@ -106,7 +120,7 @@ def make_pairs(g, seg_predict, ids, *, seed: int, speech_cfg, relation_prob: flo
   ids = np.asarray(ids)
   kind = check_pairs(kind)
   stats = {"generated": len(ids)}
-  extras = None
+  extras, slots_of = None, None
   if variants and kind != "renders":
     raise errors.ConfigError("--config.world.edit_variants=True needs --config.world.pairs=renders "
                              "(the renderer redraws the ground-truth scenes)")
@@ -120,6 +134,7 @@ def make_pairs(g, seg_predict, ids, *, seed: int, speech_cfg, relation_prob: flo
     if variants:
       extras = edit_variants.variant_arrays(params, maps, truth, world_cfg.resolution, seed, ids,
                                             relation_prob)
+      slots_of = scenes_lib.describe_with_slots(params, maps["object_id"])[1]
     z_index = np.full(len(ids), -1) if kind == "renders" else ids
     scenes = truth
     if kind != "renders":
@@ -132,6 +147,7 @@ def make_pairs(g, seg_predict, ids, *, seed: int, speech_cfg, relation_prob: flo
         stats["skipped_disagree"] = int(len(ids) - sum(agree))
         scenes = [t if a else {"objects": []} for t, a in zip(truth, agree)]
   records = speak_pairs(ids, z_index, images, scenes, seed=seed, speech_cfg=speech_cfg,
-                        relation_prob=relation_prob, progress=progress, extras=extras)
+                        relation_prob=relation_prob, progress=progress, extras=extras,
+                        slots_of=slots_of)
   n_empty = len(ids) - len(records) - stats.get("skipped_disagree", 0)
   return records, {**stats, "parsed": len(records), "skipped_no_object": n_empty}

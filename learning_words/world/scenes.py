@@ -369,6 +369,11 @@ def describe(params, object_id):
   visible pixel centres in [0,1] (x = column / R, y = row / R, larger y = nearer),
   'pixels': count}. Uses only what the maps show, like a segmenter-based parse.
   """
+  return describe_with_slots(params, object_id)[0]
+
+
+def describe_with_slots(params, object_id):
+  """(describe's scenes, per scene the slot index of each listed object, in the same order)."""
   n, res, _ = object_id.shape
   slots = params['valid'].shape[1]
   flat = (object_id.reshape(n, -1).astype(np.intp)
@@ -378,7 +383,7 @@ def describe(params, object_id):
   count = np.bincount(flat, minlength=size).reshape(n, -1)
   col_sum = np.bincount(flat, np.tile(cols + 0.5, n), size).reshape(n, -1)
   row_sum = np.bincount(flat, np.tile(rows + 0.5, n), size).reshape(n, -1)
-  scenes = []
+  scenes, slots_of = [], []
   for i in range(n):
     objects = []
     for k in np.nonzero(count[i, 1:])[0]:
@@ -386,9 +391,11 @@ def describe(params, object_id):
       obj = {key: VOCAB[key][params[key][i, k]] for key in ATTRIBUTES}
       obj.update(x=float(col_sum[i, k + 1] / c / res), y=float(row_sum[i, k + 1] / c / res),
                  pixels=int(c))
-      objects.append(obj)
-    scenes.append({'objects': sorted(objects, key=lambda o: o['x'])})
-  return scenes
+      objects.append((obj, int(k)))
+    objects.sort(key=lambda ok: ok[0]['x'])
+    scenes.append({'objects': [o for o, _ in objects]})
+    slots_of.append([k for _, k in objects])
+  return scenes, slots_of
 
 
 def render_scenes(num, seed, resolution, min_objects, max_objects, start=0, chunk=1000,

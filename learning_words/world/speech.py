@@ -9,6 +9,10 @@ engine lazily (keyed on the process id, so forked or spawned workers never share
 every utterance holds a module lock, and every utterance runs on a freshly loaded
 library so the same (text, voice) always gives the same samples, whatever was spoken
 before and in whichever process. Output is float32 mono at 16 kHz.
+
+eSpeak NG also reports where each word starts (its word events: the character position in the
+text and the sample where the word begins); `speak_timed` turns them into each word's start and end
+in seconds, which the oracle world stores so a loss can find the frames of one word.
 """
 
 from __future__ import annotations
@@ -36,12 +40,29 @@ _CHARS_AUTO = 0
 _PARAM_RATE = 1
 _PARAM_PITCH = 3
 _EE_OK = 0
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
+_EVENT_MSG_TERMINATED = 6
 
 # speak_many replaces a pool worker after this many chunks (<= 32 texts each).
 _TASKS_PER_WORKER = 200
 
+
+
+class _EventId(ctypes.Union):
+  _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+  """speak_lib.h's espeak_EVENT (an array of them, ending with type 0, comes with each chunk)."""
+  _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
+              ("text_position", ctypes.c_int), ("length", ctypes.c_int),
+              ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+              ("user_data", ctypes.c_void_p), ("id", _EventId)]
+
+
 _SynthCallback = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 
 class SpeechError(RuntimeError):
@@ -77,6 +98,7 @@ class _Engine:
   def __init__(self):
     self.pid = os.getpid()
     self._chunks = []
+    self._words = []  # (0-based character position, first sample at the native rate)
     # Kept as an attribute: ctypes callbacks must outlive their registration.
     self._callback = _SynthCallback(self._collect)
     self._lib_path, self._data_path = _find_library()
@@ -105,17 +127,22 @@ class _Engine:
     _unload_library(lib._handle)  # pylint: disable=protected-access
 
   def _collect(self, samples, count, events):
-    """Copies one chunk of synthesised int16 samples; returns 0 to continue."""
-    del events
+    """Copies one chunk of synthesised int16 samples and its word events; returns 0 to go on."""
+    i = 0
+    while events and events[i].type not in (_EVENT_LIST_TERMINATED, _EVENT_MSG_TERMINATED):
+      if events[i].type == _EVENT_WORD:
+        self._words.append((events[i].text_position - 1, events[i].sample))
+      i += 1
     if samples and count > 0:
       raw = ctypes.string_at(samples, count * ctypes.sizeof(ctypes.c_short))
       self._chunks.append(np.frombuffer(raw, dtype=np.int16).copy())
     return 0
 
   def synthesize(self, text, voice):
-    """Returns the int16 waveform of `text` at the engine's native rate."""
+    """Returns the int16 waveform of `text` at the engine's native rate and its word events
+    [(0-based character position in `text`, the word's first sample)]."""
     lib, _ = self._open()
-    self._chunks = []
+    self._chunks, self._words = [], []
     try:
       lib.espeak_SetSynthCallback(self._callback)
       if lib.espeak_SetVoiceByName(voice.name.encode()) != _EE_OK:
@@ -129,11 +156,12 @@ class _Engine:
     finally:
       self._close(lib)
     chunks, self._chunks = self._chunks, []
+    words, self._words = self._words, []
     if status != _EE_OK:
       raise SpeechError(f"espeak_Synth failed with status {status} for {text!r}")
     if not chunks:
       raise SpeechError(f"eSpeak NG produced no audio for {text!r}")
-    return np.concatenate(chunks)
+    return np.concatenate(chunks), words
 
 
 def _describe_failure(error):
@@ -218,25 +246,54 @@ def choose_voice(rng, voices=ENGLISH_VOICES, rate_range=(140, 200),
 
 def speak(text, voice=DEFAULT_VOICE):
   """Synthesises `text` as a float32 waveform in [-1, 1] at 16 kHz."""
+  return speak_timed(text, voice)[0]
+
+
+def speak_timed(text, voice=DEFAULT_VOICE):
+  """(waveform float32 [n] at 16 kHz, word times float32 [W, 2]): `text` spoken, and the start and
+  end in seconds of each of its W space-separated words (word_times), NaN where eSpeak NG gave the
+  word no event of its own (it merges some short words into the one before)."""
   if not isinstance(text, str) or not text.strip():
     raise SpeechError(f"cannot speak empty text {text!r}")
   with _lock:
     engine = _engine_for_this_process()
-    pcm = engine.synthesize(text, voice)
+    pcm, events = engine.synthesize(text, voice)
     native_rate = engine.native_rate
   wav = pcm.astype(np.float32) / 32768.0
   g = math.gcd(native_rate, SAMPLE_RATE)
   wav = scipy.signal.resample_poly(wav, SAMPLE_RATE // g, native_rate // g)
-  return np.clip(wav, -1.0, 1.0).astype(np.float32)
+  times = word_times(text, [(pos, sample / native_rate) for pos, sample in events],
+                     len(pcm) / native_rate)
+  return np.clip(wav, -1.0, 1.0).astype(np.float32), times
+
+
+def word_times(text: str, events, duration: float) -> np.ndarray:
+  """float32 [W, 2] start and end (seconds) of each space-separated word of `text`, from word
+  events [(0-based character position, start in seconds)] of an utterance `duration` s long.
+  An event belongs to the word holding its position, or to the next word when it points at the
+  space before one. A word ends where the next event starts (the utterance's end after the last).
+  Words without an event of their own: NaN."""
+  starts = np.cumsum([0] + [len(w) + 1 for w in text.split(" ")])[:-1]
+  ends = starts + np.array([len(w) for w in text.split(" ")])
+  out = np.full((len(starts), 2), np.nan, np.float32)
+  events = sorted((t, p) for p, t in events)
+  for e, (t, pos) in enumerate(events):
+    later = np.nonzero(ends > pos)[0]
+    if not len(later) or not np.isnan(out[later[0], 0]):
+      continue
+    out[later[0]] = (t, events[e + 1][0] if e + 1 < len(events) else duration)
+  return out
 
 
 def _speak_item(item):
-  """Speaks one (text, voice) pair; top-level so spawned workers can unpickle it."""
-  return speak(*item)
+  """Speaks one (text, voice, timed) item; top-level so spawned workers can unpickle it."""
+  text, voice, timed = item
+  return speak_timed(text, voice) if timed else speak(text, voice)
 
 
-def speak_many(texts, voices, workers=2, progress=True):
-  """Speaks each text with its voice, returning waveforms in the order of `texts`.
+def speak_many(texts, voices, workers=2, progress=True, timed=False):
+  """Speaks each text with its voice, returning waveforms in the order of `texts` (with
+  `timed`, (waveform, word times) as speak_timed).
 
   `voices` is one Voice for all texts or one per text. workers > 1 uses a spawn pool
   (fresh interpreters, so no engine state is inherited); workers <= 1, or a call from
@@ -250,7 +307,7 @@ def speak_many(texts, voices, workers=2, progress=True):
   voices = list(voices)
   if len(voices) != len(texts):
     raise ValueError(f"got {len(texts)} texts but {len(voices)} voices")
-  items = list(zip(texts, voices))
+  items = [(t, v, timed) for t, v in zip(texts, voices)]
   workers = min(int(workers), len(items))
   bar = dict(total=len(items), disable=not progress, desc="speaking", unit="utt")
   if workers <= 1 or multiprocessing.current_process().daemon:

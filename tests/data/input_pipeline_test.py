@@ -134,3 +134,10 @@ def test_featurisation_in_worker_processes_matches_in_process(data_dir):
 def test_auto_workers_leave_two_cores_to_the_step():
   assert [input_pipeline.auto_workers(c) for c in (1, 2, 3, 4, 18, 64)] == [0, 0, 1, 2, 16, 16]
   assert input_pipeline.auto_workers() == input_pipeline.auto_workers(os.cpu_count())
+
+
+def test_word_spans_follow_the_crop():
+  spans = np.array([[[0, 5], [10, 20]], [[-1, -1], [28, 40]], [[3, 12], [30, 31]]], np.int16)
+  got = input_pipeline.crop_spans(spans, offset=8, n_frames=24)  # keeps frames 8..31
+  want = [[[-1, -1], [2, 12]], [[-1, -1], [20, 24]], [[0, 4], [22, 23]]]
+  np.testing.assert_array_equal(got, want)

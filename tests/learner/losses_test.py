@@ -264,3 +264,22 @@ def test_edited_weight_temperature_and_override_by_hand():
                                     edited_weight=2.0, edited=jnp.asarray([0.2, 0.4]))
   regular, _ = losses.compute_loss("regular", sim, key, base="triplet")
   assert np.isclose(terms["edited"], 0.3) and np.isclose(loss, regular + 0.6, atol=1e-6)
+
+
+def test_word_edited_matches_a_loop_over_the_word_frames():
+  rng = np.random.default_rng(4)
+  b, t, temp = 4, 9, 0.2
+  pos, neg = rng.normal(size=(b, t)), rng.normal(size=(b, t))
+  word = np.zeros((b, t), bool)
+  word[0, 2:5], word[1, 8], word[3, 0:9] = True, True, True  # sample 2: no frame
+  for base in ("triplet", "softmax"):
+    got = np.asarray(losses.word_edited(jnp.asarray(pos), jnp.asarray(neg), jnp.asarray(word),
+                                        base, 1.0, temp))
+    for i in range(b):
+      frames = [j for j in range(t) if word[i, j]]
+      if not frames:
+        assert got[i] == 0.0
+        continue
+      p, n = np.mean(pos[i, frames]), np.mean(neg[i, frames])
+      want = max(0.0, 1.0 + n - p) if base == "triplet" else np.log1p(np.exp((n - p) / temp))
+      assert np.isclose(got[i], want, atol=1e-5)

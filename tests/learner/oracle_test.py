@@ -61,7 +61,7 @@ def test_choice_at_the_peak_matches_a_loop(mode):
   b = batch["object_masks"].shape[0]
   ys, xs = rng.integers(0, grid, b), rng.integers(0, grid, b)
   frames = jnp.full((b,), 5)
-  neg, accepted, stats = oracle.oracle_negatives(
+  neg, accepted, stats, _ = oracle.oracle_negatives(
       {k: jnp.asarray(v) for k, v in batch.items()}, _matchmap_peaking_at(ys, xs, grid), frames,
       jax.random.key(0), mode)
   images = batch["null_variants" if mode == "oracle_null" else "variants"]
@@ -81,8 +81,8 @@ def test_random_choice_draws_every_valid_object_and_no_other():
   mm = _matchmap_peaking_at([0] * 6, [0] * 6, 4)
   seen = [set() for _ in range(6)]
   for s in range(60):
-    neg, accepted, _ = oracle.oracle_negatives(jb, mm, jnp.full((6,), 5), jax.random.key(s),
-                                               "oracle_random")
+    neg, accepted, _, _ = oracle.oracle_negatives(jb, mm, jnp.full((6,), 5), jax.random.key(s),
+                                                  "oracle_random")
     for i in range(6):
       if not batch["variant_valid"][i].any():
         assert not bool(accepted[i])
@@ -93,3 +93,24 @@ def test_random_choice_draws_every_valid_object_and_no_other():
       seen[i].add(hits[0])
   for i in range(6):
     assert seen[i] == set(np.nonzero(batch["variant_valid"][i])[0].tolist())
+
+
+def test_changed_word_frames_by_hand():
+  """The picked slot's changed attribute's word, in log-mel frames, mapped to encoder frames
+  (pooling 4: frames [s // 4, ceil(e / 4))); a slot whose word has no time gives no frame; the
+  null edit takes one of the moved object's timed words."""
+  spans = np.full((3, 2, 4, 2), -1, np.int16)
+  spans[0, 1, 2] = (9, 17)   # sample 0, slot 1, attribute 2 (size): log-mel frames 9..16
+  spans[1, 0, 0] = (0, 4)    # sample 1, slot 0, shape
+  spans[2, 0, :] = [(8, 12), (12, 16), (16, 20), (20, 24)]
+  changed = np.array([[0, 2], [0, 1], [3, 3]], np.int8)
+  batch = {"word_frames": jnp.asarray(spans), "changed": jnp.asarray(changed)}
+  pick = jnp.asarray([1, 1, 0])
+  got = np.asarray(oracle.changed_word_frames(batch, pick, jax.random.key(0), "oracle", 4, 8))
+  want = np.zeros((3, 8), bool)
+  want[0, 2:5] = True        # 9 // 4 = 2 .. ceil(17 / 4) = 5
+  want[2, 5:6] = True        # material (3): frames 20..23 -> 5
+  np.testing.assert_array_equal(got, want)  # sample 1: slot 1's colour word has no time
+  null = np.asarray(oracle.changed_word_frames(batch, jnp.asarray([0, 0, 0]), jax.random.key(1),
+                                               "oracle_null", 4, 8))[2]
+  assert null.sum() == 1 and np.flatnonzero(null)[0] in (2, 3, 4, 5)

@@ -161,3 +161,28 @@ def test_captions_are_deterministic():
 def test_empty_scene_still_speaks():
   text = captions.caption({'objects': []}, np.random.default_rng(0))
   assert re.fullmatch(r'[a-z ]+\.', text)
+
+
+def test_tagged_words_name_their_objects_attributes():
+  """Tags are checked with the hand-written WORDS table: each tagged word is a synonym of that
+  object's value of that attribute, every object gets every attribute tagged, and the text is
+  caption's own, word for word."""
+  scene = {'objects': [
+      {'shape': 'cube', 'color': 'red', 'size': 'large', 'material': 'metal', 'x': 0.2, 'y': 0.5},
+      {'shape': 'sphere', 'color': 'cyan', 'size': 'small', 'material': 'rubber', 'x': 0.6,
+       'y': 0.4},
+      {'shape': 'cylinder', 'color': 'gray', 'size': 'small', 'material': 'metal', 'x': 0.8,
+       'y': 0.7}]}
+  for seed in range(40):
+    text, tags = captions.tagged_caption(scene, np.random.default_rng(seed), 0.7)
+    assert text == captions.caption(scene, np.random.default_rng(seed), 0.7)
+    words = text.split(' ')
+    assert len(tags) == len(words)
+    seen = set()
+    for word, tag in zip(words, tags):
+      if tag is None:
+        continue
+      index, attribute = tag
+      assert WORDS[word.rstrip('.')] == (attribute, scene['objects'][index][attribute])
+      seen.add(tag)
+    assert seen == {(i, a) for i in range(3) for a in VALUES}

@@ -117,6 +117,7 @@ def test_an_oracle_run_trains_on_the_stored_edits(built, tmp_path):
   c, folder, _, _ = built
   c.loss.kind = "negatives_edited"
   c.negatives.mode = "oracle"
+  c.loss.edited_score = "word"  # the edited term on the changed word's frames
   c.data.batch_size, c.train.val_pairs, c.train.epochs = 2, 2, 1
   g = gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(0))
   out = train.train_loop(c, str(tmp_path / "oracle"), folder, g, max_steps=2,
@@ -125,6 +126,35 @@ def test_an_oracle_run_trains_on_the_stored_edits(built, tmp_path):
   c.negatives.mode = "random"  # drawn negatives need a latent: one clear error
   with pytest.raises(Exception, match="data.positives=generator"):
     train.train_loop(c, str(tmp_path / "drawn"), folder, g, max_steps=1, devices=jax.devices()[:2])
+
+
+def test_word_frames_point_at_each_objects_attribute_words(built):
+  """Every visible object's four attribute words have frames inside the recording, in the order
+  the caption says them, on the word the scene's slot names (the WORDS table below is written by
+  hand); objects not shown have none."""
+  c, _, recs, params = built
+  spoken = {"small": "small", "tiny": "small", "large": "large", "big": "large",
+            "rubber": "rubber", "matte": "rubber", "metal": "metal", "metallic": "metal",
+            "shiny": "metal", "cube": "cube", "block": "cube", "sphere": "sphere",
+            "ball": "sphere", "cylinder": "cylinder"}
+  for r, i, positive in _records_with_positives(built):
+    frames = len(r["waveform"]) // 160 + 1
+    text = r["text"].decode() if isinstance(r["text"], bytes) else str(r["text"])
+    starts = []
+    for k in range(c.world.max_objects):
+      spans = r["word_frames"][k]
+      if not (positive["object_id"][0] == k + 1).any():
+        assert (spans == -1).all()
+        continue
+      assert (spans[:, 0] >= 0).all() and (spans[:, 1] > spans[:, 0]).all()
+      assert (spans[:, 1] <= frames).all()
+      starts.extend((int(s), ATTRIBUTES[a], k) for a, s in enumerate(spans[:, 0]))
+    # the first mentions, in time order, are the tagged words in text order
+    words = [w.rstrip(".") for w in text.split(" ")]
+    for _, attribute, k in sorted(starts):
+      value = VOCAB[attribute][int(params[attribute][i, k])]
+      first = next(j for j, w in enumerate(words) if spoken.get(w, w) == value)
+      words = words[first + 1:]
 
 
 def test_semantic_test_on_the_renders_world(built):

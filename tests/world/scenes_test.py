@@ -232,6 +232,8 @@ def test_resolutions(res):
 def test_describe_lists_visible_objects():
   arrays, described, params = scenes.render_scenes(8, 2, 24, 4, 9, chunk=3)
   ids = arrays['object_id']
+  assert scenes.describe_with_slots(params, ids)[0] == described
+  slots = scenes.describe_with_slots(params, ids)[1]
   for i, scene in enumerate(described):
     expected = []
     for k in range(9):
@@ -246,7 +248,9 @@ def test_describe_lists_visible_objects():
           'x': sum(c + 0.5 for _, c in cells) / len(cells) / 24,
           'y': sum(r + 0.5 for r, _ in cells) / len(cells) / 24,
           'pixels': len(cells)})
+      expected[-1]['slot'] = k
     expected.sort(key=lambda o: o['x'])
     assert len(scene['objects']) == len(expected) >= 1
-    for got, want in zip(scene['objects'], expected):
+    for got, want, slot in zip(scene['objects'], expected, slots[i]):
+      assert slot == want.pop('slot')  # describe_with_slots: the slot each listed object is
       assert got == pytest.approx(want)

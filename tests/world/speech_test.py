@@ -115,3 +115,29 @@ def test_missing_data_names_the_package(monkeypatch):
   monkeypatch.setattr(speech, "_engine", None)
   with pytest.raises(speech.SpeechError, match="espeakng-loader.*/nowhere"):
     speech.speak("hello")
+
+
+def test_word_times_fall_on_the_spoken_words():
+  """Slow speech with commas leaves silences between the words: each word's time span starts at
+  its voiced stretch (an energy envelope, independent of eSpeak NG's events) and holds it, and the
+  last word ends with the recording."""
+  wav, times = speech.speak_timed("red, blue, green, yellow.", speech.Voice("en-us", 80, 50))
+  assert times.shape == (4, 2)
+  assert times[-1, 1] == pytest.approx(len(wav) / speech.SAMPLE_RATE, abs=2e-3)
+  hop = speech.SAMPLE_RATE // 100
+  energy = np.sqrt(np.convolve(wav.astype(np.float64) ** 2, np.ones(hop) / hop, "same"))[::hop]
+  voiced = np.flatnonzero(np.diff(np.concatenate([[0], (energy > 0.01).astype(int), [0]])))
+  segments = voiced.reshape(-1, 2) / 100.0  # [onset, offset) seconds of each voiced stretch
+  assert len(segments) == 4
+  for (start, end), (onset, offset) in zip(times, segments):
+    assert abs(start - onset) <= 0.04
+    assert offset <= end + 0.02
+
+
+def test_word_times_from_events_by_hand():
+  text = "of the big cube."
+  # eSpeak NG merged 'the' into 'of'; the last event points at the space before its word
+  events = [(0, 0.0), (7, 0.3), (10, 0.5)]
+  times = speech.word_times(text, events, 1.0)
+  np.testing.assert_allclose(times[[0, 2, 3]], [[0.0, 0.3], [0.3, 0.5], [0.5, 1.0]])
+  assert np.isnan(times[1]).all()
