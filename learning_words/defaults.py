@@ -241,6 +241,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.image_every = 500
   c.train.checkpoint_every = 500
+  # 'FIRST:LAST': a jax.profiler trace of steps FIRST+1..LAST in runs/<run>/profile/ (TensorBoard's
+  # profile tab or Perfetto read it); '' (default): none.
+  c.train.profile_steps = ""
   c.train.keep_checkpoints = 2
   c.train.init_from = ""           # run name to start the encoders from (regular -> edited recipe)
   # Draw every pair's positive G(z) once and read it in the step (the reference redraws it each

@@ -18,7 +18,7 @@ import jax
 from etils import epath
 
 from learning_words import experiment, workdir as wd
-from learning_words.common import assets, checkpoints, console, errors, files, jsonio
+from learning_words.common import assets, checkpoints, console, errors, files, jsonio, stopwatch
 from learning_words.convert import (agreement, reference_encoders as ref_enc,
                                     reference_generator as ref_gen)
 from learning_words.data import clevr_scenes, input_pipeline, official
@@ -208,6 +208,13 @@ def train(config, workdir: str) -> dict:
     results[name] = train_lib.train_loop(c, wd.path(workdir, "runs", name), folder, g,
                                          latents=latents, segmenter=segmenter)
     r = results[name]
+    if "profile" in r and jax.process_index() == 0:  # where training's time went, by stage
+      path = wd.path(workdir, "pipeline_times.json")
+      times = jsonio.read_json(path)
+      jsonio.write_json(path, {**times, "train_runs": {**times.get("train_runs", {}),
+                                                       name: r["profile"]}})
+      console.say(f"[train] run {name}: {r['profile']['steps']} steps; "
+                  f"{stopwatch.describe({k: v for k, v in r['profile'].items() if k != 'steps'})}")
     where = (f", captions peak on objects {r['peak_object']:.3f}" if "peak_object" in r else "")
     loss = "" if r["loss"] is None else f"; last logged loss {r['loss']:.3f}"
     console.say(f"[train] run {name}: validation score {r['score']:.4f} (chance "

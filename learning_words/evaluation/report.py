@@ -356,11 +356,29 @@ def evaluator_table(name: str, results: dict, evals: dict, runs) -> list:
 
 
 def pipeline_table(times: dict) -> list:
-  """Markdown lines: the wall time of each recorded stage, in the order first run."""
-  stages = list(times)
+  """Markdown lines: the wall time of each recorded stage, in the order first run; then, where the
+  train stage recorded them (`train_runs`), each run's training time by part."""
+  stages = [s for s, v in times.items() if not isinstance(v, dict)]
   lines = ["## Pipeline wall time", "", "| stage | seconds |", "| --- | --- |"]
   lines += [f"| {s} | {times[s]:.1f} |" for s in stages]
-  return lines + ([f"| total | {sum(times.values()):.1f} |"] if times else []) + [""]
+  lines += ([f"| total | {sum(times[s] for s in stages):.1f} |"] if stages else []) + [""]
+  runs = times.get("train_runs") or {}
+  parts = [p for p in TRAIN_PARTS if any(f"{p}_s" in r for r in runs.values())]
+  if runs:
+    lines += ["Where each run's training time went (seconds; the last time it trained): the "
+              "compiled step, the loader, validation, checkpoints, the first step's compilation "
+              "and the set-up before it.", "",
+              "| run | steps | " + " | ".join(parts) + " | total |",
+              "| --- | --- | " + " | ".join("---" for _ in parts) + " | --- |"]
+    lines += [f"| {name} | {r.get('steps', '–')} | "
+              + " | ".join(f"{r[f'{p}_s']:.1f}" if f"{p}_s" in r else "–" for p in parts)
+              + f" | {r['total_s']:.1f} |" for name, r in runs.items()]
+    lines += [""]
+  return lines
+
+
+TRAIN_PARTS = ("step", "loader", "validation", "checkpoint", "compile", "setup", "images",
+               "concepts", "other")
 
 
 # ---------------------------------------------------------------------------

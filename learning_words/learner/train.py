@@ -23,8 +23,8 @@ from absl import logging
 from flax import nnx
 from tqdm import tqdm
 
-from learning_words.common import (batching, checkpoints, errors, figures, mesh as mesh_lib,
-                                   periodic, writers)
+from learning_words.common import (batching, checkpoints, errors, figures, jsonio,
+                                   mesh as mesh_lib, periodic, stopwatch, writers)
 from learning_words.data import input_pipeline
 from learning_words.learner import (clustering, drawing, localise, losses, matchmap, negatives,
                                     oracle, recall)
@@ -266,6 +266,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   latent table (inverted worlds; default: the fixed z matrix); segmenter: the attribute
   segmenter, to log how often validation captions peak on objects (val/peak_object)."""
   cfg = config.train
+  watch = stopwatch.Stopwatch()  # where the time goes: the run's profile (train_profile.json)
   stored_positives(config)  # a bad combination fails before any work
   src = input_pipeline.open_source(data_dir, "train")
   if config.loss.edited_score not in ("misa", "frames", "word"):
@@ -344,22 +345,39 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
                               config.loss.base, config.loss.temperature)
   metrics, score, step_rate, pending = {}, 0.0, writers.StepRate(start), None
   accepted_seen, last_loss = [], None
+  trace = profile_window(cfg, start, end)
+  watch.add("setup", watch.summary()["other_s"])
   for step in range(start, end):
     if use_concepts and step > start and periodic.itstime(step, every):
       t_concepts = time.time()
-      concept_host = _compute_concepts(writer, step, state, g, z_table, concept_data, config)
-      concept_arrays = clustering.replicate(concept_host, mesh)
+      with watch("concepts"):
+        concept_host = _compute_concepts(writer, step, state, g, z_table, concept_data, config)
+        concept_arrays = clustering.replicate(concept_host, mesh)
       step_rate.exclude(time.time() - t_concepts)  # steps_per_s counts the steps only
-    batch = input_pipeline.make_global(next(it), mesh)
-    logs = step_fn(state, g, z_table, batch, jax.random.fold_in(key, step),
-                   concept_arrays=concept_arrays, cache=cache, objects=objects)
+    if trace and step == trace[0]:
+      jax.profiler.start_trace(os.path.join(run_dir, "profile"))
+    with watch("loader"):
+      batch = input_pipeline.make_global(next(it), mesh)
+    # The first call traces and compiles; later ones only dispatch, and the step's own time is
+    # spent waiting for its loss below.
+    with watch("compile" if step == start else "step"):
+      logs = step_fn(state, g, z_table, batch, jax.random.fold_in(key, step),
+                     concept_arrays=concept_arrays, cache=cache, objects=objects)
+    with watch("step"):
+      if pending is not None:
+        jax.block_until_ready(pending)
     if pending is not None:
-      jax.block_until_ready(pending)
       bar.update(1)
     pending = logs["loss"]
     done = step + 1
+    if trace and done == trace[1]:
+      jax.block_until_ready(pending)
+      jax.profiler.stop_trace()
+      logging.info("profiler trace of steps %d-%d in %s", trace[0] + 1, trace[1],
+                   os.path.join(run_dir, "profile"))
     if periodic.itstime(done, cfg.log_every, end):
-      logs = {k: float(v) for k, v in logs.items()}
+      with watch("step"):
+        logs = {k: float(v) for k, v in logs.items()}
       rate = step_rate(done)
       lr = float(make_lr(cfg, steps_per_epoch)(done))
       writer.write_scalars(done, {**logs, "lr": lr, "steps_per_s": rate})
@@ -372,27 +390,38 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
                       **accepted)
     if (config.loss.kind in EDITED_KINDS and not oracle_run
         and periodic.itstime(done, cfg.image_every)):
-      _write_images(writer, done, examples_fn, state, g, z_table, batch, key, concept_arrays,
-                    objects)
+      with watch("images"):
+        _write_images(writer, done, examples_fn, state, g, z_table, batch, key, concept_arrays,
+                      objects)
     epoch_end = periodic.itstime(done, steps_per_epoch, end)
     if epoch_end:
-      metrics = validate(state.models, g, z_table, val, config, val_cells)
-      score = metrics["score"]
-      writer.write_scalars(done, {f"val/{k}": v for k, v in metrics.items()})
+      with watch("validation"):
+        metrics = validate(state.models, g, z_table, val, config, val_cells)
+        score = metrics["score"]
+        writer.write_scalars(done, {f"val/{k}": v for k, v in metrics.items()})
     if epoch_end or periodic.itstime(done, cfg.checkpoint_every):
       items = {"models": state.models, "opt": state.opt, "data": it}
       if concept_host is not None:
         items["concepts"] = concept_host._asdict()
-      checkpoints.save(manager, done, items, metrics={"score": score})
-      writer.flush()  # the events so far reach the workdir (a bucket's copy too)
+      with watch("checkpoint"):
+        checkpoints.save(manager, done, items, metrics={"score": score})
+        writer.flush()  # the events so far reach the workdir (a bucket's copy too)
   if pending is not None:
-    jax.block_until_ready(pending)
+    with watch("step"):
+      jax.block_until_ready(pending)
     bar.update(1)
   bar.close()
   if not metrics:  # nothing left to train (a finished run): report its last state
-    metrics = validate(state.models, g, z_table, val, config, val_cells)
-  manager.wait_until_finished()
+    with watch("validation"):
+      metrics = validate(state.models, g, z_table, val, config, val_cells)
+  with watch("checkpoint"):
+    manager.wait_until_finished()
   writer.close()
+  profile = {**watch.summary(), "steps": end - start}
+  logging.info("%s: %d steps; %s", os.path.basename(run_dir), end - start,
+               stopwatch.describe(profile))
+  if host == 0 and end > start:
+    jsonio.write_json(os.path.join(run_dir, "train_profile.json"), profile)
   if accepted_seen and max(accepted_seen) == 0:
     logging.warning("%s: no drawn negative was accepted at any logged step (accepted 0.00), so "
                     "this run trained as `regular` does; draw more tries "
@@ -400,7 +429,22 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
                     os.path.basename(run_dir))
   n_val = int(val["n_frames"].shape[0])
   return {**metrics, "loss": last_loss, "chance_loss": chance,
-          "chance_score": min(5, n_val) / max(n_val, 1)}
+          "chance_score": min(5, n_val) / max(n_val, 1), "profile": profile}
+
+
+def profile_window(cfg, start: int, end: int) -> tuple[int, int] | None:
+  """(first, last) of the steps train.profile_steps asks jax.profiler to trace, as step indices
+  [first, last) within this call's [start, end); None when off or outside it."""
+  spec = str(cfg.get("profile_steps", "") or "")
+  if not spec:
+    return None
+  try:
+    first, last = (int(v) for v in spec.split(":"))
+  except ValueError as e:
+    raise errors.ConfigError(f"--config.train.profile_steps={spec!r}: give FIRST:LAST, e.g. "
+                             "'10:20' traces steps 11 to 20") from e
+  first, last = max(first, start), min(last, end)
+  return (first, last) if first < last else None
 
 
 def _compute_concepts(writer, step, state, g, z_table, data, config):

@@ -259,3 +259,14 @@ def test_tables_show_chance_levels_and_say_why_a_cell_is_empty():
   assert report.chance_of("by_similarity/dot/on_object", {"chance_on_object": 0.2}) == 0.2
   assert report.chance_of("categories/size", {"chance_categories/size": 0.3, "chance": 0.1}) == 0.3
   assert report.chance_of("ratio", {"chance": 0.1}) is None
+
+
+def test_wall_time_table_adds_stages_and_shows_each_runs_training_parts():
+  times = {"build_data": 100.0, "train": 300.5,
+           "train_runs": {"regular": {"step_s": 200.0, "loader_s": 40.0, "compile_s": 5.0,
+                                      "other_s": 1.0, "total_s": 246.0, "steps": 620}}}
+  lines = report.pipeline_table(times)
+  assert "| total | 400.5 |" in lines  # the runs' parts are not stages
+  header = next(line for line in lines if line.startswith("| run |"))
+  assert header == "| run | steps | step | loader | compile | other | total |"
+  assert "| regular | 620 | 200.0 | 40.0 | 5.0 | 1.0 | 246.0 |" in lines

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from configs import tiny
-from learning_words.common import checkpoints, errors, mesh as mesh_lib
+from learning_words.common import checkpoints, errors, jsonio, mesh as mesh_lib
 from learning_words.data import input_pipeline
 from learning_words.learner import train
 from learning_words.models import generator as gen_lib
@@ -49,7 +49,18 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(kind, data_dir, tmp_pa
   seg.eval()
   run = lambda name, **kw: train.train_loop(c, str(tmp_path / name), data_dir, _generator(c),
                                             devices=jax.devices()[:2], segmenter=seg, **kw)
+  c.train.profile_steps = "1:3"  # a jax.profiler trace of steps 2-3
   full = run("full")
+  c.train.profile_steps = ""
+  # Where the time went: stages and the unclaimed rest add up to the wall time (written too).
+  profile = full.pop("profile")
+  assert profile == jsonio.read_json(str(tmp_path / "full" / "train_profile.json"))
+  assert profile["steps"] == 6 and {"step_s", "loader_s", "validation_s", "checkpoint_s",
+                                    "compile_s", "setup_s"} <= set(profile)
+  parts = sum(v for k, v in profile.items() if k.endswith("_s") and k != "total_s")
+  assert parts == pytest.approx(profile["total_s"], abs=0.01) and profile["other_s"] >= -0.01
+  traces = [f for _, _, fs in os.walk(tmp_path / "full" / "profile") for f in fs]
+  assert any(f.endswith(".xplane.pb") for f in traces)
   assert set(full) >= {"A_r1", "I_r5", "score", "peak_object", "peak_border"}
   assert all(np.isfinite(v) for v in full.values())
   assert 0 <= full["peak_object"] <= 1 and 0 <= full["peak_border"] <= 1
@@ -57,9 +68,11 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(kind, data_dir, tmp_pa
     train.object_table(_generator(c), jnp.zeros((4, c.gan.sizes[0])), c, None, None)
   run("killed", max_steps=4)
   resumed = run("killed")
+  assert resumed.pop("profile")["steps"] == 2
   assert resumed == full
   # A finished run trains no more: it reports its last validation and no training loss.
-  assert run("full") == {**full, "loss": None}
+  again = run("full")
+  assert again.pop("profile")["steps"] == 0 and again == {**full, "loss": None}
   for a, b in zip(_params(str(tmp_path / "full"), c, data_dir),
                   _params(str(tmp_path / "killed"), c, data_dir)):
     np.testing.assert_array_equal(a, b)
