@@ -1,10 +1,15 @@
 """The benchmark writes the promised JSON keys with sane values (a small config, 1 timed step, the
 torch peer included), and its analytic FLOP count is within 10% of XLA's."""
 import json
+import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from configs import tiny
+from learning_words import benchmark
 from learning_words.learner import flops
 from tests.conftest import ROOT
 
@@ -36,9 +41,9 @@ def test_benchmark_json_on_tiny(tmp_path):
                 "analytic_flops_per_step", "analytic_flops_per_s"):
       assert res[kind][key] > 0
     assert abs(res[kind]["samples_per_s"] * res[kind]["step_time_s"] - 8) < 1e-6
-    # The analytic count (learner/flops.py) against XLA's, which the benchmark scales from one
-    # device's share to the step (the tests run under 8 CPU devices). XLA counts the candidate
-    # renders' while loop once: one round, one render per sample.
+    # The analytic count (learner/flops.py) against XLA's of the lowered step, the whole step's
+    # (the tests run under 8 CPU devices). XLA counts the candidate renders' while loop once: one
+    # round, one render per sample.
     xla, ours = res[kind]["flops_per_step"], flops.train_step(config, kind, renders=1)["total"]
     assert abs(ours - xla) / xla < 0.10, (kind, ours, xla)
   drawn = res["negatives_edited"]["negatives"]
@@ -48,6 +53,10 @@ def test_benchmark_json_on_tiny(tmp_path):
   assert res["negatives_edited"]["flops_per_step"] > res["regular"]["flops_per_step"]
   assert res["edited_over_regular"] > 0 and res["recall_40_s"] > 0
   assert res["peer_regular_step_s"] > 0
+  # What ran it, and how busy the machine was before and after.
+  for m in (res["machine"], res["machine_after"]):
+    assert m["cpu"] and m["cores"] == os.cpu_count() and len(m["load_average"]) == 3
+    assert m["busy"] == (m["load_average"][0] > m["cores"])
   assert abs(res["ours_over_peer"] * res["peer_regular_step_s"]
              - res["regular"]["step_time_s"]) < 1e-9
 
@@ -122,3 +131,20 @@ def test_storage_timings_on_the_emulator(gcs, data_dir):
   remote = {p.name: p.read_bytes() for p in epath.Path("gs://lw-test/bench/dataset").iterdir()}
   assert json.loads(remote.pop(files.MANIFEST)) == {k: len(v) for k, v in local.items()}
   assert local == remote
+
+
+def test_busy_machine_warns_and_a_quiet_one_does_not():
+  quiet = {"cores": 2, "load_average": [1.5, 1.0, 1.0], "busy": False}
+  busy = {"cores": 2, "load_average": [12.3, 8.0, 4.0], "busy": True}
+  assert benchmark.busy_warning(quiet) is None
+  assert "load average 12.3 on 2 cores" in benchmark.busy_warning(busy)
+
+
+def test_recall_scaling_sizes_in_their_own_processes():
+  x = np.array([100, 300, 1000])
+  assert benchmark.power_law_exponent(x, 3e-6 * x ** 2.0) == pytest.approx(2.0)
+  got = benchmark.recall_scaling(sizes=(16, 32))
+  assert set(got["pairs"]) == {"16", "32"}
+  for v in got["pairs"].values():
+    assert v["seconds"] > 0 and v["peak_rss_mb"] > 50  # a jax process holds more than 50 MB
+  assert np.isfinite(got["time_exponent"])

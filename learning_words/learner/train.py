@@ -162,6 +162,13 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
   return {"loss": loss, **logs}
 
 
+def make_step_fn(config, devices: int):
+  """The jitted train step as training calls it: step_fn(state, g, z_table, batch, key, *,
+  concept_arrays, cache, objects) -> logs, updating `state` in place (the benchmark times this
+  same function)."""
+  return nnx.jit(functools.partial(train_step, config=config, groups=devices))
+
+
 def edited_temperature(config) -> float:
   """The edited term's temperature: loss.edited_temperature, or the base's when it is 0."""
   t = float(config.loss.edited_temperature)
@@ -315,7 +322,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   objects = object_table(g, z_table, config, segmenter, cache)
   if objects is not None:
     objects = jax.device_put(objects, z_table.sharding)
-  step_fn = nnx.jit(functools.partial(train_step, config=config, groups=mesh.size))
+  step_fn = make_step_fn(config, mesh.size)
   examples_fn = nnx.jit(functools.partial(drawing.draw_examples, config=config))  # compiled once
   host = jax.process_index()
   writer = writers.Writer(os.path.join(run_dir, "tensorboard"), host == 0)
