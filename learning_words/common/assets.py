@@ -1,5 +1,7 @@
 """Weights shipped inside the package: the quickstart's trained generator, attribute segmenter and
-the inverter (the encoder that finds the latents of renders for the ladder's L1 / L2 worlds).
+the inverter (the encoder that finds the latents of renders for the ladder's L1 / L2 worlds); and
+the quickstart's semantic-test negatives (`semantic_negatives/`: the edits, a few kB, that the
+test otherwise searches for in about three minutes of generator and segmenter work).
 
 Each is trained once (hours of GAN training; 15 min of segmenter or inverter training on a CPU)
 and committed with a provenance.json beside them, so a fresh quickstart starts from them;
@@ -23,6 +25,13 @@ def shipped_dir(kind: str, config) -> str:
   if kind not in KINDS:
     raise ValueError(f"unknown asset kind {kind!r}: one of {KINDS}")
   return os.path.join(ASSETS_DIR, f"{kind}_r{config.world.resolution}")
+
+
+def shipped_semantic_negatives(name: str) -> str | None:
+  """The package's copy of a semantic-test negatives file (evaluation/semantic.py names it by the
+  hash of everything the negatives depend on), or None."""
+  path = os.path.join(ASSETS_DIR, "semantic_negatives", name)
+  return path if os.path.isfile(path) else None
 
 
 def read_provenance(kind: str, config) -> dict:

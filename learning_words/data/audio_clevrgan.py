@@ -42,8 +42,10 @@ class AudioClevrganConfig(tfds.core.BuilderConfig):
                pairs="prior", variant_slots=0):
     world = "" if pairs == "prior" else f"_{pairs}"
     world += "_variants" if variant_slots else ""
+    # 1.1.0: the oracle edits gained `word_frames`; the other worlds' records are unchanged.
     super().__init__(
-        name=f"r{resolution}_n{num_train}_{num_val}_{num_test}_s{seed}{world}_{fingerprint}")
+        name=f"r{resolution}_n{num_train}_{num_val}_{num_test}_s{seed}{world}_{fingerprint}",
+        version="1.1.0" if variant_slots else "1.0.0")
     self.resolution = resolution
     self.with_scene = pairs in TRUTH_PAIRS
     self.variant_slots = variant_slots
@@ -55,9 +57,7 @@ class AudioClevrganConfig(tfds.core.BuilderConfig):
 class AudioClevrgan(records.Builder):
   """Built by `pairs.make_pairs`, which the caller passes as `make_split(start, num) -> records`."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {"1.1.0": "Records with oracle edits also carry word_frames.",
-                   "1.0.0": "First version."}
+  VERSION = tfds.core.Version("1.0.0")
 
   def __init__(self, *, make_split=None, **kwargs):
     super().__init__(**kwargs)

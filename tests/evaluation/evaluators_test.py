@@ -401,3 +401,36 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
 def _without_seconds(d):
   return {k: _without_seconds(v) if isinstance(v, dict) else v for k, v in d.items()
           if k != "seconds"}
+
+
+def test_semantic_negatives_come_from_the_package_when_its_key_matches(tmp_path, monkeypatch):
+  """A shipped negatives file with the same key is copied into the cache and not searched for; any
+  other key is built. Each shipped file's name is the hash of the settings stored in it."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  from learning_words.common import assets  # pylint: disable=g-import-not-at-top
+  shipped = os.path.join(assets.ASSETS_DIR, "semantic_negatives")
+  names = [f for f in os.listdir(shipped) if f.endswith(".npz")]
+  assert names
+  for name in names:
+    with np.load(os.path.join(shipped, name)) as f:
+      info = json.loads(str(f["settings"]))
+    assert name == f"semantic_{hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:12]}.npz"
+
+  package = tmp_path / "assets"
+  (package / "semantic_negatives").mkdir(parents=True)
+  monkeypatch.setattr(assets, "ASSETS_DIR", str(package))
+  info = {"seed": 3, "z_index": [1, 2]}
+  key = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:12]
+  np.savez(package / "semantic_negatives" / f"semantic_{key}.npz", settings=json.dumps(info),
+           found=np.ones((2, 4), bool))
+  monkeypatch.setattr(semantic, "settings", lambda ctx, z: info)
+  built = []
+  monkeypatch.setattr(semantic, "build_negatives",
+                      lambda ctx, z: built.append(z) or {"found": np.zeros((2, 4), bool)})
+  ctx = types.SimpleNamespace(cache_dir=str(tmp_path / "cache"))
+  out, path = semantic.load_or_build(ctx, [1, 2])
+  assert not built and out["found"].all() and os.path.isfile(path)
+  info = {"seed": 4, "z_index": [1, 2]}  # another key: searched for
+  out, _ = semantic.load_or_build(ctx, [1, 2])
+  assert built and not out["found"].any()
