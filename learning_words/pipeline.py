@@ -221,6 +221,7 @@ def train(config, workdir: str) -> dict:
                 f"{r['chance_score']:.4f}; A_r5 {r['A_r5']:.4f}, I_r5 {r['I_r5']:.4f}{where}, on "
                 f"the border {r['peak_border']:.3f}){loss} (chance {r['chance_loss']:.3f}: every "
                 "pair scored alike)")
+  input_pipeline.release_log_mels()  # the runs' shared log-mels; evaluation needs the memory
   return results
 
 

@@ -25,28 +25,52 @@ BATCH_KEYS = ("id", "z_index", "image", "spec", "n_frames")
 OPTIONAL_KEYS = audio_clevrgan.VARIANT_KEYS
 
 
+class LogMels(dict):
+  """Record id -> its whole recording's log-mel, with the bytes held (Featurise's cache)."""
+
+  def __init__(self):
+    super().__init__()
+    self.nbytes = 0
+
+
+_SHARED_LOG_MELS: dict[str, LogMels] = {}
+
+
+def shared_log_mels(name: str) -> LogMels:
+  """The process's log-mel cache for the dataset `name` (its folder): the runs trained one after
+  another in one process (the pipeline's train stage) featurise each recording once."""
+  return _SHARED_LOG_MELS.setdefault(name, LogMels())
+
+
+def release_log_mels():
+  """Frees every shared log-mel cache (after training)."""
+  _SHARED_LOG_MELS.clear()
+
+
 class Featurise(grain.transforms.RandomMap):
   """Record -> {id, z_index, image, spec [frames, 40], n_frames}; random crop when `train`.
 
   Training reads every caption once per epoch, and its log-mel (the whole recording, before the
-  crop) does not change: the first `cache_bytes` of them are kept by record id, so later epochs
-  only crop. The cached arrays are the computed ones, so results do not depend on the cache.
+  crop) does not change: the first `cache_bytes` of them are kept by record id (in `cache`, which
+  several loaders of one dataset may share), so later epochs only crop. The cached arrays are the
+  computed ones, so results do not depend on the cache.
   """
 
-  def __init__(self, frames: int, train: bool, cache_bytes: int = 0):
+  def __init__(self, frames: int, train: bool, cache_bytes: int = 0,
+               cache: LogMels | None = None):
     self.frames = frames
     self.train = train
     self.cache_bytes = cache_bytes
-    self._specs, self._cached = {}, 0
+    self._specs = LogMels() if cache is None else cache
 
   def log_mel(self, element) -> np.ndarray:
     key = int(element["id"])
     spec = self._specs.get(key)
     if spec is None:
       spec = audio.log_mel_spectrogram(records.decode_pcm16(np.asarray(element["waveform"])))
-      if self._cached + spec.nbytes <= self.cache_bytes:
+      if self._specs.nbytes + spec.nbytes <= self.cache_bytes:
         self._specs[key] = spec
-        self._cached += spec.nbytes
+        self._specs.nbytes += spec.nbytes
     return spec
 
   def random_map(self, element, rng: np.random.Generator):
@@ -92,12 +116,15 @@ def auto_workers(cores: int | None = None) -> int:
 
 
 def make_loader(source, *, batch_size: int, frames: int, train: bool, seed: int,
-                worker_count: int = 0, cache_gb: float = 0.0) -> grain.DataLoader:
+                worker_count: int = 0, cache_gb: float = 0.0,
+                cache_name: str | None = None) -> grain.DataLoader:
   """Per-host loader: seeded shuffle (train), this host's shard, featurise, batch.
 
   `batch_size` is the GLOBAL batch; each of the jax.process_count() hosts loads its share.
   Training repeats forever and drops the last partial batch; evaluation is one ordered pass.
   cache_gb: log-mels kept across epochs (Featurise), shared out among the worker processes.
+  cache_name: with no worker processes, the log-mels are kept in the process's cache of that name
+  (shared_log_mels: later loaders of the same dataset reuse them).
   worker_count: grain worker processes; -1 picks them from the host's cores (auto_workers).
   """
   hosts = jax.process_count()
@@ -113,7 +140,9 @@ def make_loader(source, *, batch_size: int, frames: int, train: bool, seed: int,
       shuffle=train, num_epochs=None if train else 1, seed=seed)
   return grain.DataLoader(
       data_source=source, sampler=sampler,
-      operations=[Featurise(frames, train, int(cache_gb * 2**30) // max(worker_count, 1)),
+      operations=[Featurise(frames, train, int(cache_gb * 2**30) // max(worker_count, 1),
+                            shared_log_mels(cache_name) if cache_name and not worker_count
+                            else None),
                   grain.transforms.Batch(batch_size // hosts, drop_remainder=train)],
       worker_count=worker_count)
 

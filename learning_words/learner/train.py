@@ -306,7 +306,8 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
                                       frames=config.data.train_frames, train=True,
                                       seed=train_seed(config),
                                       worker_count=config.data.worker_count,
-                                      cache_gb=config.data.spec_cache_gb)
+                                      cache_gb=config.data.spec_cache_gb,
+                                      cache_name=os.path.abspath(data_dir))
   it = iter(loader)
   manager = make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), cfg.keep_checkpoints)
   start = checkpoints.restore(manager, {"models": state.models, "opt": state.opt, "data": it})

@@ -53,7 +53,8 @@ def test_train_crops_are_random_windows_of_the_full_spectrogram(data_dir, offici
   assert len(set(offsets)) > 1
 
 
-def test_cached_log_mels_give_the_same_batches_and_respect_the_budget(data_dir, official_layout):
+def test_cached_log_mels_give_the_same_batches_and_respect_the_budget(data_dir, official_layout,
+                                                                    monkeypatch):
   """Three epochs with the log-mel cache equal three without it (same seed, same crops); a
   budget of two recordings keeps two, and every crop still matches its file's spectrogram."""
   root, _ = official_layout
@@ -77,6 +78,17 @@ def test_cached_log_mels_give_the_same_batches_and_respect_the_budget(data_dir, 
   assert 1 <= len(kept) <= 2 and sum(v.nbytes for v in kept.values()) <= sizes[0] + sizes[1]
   for i, spec in kept.items():
     np.testing.assert_allclose(spec, full[i], atol=1e-4)
+  # Loaders of one dataset sharing the process's cache compute each log-mel once.
+  calls = []
+  compute = audio.log_mel_spectrogram
+  monkeypatch.setattr(audio, "log_mel_spectrogram", lambda *a, **k: calls.append(1) or compute(
+      *a, **k))
+  for _ in range(2):
+    it = iter(input_pipeline.make_loader(src, batch_size=2, frames=32, train=True, seed=5,
+                                         cache_gb=1.0, cache_name="shared-test"))
+    for _ in range(3):
+      next(it)
+  assert len(calls) == len(src)
 
 
 def test_resume_gives_exactly_the_same_next_batches(data_dir):
