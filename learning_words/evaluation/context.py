@@ -58,6 +58,15 @@ def score_pairs(models, images, aud, frames, cosine: bool):
   return matchmap.misa(matchmap.matchmap(img, rep(aud), cosine=cosine), rep(frames)).reshape(b, k)
 
 
+def frame_scores_pairs(models, images, aud, cosine: bool):
+  """Per frame, the best cell's similarity of each caption against each of its own images:
+  images [B,K,R,R,3] in [-1,1], aud [B,T',D] -> [B,K,T'] (MISA before its mean over frames)."""
+  b, k = images.shape[:2]
+  img = models.image(images.reshape((b * k,) + images.shape[2:]))
+  mm = matchmap.matchmap(img, jnp.repeat(aud, k, axis=0), cosine=cosine)
+  return jnp.max(mm, axis=(1, 2)).reshape(b, k, -1)
+
+
 def positive_ranks(pos, neg) -> np.ndarray:
   """Rank (0 = first) of each positive among its negatives: pos [N], neg [N,K] -> int [N].
 

@@ -30,6 +30,7 @@ import io
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from etils import epath
@@ -273,6 +274,30 @@ def score_rendered(models, positives, negatives_, spec, n_frames, cosine: bool):
   return pos, context.score_pairs(models, encoders.to_float(negatives_), aud, frames, cosine)
 
 
+@functools.partial(nnx.jit, static_argnames=("cosine",))
+def score_rendered_words(models, positives, negatives_, spec, n_frames, word, cosine: bool):
+  """(own [B,K], negative [B,K]): each image's mean best-cell score over the frames word
+  [B,K,T'] (bool) of the word naming negative k's change (0 where the word has no frame)."""
+  img, aud, _ = encoders.embed(models, encoders.to_float(positives), spec, n_frames)
+  own = jnp.max(matchmap.matchmap(img, aud, cosine=cosine), axis=(1, 2))[:, None]  # [B,1,T']
+  neg = context.frame_scores_pairs(models, encoders.to_float(negatives_), aud, cosine)
+  w = word.astype(own.dtype)
+  mean = lambda x: (x * w).sum(-1) / jnp.maximum(w.sum(-1), 1.0)
+  return mean(own), mean(neg)
+
+
+def word_masks(word_frames, slots, changed, ratio: int, t_out: int) -> np.ndarray:
+  """bool [N,K,T']: the audio encoder's output frames (pooling `ratio`) of the caption word that
+  names negative k's change: word_frames [N,S,4,2] log-mel spans per object slot and attribute,
+  slots / changed [N,K] the changed slot and attribute (-1: none)."""
+  rows = np.arange(len(slots))[:, None]
+  span = np.asarray(word_frames)[rows, np.maximum(slots, 0), np.maximum(changed, 0)]  # [N,K,2]
+  start, end = span[..., 0] // ratio, -(-span[..., 1] // ratio)
+  t = np.arange(t_out)
+  ok = (span[..., 0] >= 0) & (slots >= 0) & (changed >= 0)
+  return (t >= start[..., None]) & (t < end[..., None]) & ok[..., None]
+
+
 def run_rendered(ctx: context.Context) -> dict:
   """The test on the renders' world (stored positives): the renderer draws each caption's
   negatives (world/edit_variants.semantic_negatives), one attribute of one object changed by
@@ -280,8 +305,8 @@ def run_rendered(ctx: context.Context) -> dict:
   n = min(int(ctx.cfg.semantic.captions), len(ctx.data["id"]))
   data = ctx.take(n)
   k_neg = int(ctx.cfg.semantic.negatives)
-  neg, found, changed = edit_variants.semantic_negatives(ctx.config.world, ctx.config.seed,
-                                                         data["id"], k_neg)
+  neg, found, changed, slots = edit_variants.semantic_negatives(ctx.config.world, ctx.config.seed,
+                                                                data["id"], k_neg)
   complete = np.nonzero(found.all(axis=1))[0]
   out = {"n_candidates_captions": n, "n_captions": len(complete), "n_negatives": k_neg,
          "n_incomplete": int(n - len(complete)), "negatives_from": "renderer"}
@@ -292,12 +317,37 @@ def run_rendered(ctx: context.Context) -> dict:
         [data["image"][complete], neg[complete], data["spec"][complete],
          data["n_frames"][complete]], int(ctx.cfg.batch_size), desc="semantic: scoring")
     out.update(score_summary(pos, neg_scores, changed[complete], complete))
+    if "word_frames" in data:
+      out.update(word_only(ctx, data, neg, complete, slots, changed))
   else:
     out.update(empty_summary())
     out["empty"] = f"no caption of {n} got {k_neg} distinct one-attribute renders"
   out.update({f"chance_r{k}": min(k, k_neg + 1) / (k_neg + 1) for k in KS})
   out["changed"] = {a: int((changed == i).sum()) for i, a in enumerate(ATTRIBUTES)}
   return out
+
+
+def word_only(ctx: context.Context, data: dict, neg, complete, slots, changed) -> dict:
+  """`pairwise_word`: the same pairs scored on the frames of the word that names the change only
+  (the world's stored word timings); pairs whose word has no frame are left out. Not a score a
+  caption alone gives (it is told which word changed): it separates what the image features know
+  of the word from what MISA's mean over every frame lets through."""
+  ratio = ctx.models.audio.pooling_ratio
+  t_out = -(-data["spec"].shape[1] // ratio)
+  word = word_masks(data["word_frames"][complete], slots[complete], changed[complete], ratio,
+                    t_out)
+  own, other = batching.map_batches(
+      lambda im, ng, sp, nf, w: score_rendered_words(ctx.models, im, ng, sp, nf, w,
+                                                     cosine=bool(ctx.config.model.cosine)),
+      [data["image"][complete], neg[complete], data["spec"][complete],
+       data["n_frames"][complete], word], int(ctx.cfg.batch_size), desc="semantic: word frames")
+  has = word.any(-1)
+  credit = np.asarray(own) > np.asarray(other)
+  attr = changed[complete]
+  by = {a: float(credit[has & (attr == i)].mean()) if (has & (attr == i)).any() else float("nan")
+        for i, a in enumerate(ATTRIBUTES)}
+  return {"pairwise_word": float(credit[has].mean()) if has.any() else float("nan"),
+          "pairwise_word_by": by, "pairwise_word_pairs": int(has.sum())}
 
 
 def run(ctx: context.Context) -> dict:

@@ -160,7 +160,8 @@ def word_frames(tags, times, slots_of: list, slots: int) -> np.ndarray:
 
 
 def semantic_negatives(world_cfg, seed: int, ids, count: int = 4, streams: int = 16) -> tuple:
-  """(negatives uint8 [N,count,R,R,3], found bool [N,count], changed attribute int8 [N,count]) of
+  """(negatives uint8 [N,count,R,R,3], found bool [N,count], changed attribute int8 [N,count],
+  changed object slot int8 [N,count]; -1 where not found) of
   the renders of pair `ids` (any order): per scene, `count` distinct images in each of which one
   attribute of one visible object changed (the semantic test's negatives, exact by construction).
   Each of up to `streams` draws edits one random visible object (one_attribute_variants with its
@@ -179,6 +180,7 @@ def semantic_negatives(world_cfg, seed: int, ids, count: int = 4, streams: int =
   out = np.zeros((n, count, res, res, 3), np.uint8)
   found = np.zeros((n, count), bool)
   changed = np.full((n, count), -1, np.int8)
+  slots = np.full((n, count), -1, np.int8)
   for stream in range(streams):
     if found.all():
       break
@@ -192,4 +194,5 @@ def semantic_negatives(world_cfg, seed: int, ids, count: int = 4, streams: int =
       if any(np.array_equal(image, out[i, j]) for j in range(have)):
         continue
       out[i, have], found[i, have], changed[i, have] = image, True, attr[i, slot[i]]
-  return out, found, changed
+      slots[i, have] = slot[i]
+  return out, found, changed, slots

@@ -162,7 +162,7 @@ def test_semantic_test_on_the_renders_world(built):
   each caption's rank is the loop's: how many of its negatives score at least its positive."""
   c, folder, _, params = built
   data = input_pipeline.load_eval_arrays(folder, "train", c.data.eval_frames, 6)
-  neg, found, changed = edit_variants.semantic_negatives(c.world, c.seed, data["id"], 4)
+  neg, found, changed, slots = edit_variants.semantic_negatives(c.world, c.seed, data["id"], 4)
   for row, i in enumerate(data["id"]):
     drawings = {}  # every one-attribute edit of every object, by the renderer
     for k in range(c.world.max_objects):
@@ -173,10 +173,12 @@ def test_semantic_test_on_the_renders_world(built):
           if value != params[attr][i, k]:
             p = _scene_row(params, int(i))
             p[attr][0, k] = value
-            drawings.setdefault(a, []).append(scenes.render(p, c.world.resolution)["image"][0])
+            drawings.setdefault((a, k), []).append(
+                scenes.render(p, c.world.resolution)["image"][0])
     kept = [neg[row, j] for j in range(4) if found[row, j]]
-    for j, image in enumerate(kept):
-      assert any(np.array_equal(image, d) for d in drawings[int(changed[row, j])])
+    for j, image in enumerate(kept):  # that attribute of that slot's object changed
+      assert any(np.array_equal(image, d)
+                 for d in drawings[(int(changed[row, j]), int(slots[row, j]))])
       assert not np.array_equal(image, data["image"][row])
       assert not any(np.array_equal(image, other) for other in kept[:j])
   models = encoders.Encoders(c.model, rngs=nnx.Rngs(0))
@@ -185,7 +187,7 @@ def test_semantic_test_on_the_renders_world(built):
                             None, "")
   out = semantic.run(ctx)
 
-  def misa(images):  # numpy: mean over valid frames of the max over cells of cell . frame
+  def best_cells(images):  # numpy: per valid frame, the max over cells of cell . frame
     img, aud, frames = (np.asarray(v, np.float64) for v in encoders.embed(
         models, encoders.to_float(images), data["spec"][row:row + 1],
         data["n_frames"][row:row + 1]))
@@ -193,7 +195,9 @@ def test_semantic_test_on_the_renders_world(built):
     if c.model.cosine:
       cells = cells / np.linalg.norm(cells, axis=1, keepdims=True)
       steps = steps / np.linalg.norm(steps, axis=1, keepdims=True)
-    return (cells @ steps.T).max(axis=0).mean()
+    return (cells @ steps.T).max(axis=0)
+
+  misa = lambda images: best_cells(images).mean()
 
   complete = np.nonzero(found.all(axis=1))[0]
   assert out["items"]["caption"] == complete.tolist() and out["chance_r1"] == 0.2
@@ -201,3 +205,15 @@ def test_semantic_test_on_the_renders_world(built):
     pos = misa(data["image"][row:row + 1])
     loop = sum(misa(neg[row, j][None]) >= pos - 1e-6 for j in range(4))
     assert rank == loop
+  # The same pairs on the frames of the changed word alone (encoder frames: log-mel // 8).
+  ratio = models.audio.pooling_ratio
+  wins = []
+  for row in complete:
+    own = best_cells(data["image"][row:row + 1])
+    for j in range(4):
+      start, end = data["word_frames"][row, slots[row, j], changed[row, j]]
+      t = [f for f in range(len(own)) if start // ratio <= f < -(-end // ratio)]
+      if start >= 0 and t:
+        wins.append(own[t].mean() > best_cells(neg[row, j][None])[t].mean())
+  assert out["pairwise_word_pairs"] == len(wins) > 0
+  assert out["pairwise_word"] == pytest.approx(np.mean(wins))
