@@ -11,11 +11,13 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+from etils import epath
 
 from learning_words import workdir as wd
-from learning_words.common import jsonio, mesh as mesh_lib
+from learning_words.common import console, jsonio, mesh as mesh_lib
 from learning_words.data import input_pipeline
-from learning_words.evaluation import context, suite
+from learning_words.evaluation import context, suite, trained_run
 from learning_words.models import generator as gen_lib
 
 
@@ -30,6 +32,23 @@ def make_context(config, models, g, data: dict, seg, cache_dir: str, latents=Non
   models.eval()
   return context.Context(config=config, models=models, g=g, data=data, z_table=z_table, seg=seg,
                          cache_dir=cache_dir, scenes=scenes, fit=fit)
+
+
+def with_run_model(config, run_dir: str):
+  """config with the encoders' settings (`model`) the run was trained with, where its folder keeps
+  them and they differ (a run trained with model overrides is evaluated as it was built)."""
+  if not epath.Path(run_dir, trained_run.CONFIG_FILE).is_file():
+    return config
+  model = trained_run.read_run_config(run_dir).get("model")
+  as_tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+  if model is None or as_tuples(model.to_dict()) == as_tuples(config.model.to_dict()):
+    return config
+  out = config.copy_and_resolve_references()
+  with out.unlocked():
+    out.model = ml_collections.ConfigDict(as_tuples(model.to_dict()))
+  console.say(f"[eval] {os.path.basename(run_dir)}: evaluated with the encoder settings it was "
+              f"trained with ({os.path.join(run_dir, trained_run.CONFIG_FILE)}), not the preset's")
+  return out
 
 
 def load_fit_pairs(config, data_dir: str) -> dict:
@@ -60,9 +79,10 @@ def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
   fit = load_fit_pairs(config, data_dir) if "probe" in names else None
   results = {}
   for run in runs:
-    models, step = wd.load_encoders(config, wd.path(workdir, "runs", run), which)
+    run_config = with_run_model(config, wd.path(workdir, "runs", run))
+    models, step = wd.load_encoders(run_config, wd.path(workdir, "runs", run), which)
     mesh_lib.replicate(models, one)
-    ctx = make_context(config, models, g, data, seg, cache, latents, scenes, fit)
+    ctx = make_context(run_config, models, g, data, seg, cache, latents, scenes, fit)
     meta = {"run": run, "checkpoint": which, "step": step, "dataset": data_dir,
             "split": config.evals.split, "seed": int(config.evals.seed)}
     out = suite.evaluate(ctx, names)

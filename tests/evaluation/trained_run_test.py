@@ -76,3 +76,20 @@ def test_a_stereo_array_is_the_mean_of_its_channels(run):
   assert np.isclose(run.score(image, stereo), run.score(image, (left + right) / 2), atol=1e-6)
   assert np.isclose(run.score(image, (stereo, 16_000)), run.score(image, (left + right) / 2),
                     atol=1e-6)
+
+
+def test_a_run_is_evaluated_with_the_encoder_settings_it_was_trained_with(tmp_path):
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from learning_words.evaluation import runner  # pylint: disable=g-import-not-at-top
+  preset = tiny.get_config()
+  assert runner.with_run_model(preset, str(tmp_path / "none")) is preset  # no kept config
+  trained = preset.copy_and_resolve_references()
+  trained.model.image_depths = (2, 2, 0, 0, 0)
+  trained.model.image_embed_kernel = 1
+  run = tmp_path / "small_cells"
+  trained_run.write_run_config(str(run), trained)
+  got = runner.with_run_model(preset, str(run))
+  assert got.model.to_dict() == trained.model.to_dict()
+  assert got.evals.to_dict() == preset.evals.to_dict() and preset.model.image_embed_kernel != 1
+  trained_run.write_run_config(str(run), preset)  # the same settings: the preset itself
+  assert runner.with_run_model(preset, str(run)) is preset
