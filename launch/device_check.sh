@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared accelerator run (at most about 10 minutes on one GPU): the paper preset's train
-# steps at batch 8 / 32 / 128 in float32 and bfloat16 with their utilisation, then a few minutes
-# of quickstart training with the real loader in each dtype. Writes OUT/device_check.{json,md}.
+# steps at batch 8 / 32 / 128 in float32 and bfloat16 with their utilisation, recall at 500 to
+# 5,000 pairs, then a few minutes of quickstart training with the real loader in each dtype (with
+# where its time went). Writes OUT/device_check.{json,md}.
 #   bash launch/device_check.sh OUT [--peak_tflops=X] [--batches=8,32] [...]
 #   bash launch/device_check.sh --dry-run OUT   (prints the commands)
 # Installs .venv with JAX for CUDA 12 (pinned) and runs with JAX_PLATFORMS=cuda, so a machine

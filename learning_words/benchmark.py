@@ -331,7 +331,7 @@ def time_training(config, workdir: str, data_dir: str, kind: str, steps: int) ->
                            latents=wd.load_latents(c, workdir))
     rates = writers.read_scalars(os.path.join(run_dir, "tensorboard"))["steps_per_s"][1]
   return {"steps_per_s": float(np.median(rates[1:])), "logged_rates": [float(r) for r in rates],
-          **{k: float(val[k]) for k in ("score", "A_r5", "I_r5")}}
+          **{k: float(val[k]) for k in ("score", "A_r5", "I_r5")}, "profile": val["profile"]}
 
 
 def _median_time(fn, repeats: int) -> float:

@@ -5,13 +5,15 @@ so a run cut short keeps what it measured).
   bash launch/device_check.sh OUT [--peak_tflops=X]
   python -m learning_words.device_check --config=configs/paper.py --out=OUT [--train_steps=300]
 
-1. The paper preset's `regular` and `negatives_edited` train steps (random weights, no data
-   needed) at --batches in each of --dtypes (model.dtype): step time, samples/s and utilisation,
-   the analytic FLOP count's rate over the device's peak for that dtype (PEAK_TFLOPS by device
-   name, or --peak_tflops).
+1. The paper preset's `regular` and `negatives_edited` train steps (training's own jitted step,
+   random weights, no data needed) at --batches in each of --dtypes (model.dtype): step time,
+   samples/s and utilisation, the analytic FLOP count's rate over the device's peak for that dtype
+   (PEAK_TFLOPS by device name, or --peak_tflops); then recall at 500 to 5,000 pairs at the
+   paper's shapes (time, peak memory, the fitted exponent).
 2. --train_steps steps of quickstart training in --workdir (its dataset is built first if missing)
    with the real loader, in each dtype: steps/s end to end beside the step alone (the loader's
-   share of the time), and the validation numbers after the same training.
+   share of the time), where the time went (the training profile), and the validation numbers
+   after the same training.
 --skip_timings runs every part once at the smallest size (one timed step, no training) with the
 given --config: the suite runs it on the CPU with the tiny preset so that it cannot rot.
 """
@@ -23,7 +25,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from learning_words import benchmark, pipeline, workdir as wd
-from learning_words.common import jsonio
+from learning_words.common import jsonio, stopwatch
 
 # --config (the preset whose steps are timed), --out (here: a folder), --steps, --workdir and
 # --train_steps are the benchmark's flags; launch/device_check.sh passes the paper preset.
@@ -64,6 +66,12 @@ def markdown(result: dict) -> list[str]:
     lines.append(f"| {row['batch']} | {row['dtype']} | {row['kind']} | "
                  f"{1e3 * row['step_time_s']:.1f} | {row['samples_per_s']:.0f} | "
                  f"{row['analytic_flops_per_s'] / 1e12:.2f} | {util} |")
+  if result.get("recall"):
+    lines += ["", "## Recall at the paper's shapes", "",
+              "| pairs | seconds | peak memory (MB) |", "| --- | --- | --- |"]
+    lines += [f"| {n} | {v['seconds']:.2f} | {v['peak_rss_mb']:.0f} |"
+              for n, v in result["recall"]["pairs"].items()]
+    lines += ["", f"Time grows as pairs ** {result['recall']['time_exponent']:.2f}."]
   if result["training"]:
     lines += ["", "## Training with the real loader", "",
               "| dtype | kind | steps/s | step alone (steps/s) | loader's share | validation "
@@ -72,6 +80,11 @@ def markdown(result: dict) -> list[str]:
       lines.append(f"| {row['dtype']} | {row['kind']} | {row['steps_per_s']:.2f} | "
                    f"{row['step_alone_steps_per_s']:.2f} | {row['loader_share']:.1%} | "
                    f"{row['score']:.4f} | {row['A_r5']:.4f} | {row['I_r5']:.4f} |")
+    lines += ["", "Where each short training's time went (seconds): "
+              + "; ".join(f"{row['dtype']} {row['kind']}: "
+                          + stopwatch.describe({k: v for k, v in row["profile"].items()
+                                                if k != "steps"})
+                          for row in result["training"] if "profile" in row)]
   return lines + [""]
 
 
@@ -80,7 +93,7 @@ def main(argv):
   os.makedirs(FLAGS.out, exist_ok=True)
   kind = jax.devices()[0].device_kind
   result = {"device": kind, "device_count": jax.device_count(), "jax": jax.__version__,
-            "steps": [], "training": []}
+            "machine": benchmark.machine(), "steps": [], "training": []}
   batches = [int(b) for b in FLAGS.batches][:1 if FLAGS.skip_timings else None]
   steps = 1 if FLAGS.skip_timings else FLAGS.steps
 
@@ -102,6 +115,9 @@ def main(argv):
         print("step", json.dumps(result["steps"][-1]), flush=True)
         save()
   if not FLAGS.skip_timings:
+    result["recall"] = benchmark.recall_scaling()  # 500 to 5,000 pairs at the paper's shapes
+    print("recall", json.dumps(result["recall"]), flush=True)
+    save()
     workdir = FLAGS.workdir or os.path.join(FLAGS.out, "workdir")
     base = FLAGS.train_config
     if wd.dataset_dir(base, workdir) is None:

@@ -105,6 +105,22 @@ def test_device_check_runs_on_the_cpu_without_timings(tmp_path):
       "--train_steps=300 --batches=8"]
 
 
+def test_device_check_tables_by_hand():
+  from learning_words import device_check  # pylint: disable=g-import-not-at-top
+  result = {"device": "gpu", "device_count": 1, "jax": "0", "steps": [],
+            "recall": {"pairs": {"500": {"seconds": 0.5, "peak_rss_mb": 900.0}},
+                       "time_exponent": 1.93},
+            "training": [{"dtype": "float32", "kind": "regular", "steps_per_s": 4.0,
+                          "step_alone_steps_per_s": 5.0, "loader_share": 0.2, "score": 0.1,
+                          "A_r5": 0.2, "I_r5": 0.3,
+                          "profile": {"step_s": 60.0, "loader_s": 15.0, "total_s": 75.0,
+                                      "steps": 300}}]}
+  md = device_check.markdown(result)
+  assert "| 500 | 0.50 | 900 |" in md and "Time grows as pairs ** 1.93." in md
+  assert "| float32 | regular | 4.00 | 5.00 | 20.0% | 0.1000 | 0.2000 | 0.3000 |" in md
+  assert md[-2].endswith("float32 regular: step 60.0 s, loader 15.0 s, total 75.0 s")
+
+
 def test_device_peaks_are_looked_up_by_name():
   from learning_words import device_check  # pylint: disable=g-import-not-at-top
   assert device_check.peak_tflops("NVIDIA H200", "bfloat16") == 989.4
