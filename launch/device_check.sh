@@ -10,7 +10,7 @@
 set -euo pipefail
 RUN=()
 if [ "${1:-}" = "--dry-run" ]; then RUN=(echo "+"); export LW_DRY_RUN=1; shift; fi
-if [ $# -lt 1 ]; then sed -n '5,6p' "$0"; exit 2; fi
+if [ $# -lt 1 ]; then sed -n '6,7p' "$0"; exit 2; fi
 OUT=$1; shift
 PLATFORM=${PLATFORM:-cuda}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
