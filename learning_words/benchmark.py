@@ -86,6 +86,8 @@ flags.DEFINE_string("warm_run", None, "A trained run's folder (e.g. WORKDIR/runs
 flags.DEFINE_bool("scaling", False, "Also measure how cost grows: recall time and peak memory at "
                   "500 to 5,000 pairs, the step per sample at batch 8 / 32 / 128, and (with "
                   "--workdir) the data build's records/s with 1 and 2 speech processes.")
+flags.DEFINE_list("scaling_pairs", ["500", "1000", "2000", "5000"], "Pair counts of --scaling's "
+                  "recall timings.")
 flags.mark_flags_as_required(["config", "out"])
 FLAGS = flags.FLAGS
 
@@ -444,7 +446,8 @@ def main(argv):
             **trained, "step_alone_over_later": alone / trained["later_steps_per_s"]}
       print("train", kind, json.dumps(out["train"][kind]), flush=True)
   if FLAGS.scaling:
-    out["scaling"] = {"recall": recall_scaling(), "step_s_per_sample": step_scaling(
+    out["scaling"] = {"recall": recall_scaling([int(n) for n in FLAGS.scaling_pairs]),
+                      "step_s_per_sample": step_scaling(
         FLAGS.config, FLAGS.steps)}
     if FLAGS.workdir:
       out["scaling"]["build"] = build_scaling(FLAGS.config, FLAGS.workdir)
