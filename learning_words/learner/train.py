@@ -280,11 +280,11 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
     raise errors.ConfigError(f"--config.loss.edited_score={config.loss.edited_score!r}: choose "
                              "'misa' (the reference), 'frames' or 'word'")
   oracle_run = config.loss.kind in EDITED_KINDS and config.negatives.mode in oracle.MODES
-  if config.loss.edited_score == "word" and not oracle_run:
+  if config.loss.edited_score == "word" and config.loss.kind in EDITED_KINDS and not oracle_run:
     raise errors.ConfigError("--config.loss.edited_score=word needs the renderer's edits, which "
                              "know the word they change: --config.negatives.mode=oracle (or "
                              "oracle_random, oracle_null) with an edited --config.loss.kind")
-  if config.loss.edited_score == "word" and "word_frames" not in src[0]:
+  if oracle_run and config.loss.edited_score == "word" and "word_frames" not in src[0]:
     raise errors.MissingError(f"{data_dir}: this dataset stores no word timings; build it again "
                               "with this version (--mode=build_data)")
   if oracle_run and "variants" not in src[0]:
