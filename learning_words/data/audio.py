@@ -242,7 +242,9 @@ def pad_or_crop(spec, target, offset=0):
     raise ValueError(f"target must be positive, got {target}")
   if not 0 <= offset < max(spec.shape[0], 1):
     raise ValueError(f"offset {offset} outside [0, {spec.shape[0]}) frames")
-  kept = spec[offset:offset + target].astype(np.float32)
+  kept = spec[offset:offset + target]
+  if kept.shape[0] == target:  # one copy (the caller may keep the spectrogram it cropped)
+    return np.array(kept, dtype=np.float32), target
   out = np.zeros((target, spec.shape[1]), dtype=np.float32)
   out[:kept.shape[0]] = kept
   return out, int(kept.shape[0])
