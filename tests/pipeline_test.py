@@ -83,7 +83,10 @@ def test_tiny_pipeline_runs_every_stage(tiny_bucket, tmp_path):
       assert r["text"].decode().endswith(".")
   assert total == built["parsed"]
   times = _json(workdir, "pipeline_times.json")
+  runs = times.pop("train_runs")  # where each run's training time went
   assert set(times) == set(pipeline.STAGES) - {"invert"}  # only the inverted worlds invert
+  for run in c.train.kinds:
+    assert runs[run]["steps"] == 6 and runs[run]["total_s"] <= times["train"]
   results = _json(workdir, "report", "results.json")
   for run in c.train.kinds:  # same budget: both runs end at the same step
     assert _isdir(workdir, "runs", run, "checkpoints", "6")
