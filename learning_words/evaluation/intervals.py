@@ -72,6 +72,13 @@ METRICS = {
                           _by_image, _pooled_all),
     **{f"semantic_pairwise_{a}": ("semantic", ("pair_credit", "pair_category", "pair_caption"),
                                   _by_image, _pooled_one(i)) for i, a in enumerate(ATTRIBUTES)},
+    # the same pairs on the changed word's frames only (the renders' world; pairs whose word has
+    # no frame carry category -1 and count nowhere)
+    "semantic_pairwise_word": ("semantic", ("word_credit", "word_category", "word_caption"),
+                               _by_image, _pooled_all),
+    **{f"semantic_pairwise_word_{a}": ("semantic", ("word_credit", "word_category",
+                                                    "word_caption"), _by_image, _pooled_one(i))
+       for i, a in enumerate(ATTRIBUTES)},
     "retrieval_A_r10": ("retrieval", ("A_rank",), _by_item, _hits(10)),
     "retrieval_I_r10": ("retrieval", ("I_rank",), _by_item, _hits(10)),
     # the share of captions that peak on an object cell, of word recordings that point at a cell

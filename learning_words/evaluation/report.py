@@ -263,7 +263,9 @@ def differences_table(diffs: dict) -> list:
            "with 95% percentile bootstrap intervals that resample the test items (the same "
            "resample for both arms and every seed). Word tests: the mean of the categories; "
            "retrieval: R@10; localisation: the share of captions peaking on an object cell; "
-           "word_pointing: the share of attribute words pointing at a cell that holds them.", "",
+           "word_pointing: the share of attribute words pointing at a cell that holds them; "
+           "semantic_pairwise_word (the renders' world): the one-attribute pairs scored on the "
+           "changed word's frames only.", "",
            "| arm | metric | " + " | ".join(f"seed {s}" for s in seeds) + " | mean over seeds |",
            "| --- " * (3 + len(seeds)) + "|"]
   for arm, metrics in diffs.items():

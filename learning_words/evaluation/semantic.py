@@ -318,7 +318,9 @@ def run_rendered(ctx: context.Context) -> dict:
          data["n_frames"][complete]], int(ctx.cfg.batch_size), desc="semantic: scoring")
     out.update(score_summary(pos, neg_scores, changed[complete], complete))
     if "word_frames" in data:
-      out.update(word_only(ctx, data, neg, complete, slots, changed))
+      word = word_only(ctx, data, neg, complete, slots, changed)
+      out["items"].update(word.pop("items"))
+      out.update(word)
   else:
     out.update(empty_summary())
     out["empty"] = f"no caption of {n} got {k_neg} distinct one-attribute renders"
@@ -347,7 +349,11 @@ def word_only(ctx: context.Context, data: dict, neg, complete, slots, changed) -
   by = {a: float(credit[has & (attr == i)].mean()) if (has & (attr == i)).any() else float("nan")
         for i, a in enumerate(ATTRIBUTES)}
   return {"pairwise_word": float(credit[has].mean()) if has.any() else float("nan"),
-          "pairwise_word_by": by, "pairwise_word_pairs": int(has.sum())}
+          "pairwise_word_by": by, "pairwise_word_pairs": int(has.sum()),
+          "items": {"word_credit": credit.astype(np.float64).ravel().tolist(),
+                    "word_category": np.where(has, attr, -1).ravel().tolist(),  # -1: no word
+                    "word_caption": np.repeat(np.arange(len(complete)),
+                                              credit.shape[1]).tolist()}}
 
 
 def run(ctx: context.Context) -> dict:

@@ -11,7 +11,7 @@ from flax import nnx
 from configs import tiny
 from learning_words.data import input_pipeline
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
-from learning_words.evaluation import runner, semantic
+from learning_words.evaluation import intervals, runner, semantic
 from learning_words.learner import train
 from learning_words.models import encoders
 from learning_words.models import generator as gen_lib
@@ -217,3 +217,8 @@ def test_semantic_test_on_the_renders_world(built):
         wins.append(own[t].mean() > best_cells(neg[row, j][None])[t].mean())
   assert out["pairwise_word_pairs"] == len(wins) > 0
   assert out["pairwise_word"] == pytest.approx(np.mean(wins))
+  # its items, as the experiments' intervals read them: a run against itself differs by 0
+  items = intervals.items_of({"semantic": out}, "semantic_pairwise_word")
+  assert items is not None and sum(np.asarray(items[1]) >= 0) == len(wins)
+  same = intervals.paired_difference([items], [items], "semantic_pairwise_word", n_resamples=50)
+  assert same["diff"] == 0.0
