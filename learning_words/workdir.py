@@ -237,11 +237,14 @@ def load_segmenter(config, workdir: str, required: bool = True) -> Segmenter | N
 
 
 def list_runs(workdir: str) -> list[str]:
-  """Names of the runs under WORKDIR/runs that have checkpoints."""
+  """Names of the runs under WORKDIR/runs that have checkpoints (a run stopped before its first
+  save has none yet)."""
   root = epath.Path(path(workdir, "runs"))
   if not root.is_dir():
     return []
-  return sorted(r.name for r in root.iterdir() if (r / "checkpoints").is_dir())
+  saved = lambda r: (r / "checkpoints").is_dir() and any(
+      p.name.isdigit() for p in (r / "checkpoints").iterdir())
+  return sorted(r.name for r in root.iterdir() if saved(r))
 
 
 def checkpoint_folder(which: str) -> tuple[str, int] | None:

@@ -46,7 +46,8 @@ def test_runs_and_datasets_are_found_only_when_there(tmp_path):
   c = tiny.get_config()
   assert wd.list_runs(w) == [] and wd.dataset_dir(c, w) is None
   for run, has in (("b", True), ("a", True), ("c", False)):
-    os.makedirs(wd.path(w, "runs", run, "checkpoints" if has else "tensorboard"))
+    os.makedirs(wd.path(w, "runs", run, os.path.join("checkpoints", "3") if has else "tensorboard"))
+  os.makedirs(wd.path(w, "runs", "d", "checkpoints"))  # stopped before its first save
   assert wd.list_runs(w) == ["a", "b"]
   with pytest.raises(errors.MissingError, match="--mode=build_data"):
     wd.require_dataset(c, w)
