@@ -208,7 +208,7 @@ def train(config, workdir: str) -> dict:
     results[name] = train_lib.train_loop(c, wd.path(workdir, "runs", name), folder, g,
                                          latents=latents, segmenter=segmenter)
     r = results[name]
-    if "profile" in r and jax.process_index() == 0:  # where training's time went, by stage
+    if r.get("profile", {}).get("steps") and jax.process_index() == 0:  # where the time went
       path = wd.path(workdir, "pipeline_times.json")
       times = jsonio.read_json(path)
       jsonio.write_json(path, {**times, "train_runs": {**times.get("train_runs", {}),
