@@ -209,6 +209,8 @@ def test_train_loop_recomputes_on_schedule_and_resumes_from_saved_concepts(data_
                                        max_steps=steps, devices=jax.devices()[:2])
   metrics = run(4)
   assert calls == [0, 3]
+  # the concept recomputations are a part of the run's profile
+  assert metrics.pop("profile")["concepts_s"] > 0
   assert metrics and all(np.isfinite(v) for v in metrics.values())
   manager = train.make_checkpoint_manager(str(tmp_path / "run" / "checkpoints"), 2)
   saved = clustering.restore_saved(manager, 4)
