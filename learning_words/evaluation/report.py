@@ -368,8 +368,9 @@ def pipeline_table(times: dict) -> list:
   parts = [p for p in TRAIN_PARTS if any(f"{p}_s" in r for r in runs.values())]
   if runs:
     lines += ["Where each run's training time went (seconds; the last time it trained): the "
-              "compiled step, the loader, validation, checkpoints, the first step's compilation "
-              "and the set-up before it.", "",
+              "compiled step, the loader, validation, checkpoints, the first step's compilation, "
+              "the set-up before it, example images and concept recomputations where a run has "
+              "them, and the time no part claimed (other).", "",
               "| run | steps | " + " | ".join(parts) + " | total |",
               "| --- | --- | " + " | ".join("---" for _ in parts) + " | --- |"]
     lines += [f"| {name} | {r.get('steps', '–')} | "
