@@ -9,9 +9,11 @@ The emulator rewrites its whole object index (a JSON file) after every write, wh
 quadratically with a pipeline's thousands of objects; here the index is written at most every
 0.2 s, and at exit (SIGTERM) or death (below), so no written object is forgotten.
 With DIE_ON (a regular expression), the emulator exits, unanswered, at the first request whose
-"METHOD PATH" matches it: a bucket that goes away in the middle of a write.
+"METHOD PATH" matches it: a bucket that goes away in the middle of a write. With "404:" before
+the expression, it answers every matching request 404 instead and keeps running: a storage that
+restarted and forgot a write in progress (an upload session it no longer knows).
 
-  python tests/_gcs_emulator_server.py PORT DATA_DIR [DIE_ON]
+  python tests/_gcs_emulator_server.py PORT DATA_DIR [DIE_ON | 404:PATTERN]
 """
 import os
 import re
@@ -83,13 +85,23 @@ def _save_index(store):
 
 
 _handle = server.Router.handle
-_die_on = None
+_die_on = _not_found_on = None
+_NOT_FOUND = b'{"error": {"code": 404, "message": "No such upload session"}}'
 
 
 def handle(self, method):
-  if _die_on and re.search(_die_on, f"{method} {self._request_handler.path}"):  # pylint: disable=protected-access
+  request = f"{method} {self._request_handler.path}"  # pylint: disable=protected-access
+  if _die_on and re.search(_die_on, request):
     _save_index(_STORE)
     os._exit(3)  # pylint: disable=protected-access
+  if _not_found_on and re.search(_not_found_on, request):
+    h = self._request_handler  # pylint: disable=protected-access
+    h.send_response(HTTPStatus.NOT_FOUND)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(_NOT_FOUND)))
+    h.end_headers()
+    h.wfile.write(_NOT_FOUND)
+    return None
   with _lock:
     return _handle(self, method)
 
@@ -99,7 +111,11 @@ _STORE = None
 
 
 if __name__ == "__main__":
-  _die_on = sys.argv[3] if len(sys.argv) > 3 else None
+  fault = sys.argv[3] if len(sys.argv) > 3 else None
+  if fault and fault.startswith("404:"):
+    _not_found_on = fault[len("404:"):]
+  else:
+    _die_on = fault
   emulator = server.create_server("127.0.0.1", int(sys.argv[1]), in_memory=False,
                                   default_bucket="lw-test", data_dir=sys.argv[2])
   _STORE = emulator._storage  # pylint: disable=protected-access

@@ -260,3 +260,37 @@ def test_bucket_gone_mid_checkpoint_save_then_resume_is_bit_identical(tiny_bucke
   assert step == want_step == 6
   for a, b in zip(got, want, strict=True):
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_write_the_bucket_refuses_mid_checkpoint_ends_in_one_line_then_resumes(tiny_bucket, gcs,
+                                                                                 monkeypatch):
+  """The storage answers 404 to the upload of step 6's OCDBT manifest (as after a restart that
+  forgot the upload in progress), a failure that is no lost connection: the run still ends in one
+  StorageError line naming the refused write, and the same command goes on from step 3."""
+  c, workdir, _ = tiny_bucket
+  f = c.copy_and_resolve_references()
+  f.train.kinds, f.train.name, f.loss.kind = (), "refused", "regular"
+  from orbax.checkpoint._src.serialization import tensorstore_utils  # pylint: disable=g-import-not-at-top
+  fast = {"max_retries": 2, "initial_delay": "10ms", "max_delay": "50ms"}
+  monkeypatch.setitem(tensorstore_utils._BASE_TS_CONTEXT, "gcs_request_retries", fast)  # pylint: disable=protected-access
+  monkeypatch.setitem(tensorstore_utils._DEFAULT_OCDBT_TS_CONTEXT, "gcs_request_retries", fast)  # pylint: disable=protected-access
+  gcs.stop()
+  gcs.start(die_on=r"404:^POST .*name=[^&]*runs%2Frefused%2Fcheckpoints%2F6%2F[^&]*manifest\.ocdbt")
+  try:
+    with pytest.raises(errors.StorageError) as e:
+      pipeline.run("train", f, workdir)
+  finally:
+    gcs.stop()
+    gcs.start()
+  message = str(e.value)
+  assert "\n" not in message and message.startswith(f"{workdir}: the bucket refused a write (")
+  assert "404" in message
+  assert message.endswith("run the same command again to go on from the last complete checkpoint")
+  run_dir = wd.path(workdir, "runs", "refused")
+  assert checkpoints.make_manager(os.path.join(run_dir, "checkpoints")).all_steps() == [3]
+  pipeline.run("train", f, workdir)
+  got, step = _encoder_leaves(f, run_dir, "latest")
+  want, want_step = _encoder_leaves(c, wd.path(workdir, "runs", "regular"), "latest")
+  assert step == want_step == 6
+  for a, b in zip(got, want, strict=True):
+    np.testing.assert_array_equal(a, b)

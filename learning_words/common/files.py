@@ -211,14 +211,40 @@ _UNREACHABLE = ("connection refused", "cannot connect", "failed to establish a n
 
 
 def storage_error(workdir, exc: BaseException) -> errors.StorageError | None:
-  """The one-line error for a failure that says a gs:// workdir's bucket could not be reached;
-  None for a local workdir or any other failure."""
-  reason = unreachable(exc) if is_cloud(workdir) else None
-  if reason is None:
+  """The one-line error for a failure that says a gs:// workdir's bucket could not be reached or
+  refused a write; None for a local workdir or any other failure."""
+  if not is_cloud(workdir):
     return None
-  return errors.StorageError(
-      f"{workdir}: the bucket stopped answering ({reason}). What was written before is kept: run "
-      "the same command again to go on from the last complete checkpoint")
+  resume = ("What was written before is kept: run the same command again to go on from the last "
+            "complete checkpoint")
+  reason = unreachable(exc)
+  if reason is not None:
+    return errors.StorageError(f"{workdir}: the bucket stopped answering ({reason}). {resume}")
+  reason = refused_write(exc)
+  if reason is not None:
+    return errors.StorageError(f"{workdir}: the bucket refused a write ({reason}). {resume}")
+  return None
+
+
+# tensorstore's status text for a failed write to GCS: 'Error writing gs://B/OBJ: MESSAGE
+# [http_response_code='404'] ...'.
+_TS_WRITE = re.compile(r"Error writing (gs://\S+?): (.*?) \[http_response_code='(\d+)'\]")
+
+
+def refused_write(exc: BaseException) -> str | None:
+  """A short reason when `exc` (or an exception it came from) is the storage answering a write
+  with an HTTP error (e.g. 404 for an upload a restarted storage forgot), from tensorstore (the
+  checkpoints' arrays) or gcsfs (every other file); None otherwise."""
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    m = _TS_WRITE.search(str(exc))
+    if m:
+      return f"HTTP {m.group(3)} writing {m.group(1)}: {m.group(2)}"[:300]
+    if isinstance(exc, FileNotFoundError) and "uploadType=" in str(exc):  # gcsfs: 404 on upload
+      return f"HTTP 404 on the upload {str(exc).split('?')[0][:200]}"
+    exc = exc.__cause__ or exc.__context__
+  return None
 
 
 def unreachable(exc: BaseException) -> str | None:

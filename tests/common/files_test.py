@@ -119,6 +119,28 @@ def test_only_connection_failures_on_a_bucket_become_a_storage_error():
   assert files.storage_error("gs://bkt/run", ValueError("shapes differ")) is None
 
 
+def test_a_refused_upload_on_a_bucket_is_a_storage_error_and_a_missing_read_is_not():
+  # gcsfs turns a 404 into FileNotFoundError(url): on a resumable upload's url it is a write the
+  # storage forgot (a restart), which rerunning repairs; on an object's path, a file not there.
+  from gcsfs import retry  # pylint: disable=g-import-not-at-top
+  url = ("https://storage.googleapis.com/upload/storage/v1/b/bkt/o?uploadType=resumable"
+         "&upload_id=ABC")
+  for status, path, refused in ((404, url, True), (404, "bkt/run/missing.json", False)):
+    try:
+      try:
+        retry.validate_response(status, b"", path)
+      except FileNotFoundError as inner:
+        raise RuntimeError("cannot schedule new futures after shutdown") from inner
+    except RuntimeError as e:
+      error = files.storage_error("gs://bkt/run", e)
+    if refused:
+      assert isinstance(error, errors.StorageError)
+      assert str(error).startswith("gs://bkt/run: the bucket refused a write (HTTP 404 on the "
+                                   "upload https://storage.googleapis.com/upload/storage/v1/b/bkt/o)")
+    else:
+      assert error is None
+
+
 def test_no_network_at_start_is_one_line_in_seconds(tmp_path):
   # A gs:// workdir whose storage endpoint answers nothing: one line, exit 2, well before the
   # storage client's minute of retries, and nothing created.
