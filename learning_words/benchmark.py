@@ -90,6 +90,7 @@ flags.DEFINE_list("scaling_pairs", ["500", "1000", "2000", "5000"], "Pair counts
                   "recall timings.")
 flags.mark_flags_as_required(["config", "out"])
 FLAGS = flags.FLAGS
+files.emulator_defaults()  # before any storage client starts
 
 
 def make_batch(config, mesh, rng):

@@ -25,6 +25,7 @@ from ml_collections import config_flags
 from learning_words import pipeline, workdir as wd
 from learning_words.common import console, distributed, errors, files
 
+files.emulator_defaults()  # before any storage client starts
 config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where datasets, checkpoints and reports go: a folder or "
                     "gs://BUCKET/PATH (with the [gcs] extra).")
@@ -51,6 +52,9 @@ def main(argv):
         raise
       raise error from e
     log = console.setup(wd.path(FLAGS.workdir, "logs"), FLAGS.mode, verbose)
+    caught = files.start_storage(FLAGS.workdir)
+    if caught:
+      logging.info("the storage client, starting: %s", caught)
     distributed.maybe_initialize()
     console.say(f"[{FLAGS.mode}] JAX {jax.__version__} on {jax.default_backend()}: "
                 f"{jax.device_count()} devices in {jax.process_count()} processes; workdir "

@@ -13,6 +13,8 @@ import json
 import os
 import re
 import socket
+import sys
+import tempfile
 
 import numpy as np
 from etils import epath
@@ -187,6 +189,46 @@ def endpoint() -> tuple[str, int]:
     if m:
       return m.group(2), int(m.group(3) or (443 if m.group(1) == "https" else 80))
   return "storage.googleapis.com", 443
+
+
+def emulator_defaults(environ=os.environ) -> dict:
+  """With STORAGE_EMULATOR_HOST set (gcsfs's variable for a GCS emulator), points the other
+  clients at the same emulator where their own variables are unset: tensorstore (the checkpoints'
+  arrays; with a fixed token, since an emulator checks none and the credentials lookup would print
+  a line on every start) and array_record. Returns what it set."""
+  url = environ.get("STORAGE_EMULATOR_HOST", "")
+  if not url:
+    return {}
+  want = {"TENSORSTORE_GCS_HTTP_URL": url, "CLOUD_STORAGE_EMULATOR_ENDPOINT": url,
+          "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator"}
+  added = {k: v for k, v in want.items() if not environ.get(k)}
+  environ.update(added)
+  return added
+
+
+def start_storage(workdir) -> str:
+  """For a gs:// workdir: starts tensorstore's GCS client (it writes the checkpoints' arrays) with
+  one read of a missing object, its native messages (the credentials lookup writes a line straight
+  to the terminal, once per process) caught instead of shown; returns them for the log file.
+  Errors are left to the first real request, where they are reported."""
+  if not is_cloud(workdir):
+    return ""
+  import tensorstore as ts  # pylint: disable=g-import-not-at-top
+  bucket = str(workdir)[len("gs://"):].split("/")[0]
+  with tempfile.TemporaryFile() as caught:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(caught.fileno(), 2)
+    try:
+      ts.KvStore.open({"driver": "gcs", "bucket": bucket}).result().read(
+          "learning_words_start_probe").result()
+    except Exception:  # pylint: disable=broad-except
+      pass
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+    caught.seek(0)
+    return caught.read().decode(errors="replace").strip()
 
 
 def reach(workdir, timeout_s: float = 10.0):

@@ -171,3 +171,34 @@ def test_the_storage_endpoint(monkeypatch):
                     ("localhost", 8080)), ("https://gcs.example", ("gcs.example", 443))):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
     assert files.endpoint() == want
+
+
+def test_the_storage_client_starts_without_a_line_on_the_terminal(gcs):
+  """With only STORAGE_EMULATOR_HOST naming the emulator, a tensorstore write (how checkpoints
+  are saved) reaches it; after start_storage it prints nothing (its start-up line is returned
+  for the log), while without it the same write prints tensorstore's credentials line (the
+  control)."""
+  del gcs  # running
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  env = {k: v for k, v in os.environ.items() if k not in (
+      "TENSORSTORE_GCS_HTTP_URL", "CLOUD_STORAGE_EMULATOR_ENDPOINT", "GOOGLE_AUTH_TOKEN_FOR_TESTING")}
+  code = ("import sys, numpy as np, tensorstore as ts\n"
+          "from learning_words.common import files\n"
+          "assert set(files.emulator_defaults()) == {'TENSORSTORE_GCS_HTTP_URL', "
+          "'CLOUD_STORAGE_EMULATOR_ENDPOINT', 'GOOGLE_AUTH_TOKEN_FOR_TESTING'}\n"
+          "if sys.argv[1] == 'start':\n"
+          "  print(files.start_storage('gs://lw-test/creds'))\n"
+          "t = ts.open({'driver': 'zarr', 'kvstore': {'driver': 'gcs', 'bucket': 'lw-test', "
+          "'path': 'creds/' + sys.argv[1]}, 'metadata': {'shape': [4], 'dtype': '<f4'}, "
+          "'create': True, 'delete_existing': True}).result()\n"
+          "t.write(np.arange(4, dtype=np.float32)).result()\n"
+          "assert (t.read().result() == np.arange(4)).all()\n")
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  run = lambda arg: subprocess.run([sys.executable, "-c", code, arg], cwd=root, env=env,
+                                   capture_output=True, text=True, timeout=120)
+  r = run("start")
+  assert r.returncode == 0 and r.stderr.strip() == "", r.stderr[-2000:]
+  assert "GOOGLE_AUTH_TOKEN_FOR_TESTING" in r.stdout  # caught, for the log
+  r = run("control")
+  assert r.returncode == 0 and "GOOGLE_AUTH_TOKEN_FOR_TESTING" in r.stderr
