@@ -174,6 +174,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.edited_temperature = 0.0  # softmax base: its own temperature (0: loss.temperature)
   c.loss.edited_score = "misa"     # 'misa' (the two MISA means), 'frames' (frame by frame) or
   #                                  'word' (the edited word's frames only; oracle negatives)
+  c.loss.edited_invariance = 0.0   # with 'word': weight of a term holding still the frames
+  #                                  that name nothing of the edited object (0: off)
 
   # Drawing negatives inside the step (learning_words/learner/negatives.py).
   c.negatives = ml_collections.ConfigDict()

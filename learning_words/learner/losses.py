@@ -130,6 +130,16 @@ def word_edited(pos_frames, neg_frames, word, base: str = "triplet", margin: flo
   return jnp.where(word.any(axis=1), per, 0.0)
 
 
+def frame_invariance(pos_frames, neg_frames, keep, temperature: float = 0.07):
+  """Per-sample invariance term [B]: the mean over the frames `keep` (bool [B,T]; those that name
+  nothing of the edited object) of |own - edited| best-cell score, over `temperature`. A frame
+  about something the edit left alone should not move; moving ones add noise to MISA's mean.
+  0 where no frame is kept."""
+  k = keep.astype(pos_frames.dtype)
+  return (jnp.abs(pos_frames - neg_frames) * k).sum(axis=1) / (
+      jnp.maximum(k.sum(axis=1), 1.0) * temperature)
+
+
 def compute_loss(kind: str, sim, key, s_edit=None, margin: float = 1.0, base: str = "triplet",
                  temperature: float = 0.07, edit_valid=None, edited_weight: float = 1.0,
                  edited_temperature: float | None = None, edited=None):

@@ -89,3 +89,13 @@ def changed_word_frames(batch: dict, pick, key, mode: str, ratio: int, t_out: in
   start, end = span[:, 0] // ratio, -(-span[:, 1] // ratio)
   t = jnp.arange(t_out)[None, :]
   return (t >= start[:, None]) & (t < end[:, None]) & (span[:, :1] >= 0)
+
+
+def object_word_frames(batch: dict, pick, ratio: int, t_out: int):
+  """bool [B,T']: the audio encoder's output frames that cover any caption word naming the picked
+  slot's object (any of its four attributes' words; batch 'word_frames' [B,K,4,2])."""
+  rows = jnp.arange(pick.shape[0])
+  spans = batch["word_frames"][rows, pick].astype(jnp.int32)  # [B,4,2]
+  start, end = spans[..., 0] // ratio, -(-spans[..., 1] // ratio)  # [B,4]
+  t = jnp.arange(t_out)[None, None, :]
+  return ((t >= start[..., None]) & (t < end[..., None]) & (spans[..., :1] >= 0)).any(axis=1)

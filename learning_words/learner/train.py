@@ -131,7 +131,7 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
           g, z, x_layer, positives, jax.lax.stop_gradient(img), jax.lax.stop_gradient(aud), mm,
           frames, k_neg, config, concept_arrays, groups,
           None if objects is None else objects[batch["z_index"]])
-    edited = None
+    edited = invariance = None
     if kind in EDITED_KINDS:  # the negative (oracle or drawn) scored against its caption
       mm_neg = matchmap.matchmap(models.image(neg), aud, cosine=config.model.cosine)
       s_edit = matchmap.misa(mm_neg, frames)
@@ -144,17 +144,26 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       word = oracle.changed_word_frames(batch, pick, jax.random.fold_in(k_neg, 1),
                                         config.negatives.mode, models.audio.pooling_ratio,
                                         aud.shape[1])
-      word = word & (jnp.arange(aud.shape[1])[None, :] < frames[:, None])
-      edited = losses.word_edited(
-          losses.frame_scores(matchmap.matchmap(img, aud, cosine=config.model.cosine)),
-          losses.frame_scores(mm_neg), word, config.loss.base, config.loss.margin,
-          edited_temperature(config))
+      in_caption = jnp.arange(aud.shape[1])[None, :] < frames[:, None]
+      word = word & in_caption
+      pos_frames = losses.frame_scores(matchmap.matchmap(img, aud, cosine=config.model.cosine))
+      neg_frames = losses.frame_scores(mm_neg)
+      edited = losses.word_edited(pos_frames, neg_frames, word, config.loss.base,
+                                  config.loss.margin, edited_temperature(config))
       accepted = accepted & word.any(axis=1)
       stats["word_frames"] = word.sum(axis=1).mean()
+      if config.loss.edited_invariance > 0:
+        keep = in_caption & ~oracle.object_word_frames(batch, pick, models.audio.pooling_ratio,
+                                                       aud.shape[1])
+        inv = losses.frame_invariance(pos_frames, neg_frames, keep, edited_temperature(config))
+        invariance = jnp.sum(jnp.where(accepted, inv, 0.0)) / jnp.maximum(accepted.sum(), 1)
     loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin,
                                       config.loss.base, config.loss.temperature, accepted,
                                       config.loss.edited_weight, edited_temperature(config),
                                       edited)
+    if invariance is not None:
+      loss = loss + config.loss.edited_invariance * invariance
+      terms = {**terms, "invariance": invariance}
     return loss, {**terms, **{f"neg/{k}": v for k, v in stats.items()}}
 
   (loss, logs), grads = nnx.value_and_grad(loss_fn, has_aux=True)(state.models)
@@ -284,6 +293,10 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
     raise errors.ConfigError("--config.loss.edited_score=word needs the renderer's edits, which "
                              "know the word they change: --config.negatives.mode=oracle (or "
                              "oracle_random, oracle_null) with an edited --config.loss.kind")
+  if config.loss.edited_invariance > 0 and not (oracle_run and config.loss.edited_score == "word"):
+    raise errors.ConfigError("--config.loss.edited_invariance needs the word timings of the "
+                             "renderer's edits: --config.loss.edited_score=word with oracle "
+                             "negatives and an edited --config.loss.kind")
   if oracle_run and config.loss.edited_score == "word" and "word_frames" not in src[0]:
     raise errors.MissingError(f"{data_dir}: this dataset stores no word timings; build it again "
                               "with this version (--mode=build_data)")

@@ -283,3 +283,17 @@ def test_word_edited_matches_a_loop_over_the_word_frames():
       p, n = np.mean(pos[i, frames]), np.mean(neg[i, frames])
       want = max(0.0, 1.0 + n - p) if base == "triplet" else np.log1p(np.exp((n - p) / temp))
       assert np.isclose(got[i], want, atol=1e-5)
+
+
+def test_frame_invariance_matches_a_loop():
+  rng = np.random.default_rng(5)
+  b, t, temp = 3, 7, 0.1
+  pos, neg = rng.normal(size=(b, t)), rng.normal(size=(b, t))
+  keep = np.zeros((b, t), bool)
+  keep[0, [1, 4, 6]], keep[2, :] = True, True  # sample 1 keeps no frame
+  got = np.asarray(losses.frame_invariance(jnp.asarray(pos), jnp.asarray(neg), jnp.asarray(keep),
+                                           temp))
+  for i in range(b):
+    frames = [j for j in range(t) if keep[i, j]]
+    want = sum(abs(pos[i, j] - neg[i, j]) for j in frames) / len(frames) / temp if frames else 0
+    assert np.isclose(got[i], want, atol=1e-5)

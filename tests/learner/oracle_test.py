@@ -114,3 +114,19 @@ def test_changed_word_frames_by_hand():
   null = np.asarray(oracle.changed_word_frames(batch, jnp.asarray([0, 0, 0]), jax.random.key(1),
                                                "oracle_null", 4, 8))[2]
   assert null.sum() == 1 and np.flatnonzero(null)[0] in (2, 3, 4, 5)
+
+
+def test_object_word_frames_by_hand():
+  """Every timed word of the picked slot's object, in encoder frames (pooling 4); untimed
+  attributes add none."""
+  spans = np.full((2, 2, 4, 2), -1, np.int16)
+  spans[0, 1, 0] = (0, 4)     # sample 0, slot 1: shape word at log-mel 0..3 -> frame 0
+  spans[0, 1, 3] = (9, 17)    # and material at 9..16 -> frames 2..4
+  spans[0, 0, 1] = (20, 24)   # slot 0 (not picked)
+  spans[1, 0, 2] = (28, 29)   # sample 1, slot 0: size at 28 -> frame 7
+  batch = {"word_frames": jnp.asarray(spans)}
+  got = np.asarray(oracle.object_word_frames(batch, jnp.asarray([1, 0]), 4, 8))
+  want = np.zeros((2, 8), bool)
+  want[0, [0, 2, 3, 4]] = True
+  want[1, 7] = True
+  np.testing.assert_array_equal(got, want)

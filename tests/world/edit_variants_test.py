@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from configs import tiny
+from learning_words.common import errors
 from learning_words.data import input_pipeline
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.evaluation import intervals, runner, semantic
@@ -118,11 +119,16 @@ def test_an_oracle_run_trains_on_the_stored_edits(built, tmp_path):
   c.loss.kind = "negatives_edited"
   c.negatives.mode = "oracle"
   c.loss.edited_score = "word"  # the edited term on the changed word's frames
+  c.loss.edited_invariance = 1.0  # and the frames naming nothing of the object held still
   c.data.batch_size, c.train.val_pairs, c.train.epochs = 2, 2, 1
   g = gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(0))
   out = train.train_loop(c, str(tmp_path / "oracle"), folder, g, max_steps=2,
                          devices=jax.devices()[:2])  # the edits sharded over two devices
   assert np.isfinite(out["loss"]) and out["loss"] > 0
+  c.loss.edited_score = "misa"  # the held-still term needs the word timings: one clear error
+  with pytest.raises(errors.ConfigError, match="edited_invariance"):
+    train.train_loop(c, str(tmp_path / "still"), folder, g, max_steps=1, devices=jax.devices()[:2])
+  c.loss.edited_score, c.loss.edited_invariance = "word", 0.0
   c.negatives.mode = "random"  # drawn negatives need a latent: one clear error
   with pytest.raises(Exception, match="data.positives=generator"):
     train.train_loop(c, str(tmp_path / "drawn"), folder, g, max_steps=1, devices=jax.devices()[:2])
