@@ -175,7 +175,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.edited_score = "misa"     # 'misa' (the two MISA means), 'frames' (frame by frame) or
   #                                  'word' (the edited word's frames only; oracle negatives)
   c.loss.edited_invariance = 0.0   # with 'word': weight of a term holding still the frames
-  #                                  that name nothing of the edited object (0: off)
+  #                                  that name nothing of the edited object, through the speech
+  #                                  encoder only (0: off)
 
   # Drawing negatives inside the step (learning_words/learner/negatives.py).
   c.negatives = ml_collections.ConfigDict()

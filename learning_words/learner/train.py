@@ -133,7 +133,8 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
           None if objects is None else objects[batch["z_index"]])
     edited = invariance = None
     if kind in EDITED_KINDS:  # the negative (oracle or drawn) scored against its caption
-      mm_neg = matchmap.matchmap(models.image(neg), aud, cosine=config.model.cosine)
+      img_neg = models.image(neg)
+      mm_neg = matchmap.matchmap(img_neg, aud, cosine=config.model.cosine)
       s_edit = matchmap.misa(mm_neg, frames)
     if s_edit is not None and config.loss.edited_score == "frames":
       edited = losses.frame_edited(
@@ -155,7 +156,11 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       if config.loss.edited_invariance > 0:
         keep = in_caption & ~oracle.object_word_frames(batch, pick, models.audio.pooling_ratio,
                                                        aud.shape[1])
-        inv = losses.frame_invariance(pos_frames, neg_frames, keep, edited_temperature(config))
+        # Through the speech encoder only: the frames learn where not to look, while the image
+        # features keep what the edit changed (held still through both, they lose it).
+        fixed = lambda x: losses.frame_scores(matchmap.matchmap(
+            jax.lax.stop_gradient(x), aud, cosine=config.model.cosine))
+        inv = losses.frame_invariance(fixed(img), fixed(img_neg), keep, edited_temperature(config))
         invariance = jnp.sum(jnp.where(accepted, inv, 0.0)) / jnp.maximum(accepted.sum(), 1)
     loss, terms = losses.compute_loss(kind, sim, k_loss, s_edit, config.loss.margin,
                                       config.loss.base, config.loss.temperature, accepted,
