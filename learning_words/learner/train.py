@@ -298,7 +298,8 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
     raise errors.ConfigError("--config.loss.edited_score=word needs the renderer's edits, which "
                              "know the word they change: --config.negatives.mode=oracle (or "
                              "oracle_random, oracle_null) with an edited --config.loss.kind")
-  if config.loss.edited_invariance > 0 and not (oracle_run and config.loss.edited_score == "word"):
+  if (config.loss.edited_invariance > 0 and config.loss.kind in EDITED_KINDS
+      and not (oracle_run and config.loss.edited_score == "word")):
     raise errors.ConfigError("--config.loss.edited_invariance needs the word timings of the "
                              "renderer's edits: --config.loss.edited_score=word with oracle "
                              "negatives and an edited --config.loss.kind")

@@ -128,6 +128,10 @@ def test_an_oracle_run_trains_on_the_stored_edits(built, tmp_path):
   c.loss.edited_score = "misa"  # the held-still term needs the word timings: one clear error
   with pytest.raises(errors.ConfigError, match="edited_invariance"):
     train.train_loop(c, str(tmp_path / "still"), folder, g, max_steps=1, devices=jax.devices()[:2])
+  c.loss.kind = "regular"  # an experiment's regular arms share the options: they are ignored
+  assert np.isfinite(train.train_loop(c, str(tmp_path / "regular"), folder, g, max_steps=1,
+                                      devices=jax.devices()[:2])["loss"])
+  c.loss.kind = "negatives_edited"
   c.loss.edited_score, c.loss.edited_invariance = "word", 0.0
   c.negatives.mode = "random"  # drawn negatives need a latent: one clear error
   with pytest.raises(Exception, match="data.positives=generator"):
