@@ -225,19 +225,36 @@ def _encoder_leaves(c, run_dir, which):
   return [np.asarray(x) for x in jax.tree.leaves(nnx.state(models))], step
 
 
+def _fault_run(c, name: str, monkeypatch):
+  """A `regular` run named `name` on the tiny bucket, with tensorstore's retries of a failed
+  request shortened from minutes to milliseconds."""
+  f = c.copy_and_resolve_references()
+  f.train.kinds, f.train.name, f.loss.kind = (), name, "regular"
+  from orbax.checkpoint._src.serialization import tensorstore_utils  # pylint: disable=g-import-not-at-top
+  fast = {"max_retries": 2, "initial_delay": "10ms", "max_delay": "50ms"}
+  monkeypatch.setitem(tensorstore_utils._BASE_TS_CONTEXT, "gcs_request_retries", fast)  # pylint: disable=protected-access
+  monkeypatch.setitem(tensorstore_utils._DEFAULT_OCDBT_TS_CONTEXT, "gcs_request_retries", fast)  # pylint: disable=protected-access
+  return f
+
+
+def _resumes_to_the_uninterrupted_run(c, f, workdir: str, run_dir: str):
+  """Running the stage again goes on from step 3 and ends equal to the `regular` run."""
+  assert checkpoints.make_manager(os.path.join(run_dir, "checkpoints")).all_steps() == [3]
+  pipeline.run("train", f, workdir)
+  got, step = _encoder_leaves(f, run_dir, "latest")
+  want, want_step = _encoder_leaves(c, wd.path(workdir, "runs", "regular"), "latest")
+  assert step == want_step == 6
+  for a, b in zip(got, want, strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
 def test_bucket_gone_mid_checkpoint_save_then_resume_is_bit_identical(tiny_bucket, gcs,
                                                                       monkeypatch):
   """The emulator dies at the upload of step 6's OCDBT manifest (its arrays are written by then):
   the run ends in one StorageError line within seconds; after a restart the run goes on from
   step 3, the last complete checkpoint, and ends equal to the uninterrupted `regular` run."""
   c, workdir, _ = tiny_bucket
-  f = c.copy_and_resolve_references()
-  f.train.kinds, f.train.name, f.loss.kind = (), "fault", "regular"
-  # Tensorstore retries a failed request for minutes by default; seconds here.
-  from orbax.checkpoint._src.serialization import tensorstore_utils  # pylint: disable=g-import-not-at-top
-  fast = {"max_retries": 2, "initial_delay": "10ms", "max_delay": "50ms"}
-  monkeypatch.setitem(tensorstore_utils._BASE_TS_CONTEXT, "gcs_request_retries", fast)  # pylint: disable=protected-access
-  monkeypatch.setitem(tensorstore_utils._DEFAULT_OCDBT_TS_CONTEXT, "gcs_request_retries", fast)  # pylint: disable=protected-access
+  f = _fault_run(c, "fault", monkeypatch)
   gcs.stop()
   gcs.start(die_on=r"^POST .*name=[^&]*runs%2Ffault%2Fcheckpoints%2F6%2F[^&]*manifest\.ocdbt")
   start = time.time()
@@ -253,13 +270,7 @@ def test_bucket_gone_mid_checkpoint_save_then_resume_is_bit_identical(tiny_bucke
   partial = epath.Path(run_dir, "checkpoints", "6")
   assert partial.is_dir() and any(partial.iterdir())  # the save had begun
   # Saved before it: step 3, the first epoch's end.
-  assert checkpoints.make_manager(os.path.join(run_dir, "checkpoints")).all_steps() == [3]
-  pipeline.run("train", f, workdir)
-  got, step = _encoder_leaves(f, run_dir, "latest")
-  want, want_step = _encoder_leaves(c, wd.path(workdir, "runs", "regular"), "latest")
-  assert step == want_step == 6
-  for a, b in zip(got, want, strict=True):
-    np.testing.assert_array_equal(a, b)
+  _resumes_to_the_uninterrupted_run(c, f, workdir, run_dir)
 
 
 def test_a_write_the_bucket_refuses_mid_checkpoint_ends_in_one_line_then_resumes(tiny_bucket, gcs,
@@ -268,12 +279,7 @@ def test_a_write_the_bucket_refuses_mid_checkpoint_ends_in_one_line_then_resumes
   forgot the upload in progress), a failure that is no lost connection: the run still ends in one
   StorageError line naming the refused write, and the same command goes on from step 3."""
   c, workdir, _ = tiny_bucket
-  f = c.copy_and_resolve_references()
-  f.train.kinds, f.train.name, f.loss.kind = (), "refused", "regular"
-  from orbax.checkpoint._src.serialization import tensorstore_utils  # pylint: disable=g-import-not-at-top
-  fast = {"max_retries": 2, "initial_delay": "10ms", "max_delay": "50ms"}
-  monkeypatch.setitem(tensorstore_utils._BASE_TS_CONTEXT, "gcs_request_retries", fast)  # pylint: disable=protected-access
-  monkeypatch.setitem(tensorstore_utils._DEFAULT_OCDBT_TS_CONTEXT, "gcs_request_retries", fast)  # pylint: disable=protected-access
+  f = _fault_run(c, "refused", monkeypatch)
   gcs.stop()
   gcs.start(die_on=r"404:^POST .*name=[^&]*runs%2Frefused%2Fcheckpoints%2F6%2F[^&]*manifest\.ocdbt")
   try:
@@ -286,11 +292,4 @@ def test_a_write_the_bucket_refuses_mid_checkpoint_ends_in_one_line_then_resumes
   assert "\n" not in message and message.startswith(f"{workdir}: the bucket refused a write (")
   assert "404" in message
   assert message.endswith("run the same command again to go on from the last complete checkpoint")
-  run_dir = wd.path(workdir, "runs", "refused")
-  assert checkpoints.make_manager(os.path.join(run_dir, "checkpoints")).all_steps() == [3]
-  pipeline.run("train", f, workdir)
-  got, step = _encoder_leaves(f, run_dir, "latest")
-  want, want_step = _encoder_leaves(c, wd.path(workdir, "runs", "regular"), "latest")
-  assert step == want_step == 6
-  for a, b in zip(got, want, strict=True):
-    np.testing.assert_array_equal(a, b)
+  _resumes_to_the_uninterrupted_run(c, f, workdir, wd.path(workdir, "runs", "refused"))
