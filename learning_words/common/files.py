@@ -194,8 +194,8 @@ def endpoint() -> tuple[str, int]:
 def emulator_defaults(environ=os.environ) -> dict:
   """With STORAGE_EMULATOR_HOST set (gcsfs's variable for a GCS emulator), points the other
   clients at the same emulator where their own variables are unset: tensorstore (the checkpoints'
-  arrays; with a fixed token, since an emulator checks none and the credentials lookup would print
-  a line on every start) and array_record. Returns what it set."""
+  arrays; with a fixed token, since an emulator checks none and looking for real credentials
+  would only probe the network) and array_record. Returns what it set."""
   url = environ.get("STORAGE_EMULATOR_HOST", "")
   if not url:
     return {}

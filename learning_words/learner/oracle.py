@@ -85,10 +85,7 @@ def changed_word_frames(batch: dict, pick, key, mode: str, ratio: int, t_out: in
     attr = jax.random.randint(key, pick.shape, 0, spans.shape[1])
   else:
     attr = jnp.maximum(batch["changed"][rows, pick].astype(jnp.int32), 0)
-  span = spans[rows, attr]  # [B,2]
-  start, end = span[:, 0] // ratio, -(-span[:, 1] // ratio)
-  t = jnp.arange(t_out)[None, :]
-  return (t >= start[:, None]) & (t < end[:, None]) & (span[:, :1] >= 0)
+  return span_frames(spans[rows, attr], ratio, t_out)
 
 
 def object_word_frames(batch: dict, pick, ratio: int, t_out: int):
@@ -96,6 +93,12 @@ def object_word_frames(batch: dict, pick, ratio: int, t_out: int):
   slot's object (any of its four attributes' words; batch 'word_frames' [B,K,4,2])."""
   rows = jnp.arange(pick.shape[0])
   spans = batch["word_frames"][rows, pick].astype(jnp.int32)  # [B,4,2]
-  start, end = spans[..., 0] // ratio, -(-spans[..., 1] // ratio)  # [B,4]
-  t = jnp.arange(t_out)[None, None, :]
-  return ((t >= start[..., None]) & (t < end[..., None]) & (spans[..., :1] >= 0)).any(axis=1)
+  return span_frames(spans, ratio, t_out).any(axis=1)
+
+
+def span_frames(span, ratio: int, t_out: int):
+  """bool [...,T']: the audio encoder's output frames (pooling `ratio`) that cover log-mel spans
+  [..., 2] (start, end; a start of -1: no time, no frame)."""
+  start, end = span[..., 0] // ratio, -(-span[..., 1] // ratio)
+  t = jnp.arange(t_out)
+  return (t >= start[..., None]) & (t < end[..., None]) & (span[..., :1] >= 0)
