@@ -149,7 +149,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.image_padding = "zeros"
   c.model.image_depths = (2, 2, 3, 3, 3)  # convs per block: VGG16's
   c.model.image_embed_kernel = 3   # the last conv to embed_dim: 3x3 (reference); 1: per cell
-  c.model.image_final_relu = True  # the ReLU after that conv (reference); False: signed cells
   c.model.audio_kind = "large"
   c.model.audio_widths = (128, 256, 512)           # conv over mels, 1x11, then the 1x17 convs
   c.model.audio_kernel = 17        # time width of the convs after each pool (the reference's 17)

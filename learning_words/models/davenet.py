@@ -171,13 +171,12 @@ class ImageEncoder(nnx.Module):
   border of every conv ('zeros': the reference). depths: conv layers per block, VGG16's (2, 2, 3,
   3, 3) for the reference; fewer layers after the last pool shrink what one cell of the output
   grid sees (its receptive field); embed_kernel: the last conv's side (3 in the reference, 1 adds
-  nothing to it); final_relu: the ReLU after it (the reference's; False keeps the embedding's
-  negative half).
+  nothing to it).
   """
 
   def __init__(self, widths=(64, 128, 256, 512, 512), embed_dim: int = 512, *, rngs: nnx.Rngs,
                pools: int = 4, dtype=None, padding: str = "zeros", depths=VGG16_DEPTHS,
-               embed_kernel: int = 3, final_relu: bool = True):
+               embed_kernel: int = 3):
     depths = tuple(int(d) for d in depths)
     if len(widths) != len(VGG16_DEPTHS) or len(depths) != len(VGG16_DEPTHS):
       raise ValueError(f"need {len(VGG16_DEPTHS)} block widths and depths, got {widths}, "
@@ -195,7 +194,6 @@ class ImageEncoder(nnx.Module):
     self.embed_dim = embed_dim
     self.pools = pools
     self.depths = depths
-    self.final_relu = bool(final_relu)
 
   def __call__(self, images, pre_relu: bool = False, normalize: bool = True):
     """pre_relu: the last conv's output before its ReLU (the reference's attribute test);
@@ -209,7 +207,7 @@ class ImageEncoder(nnx.Module):
         x = jax.nn.relu(self.convs[i](x))
         i += 1
     x = self.embed(x).astype(jnp.float32)  # [B, R/2**pools, R/2**pools, D]
-    return jax.nn.relu(x) if self.final_relu and not pre_relu else x
+    return x if pre_relu else jax.nn.relu(x)
 
 
 class AudioEncoder(nnx.Module):

@@ -39,8 +39,7 @@ class Encoders(nnx.Module):
                                       pools=cfg.image_pools, dtype=dtype,
                                       padding=cfg.get("image_padding", "zeros"),
                                       depths=cfg.get("image_depths", davenet.VGG16_DEPTHS),
-                                      embed_kernel=cfg.get("image_embed_kernel", 3),
-                                      final_relu=cfg.get("image_final_relu", True))
+                                      embed_kernel=cfg.get("image_embed_kernel", 3))
     self.audio = davenet.AudioEncoder(cfg.audio_kind, cfg.audio_widths, cfg.embed_dim, rngs=rngs,
                                       mask_padding=cfg.get("mask_padding", False),
                                       kernel=cfg.get("audio_kernel", 17), dtype=dtype)

@@ -115,29 +115,6 @@ def test_pre_relu_features_are_the_last_conv_before_its_relu(image_encoder):
   np.testing.assert_allclose(np.maximum(pre, 0), np.asarray(image_encoder(images)), rtol=1e-6)
 
 
-def test_without_the_final_relu_cells_are_the_embedding_conv_by_hand():
-  """final_relu=False: each cell is the 1x1 embedding conv of the last block's output, computed
-  here as a matrix product, negative values kept."""
-  enc = davenet.ImageEncoder(SLIM_IMAGE, 8, rngs=nnx.Rngs(3), embed_kernel=1, final_relu=False)
-  seen = []
-
-  class Recorder(nnx.Module):
-    def __init__(self, conv):
-      self.conv = conv
-
-    def __call__(self, x):
-      seen.append(np.asarray(x))
-      return self.conv(x)
-
-  kernel, bias = np.asarray(enc.embed.kernel[...]), np.asarray(enc.embed.bias[...])
-  enc.embed = Recorder(enc.embed)
-  images = jax.random.uniform(jax.random.key(4), (2, 32, 32, 3), minval=-1, maxval=1)
-  out = np.asarray(enc(images))
-  expected = np.einsum("bhwc,cd->bhwd", seen[0].astype(np.float64), kernel[0, 0]) + bias
-  assert (out < 0).any()
-  np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
-
-
 def test_initialisation_follows_torch(image_encoder):
   """VGG convs: N(0, 2/fan_out), zero bias; the other convs: U(+-1/sqrt(fan_in)) incl. biases."""
   k = np.asarray(image_encoder.convs[1].kernel[...])          # (3, 3, 8, 8): fan_out 72
