@@ -174,6 +174,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.edited_temperature = 0.0  # softmax base: its own temperature (0: loss.temperature)
   c.loss.edited_score = "misa"     # 'misa' (the two MISA means), 'frames' (frame by frame) or
   #                                  'word' (the edited word's frames only; oracle negatives)
+  c.loss.edited_cells = "all"      # with 'frames' or 'word': each frame's best cell among 'all'
+  #                                  cells (the reference's max) or the 'edited' object's only
   c.loss.edited_invariance = 0.0   # with 'word': weight of a term holding still the frames
   #                                  that name nothing of the edited object, through the speech
   #                                  encoder only (0: off)

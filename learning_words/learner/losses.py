@@ -103,6 +103,16 @@ def frame_scores(mm):
   return jnp.max(mm, axis=(1, 2))
 
 
+NO_CELL = -1e4  # the score of a frame whose region holds no cell (below any similarity)
+
+
+def region_frame_scores(mm, cells):
+  """Per frame, the best similarity among the cells `cells` (bool [B,h,w]) only: matchmaps
+  mm [B,h,w,T] -> [B,T]; NO_CELL where a sample's region is empty. The edited term's read-out on
+  the cells the edit touched, so the frames that name the change are compared where it is."""
+  return jnp.max(jnp.where(cells[..., None], mm, NO_CELL), axis=(1, 2))
+
+
 def frame_edited(pos_frames, neg_frames, n_frames, base: str = "triplet", margin: float = 1.0,
                  temperature: float = 0.07):
   """Per-sample edited term [B] taken frame by frame: the mean over each caption's valid frames

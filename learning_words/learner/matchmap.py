@@ -10,6 +10,14 @@ import jax
 import jax.numpy as jnp
 
 
+def pixels_per_cell(masks, grid: int):
+  """Pixel counts [...,g,g] of masks [...,R,R] in each cell of the matchmap's g x g grid (R a
+  multiple of g): which cells an object, or an edit, touches."""
+  *lead, r, _ = masks.shape
+  s = r // grid
+  return masks.astype(jnp.int32).reshape(*lead, grid, s, grid, s).sum(axis=(-3, -1))
+
+
 def normalize_features(x, eps: float = 1e-8):
   """L2-normalises feature vectors over the last axis (for cosine matchmaps)."""
   return x * jax.lax.rsqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True) + eps)

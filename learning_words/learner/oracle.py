@@ -17,7 +17,7 @@ the one whose nearest cell is closest to it (squared cell distance).
 import jax
 import jax.numpy as jnp
 
-from learning_words.learner import negatives
+from learning_words.learner import matchmap, negatives
 from learning_words.models import encoders
 
 MODES = ("oracle", "oracle_random", "oracle_null")
@@ -25,9 +25,14 @@ MODES = ("oracle", "oracle_random", "oracle_null")
 
 def object_pixels_per_cell(masks, grid: int):
   """Pixel counts [B,K,g,g] of each object's mask [B,K,R,R] in each cell of a g x g grid."""
-  b, k, r, _ = masks.shape
-  s = r // grid
-  return masks.astype(jnp.int32).reshape(b, k, grid, s, grid, s).sum(axis=(3, 5))
+  return matchmap.pixels_per_cell(masks, grid)
+
+
+def picked_cells(batch: dict, pick, grid: int):
+  """bool [B,g,g]: the cells of a g x g grid that hold any pixel of the picked slot's object (its
+  place in the positive; the edit redraws it there)."""
+  rows = jnp.arange(pick.shape[0])
+  return matchmap.pixels_per_cell(batch["object_masks"][rows, pick], grid) > 0
 
 
 def peak_object(counts, valid, y, x):

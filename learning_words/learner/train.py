@@ -136,19 +136,25 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       img_neg = models.image(neg)
       mm_neg = matchmap.matchmap(img_neg, aud, cosine=config.model.cosine)
       s_edit = matchmap.misa(mm_neg, frames)
+    if s_edit is not None and config.loss.edited_score in ("frames", "word"):
+      cells = (None if config.loss.edited_cells == "all"
+               else oracle.picked_cells(batch, pick, img.shape[1]))
+      # Each frame's best cell: anywhere (the reference's max), or on the edited object only.
+      best = (losses.frame_scores if cells is None
+              else lambda m: losses.region_frame_scores(m, cells))
+      pos_frames = best(matchmap.matchmap(img, aud, cosine=config.model.cosine))
+      neg_frames = best(mm_neg)
+      if cells is not None:  # an object with no pixel in view has no cells: no edited term
+        accepted = accepted & cells.any(axis=(1, 2))
     if s_edit is not None and config.loss.edited_score == "frames":
-      edited = losses.frame_edited(
-          losses.frame_scores(matchmap.matchmap(img, aud, cosine=config.model.cosine)),
-          losses.frame_scores(mm_neg), frames, config.loss.base, config.loss.margin,
-          edited_temperature(config))
+      edited = losses.frame_edited(pos_frames, neg_frames, frames, config.loss.base,
+                                   config.loss.margin, edited_temperature(config))
     elif s_edit is not None and config.loss.edited_score == "word":
       word = oracle.changed_word_frames(batch, pick, jax.random.fold_in(k_neg, 1),
                                         config.negatives.mode, models.audio.pooling_ratio,
                                         aud.shape[1])
       in_caption = jnp.arange(aud.shape[1])[None, :] < frames[:, None]
       word = word & in_caption
-      pos_frames = losses.frame_scores(matchmap.matchmap(img, aud, cosine=config.model.cosine))
-      neg_frames = losses.frame_scores(mm_neg)
       edited = losses.word_edited(pos_frames, neg_frames, word, config.loss.base,
                                   config.loss.margin, edited_temperature(config))
       accepted = accepted & word.any(axis=1)
@@ -298,6 +304,14 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
     raise errors.ConfigError("--config.loss.edited_score=word needs the renderer's edits, which "
                              "know the word they change: --config.negatives.mode=oracle (or "
                              "oracle_random, oracle_null) with an edited --config.loss.kind")
+  if config.loss.edited_cells not in ("all", "edited"):
+    raise errors.ConfigError(f"--config.loss.edited_cells={config.loss.edited_cells!r}: choose "
+                             "'all' (the reference) or 'edited'")
+  if (config.loss.edited_cells == "edited" and config.loss.kind in EDITED_KINDS
+      and not (oracle_run and config.loss.edited_score in ("frames", "word"))):
+    raise errors.ConfigError("--config.loss.edited_cells=edited reads the cells of the edited "
+                             "object: it needs --config.negatives.mode=oracle (or oracle_random, "
+                             "oracle_null) and --config.loss.edited_score=word or frames")
   if (config.loss.edited_invariance > 0 and config.loss.kind in EDITED_KINDS
       and not (oracle_run and config.loss.edited_score == "word")):
     raise errors.ConfigError("--config.loss.edited_invariance needs the word timings of the "

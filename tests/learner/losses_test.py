@@ -297,3 +297,20 @@ def test_frame_invariance_matches_a_loop():
     frames = [j for j in range(t) if keep[i, j]]
     want = sum(abs(pos[i, j] - neg[i, j]) for j in frames) / len(frames) / temp if frames else 0
     assert np.isclose(got[i], want, atol=1e-5)
+
+
+def test_region_frame_scores_take_each_frames_best_cell_inside_the_region_only():
+  rng = np.random.default_rng(6)
+  b, h, w, t = 3, 4, 4, 5
+  mm = rng.normal(size=(b, h, w, t))
+  cells = np.zeros((b, h, w), bool)
+  cells[0, 1:3, 2] = True   # two cells
+  cells[1] = True           # every cell: the plain best cell
+  # sample 2: an empty region
+  got = np.asarray(losses.region_frame_scores(jnp.asarray(mm), jnp.asarray(cells)))
+  for i in range(b):
+    for j in range(t):
+      inside = [mm[i, y, x, j] for y in range(h) for x in range(w) if cells[i, y, x]]
+      want = max(inside) if inside else losses.NO_CELL
+      assert np.isclose(got[i, j], want, atol=1e-6)
+  np.testing.assert_allclose(got[1], np.asarray(losses.frame_scores(jnp.asarray(mm)))[1])

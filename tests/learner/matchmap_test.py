@@ -81,3 +81,16 @@ def test_similarity_matrix_memory_at_paper_shapes():
   if stats is None:
     pytest.skip("this backend reports no memory analysis")
   assert stats.temp_size_in_bytes < 3 * 2 ** 30
+
+
+def test_pixels_per_cell_counts_each_cells_pixels():
+  rng = np.random.default_rng(3)
+  masks = rng.random((2, 3, 16, 16)) < 0.3  # [B,K,R,R]
+  grid = 4
+  got = np.asarray(mm_lib.pixels_per_cell(jnp.asarray(masks), grid))
+  assert got.shape == (2, 3, grid, grid)
+  side = 16 // grid
+  for b, k, y, x in np.ndindex(2, 3, grid, grid):
+    want = sum(int(masks[b, k, y * side + i, x * side + j])
+               for i in range(side) for j in range(side))
+    assert got[b, k, y, x] == want

@@ -120,12 +120,16 @@ def test_an_oracle_run_trains_on_the_stored_edits(built, tmp_path):
   c.negatives.mode = "oracle"
   c.loss.edited_score = "word"  # the edited term on the changed word's frames
   c.loss.edited_invariance = 1.0  # and the frames naming nothing of the object held still
+  c.loss.edited_cells = "edited"  # each frame's best cell on the edited object
   c.data.batch_size, c.train.val_pairs, c.train.epochs = 2, 2, 1
   g = gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(0))
   out = train.train_loop(c, str(tmp_path / "oracle"), folder, g, max_steps=2,
                          devices=jax.devices()[:2])  # the edits sharded over two devices
   assert np.isfinite(out["loss"]) and out["loss"] > 0
-  c.loss.edited_score = "misa"  # the held-still term needs the word timings: one clear error
+  c.loss.edited_score = "misa"  # the object's cells need a frame read-out: one clear error
+  with pytest.raises(errors.ConfigError, match="edited_cells"):
+    train.train_loop(c, str(tmp_path / "cells"), folder, g, max_steps=1, devices=jax.devices()[:2])
+  c.loss.edited_cells = "all"  # the held-still term needs the word timings: one clear error
   with pytest.raises(errors.ConfigError, match="edited_invariance"):
     train.train_loop(c, str(tmp_path / "still"), folder, g, max_steps=1, devices=jax.devices()[:2])
   c.loss.kind = "regular"  # an experiment's regular arms share the options: they are ignored
