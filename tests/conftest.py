@@ -1,10 +1,12 @@
 """Test setup: 8 forced CPU devices (sharding tests) and shared fixtures. pytest puts the repository
 root on sys.path (tests/ is a package), so tests import `configs` presets as modules."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
 # Before any jax import: tests that shard use a mesh over 8 CPU devices; the rest use one. The
 # tests' programs are tiny, so compiling dominates: LLVM's optimisation level 1 instead of 3
@@ -12,6 +14,16 @@ import sys
 # gave NaN losses in a segmenter training test.)
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
                       "--xla_backend_optimization_level=1")
+# Many tests (and the `main` subprocesses some of them start) compile the same programs: the tiny
+# encoders' steps and passes at the same shapes. JAX's persistent compilation cache, one folder
+# for the whole session (set here, in the process that starts the xdist workers, so they and every
+# subprocess inherit it), compiles each once. A fresh folder per session: nothing carries over
+# between runs, so a run's time is what a clean checkout costs.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="lw_test_jax_cache_")
+  os.environ["LW_TEST_OWNS_JAX_CACHE"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 
 def _free_port() -> int:
@@ -38,6 +50,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def pytest_configure(config):
   """A DeprecationWarning raised from the package's own code fails the test that hits it."""
   config.addinivalue_line("filterwarnings", "error::DeprecationWarning:learning_words")
+
+
+def pytest_unconfigure(config):
+  """The session's compilation cache goes with the process that made it."""
+  del config
+  owned = os.environ.get("LW_TEST_OWNS_JAX_CACHE")
+  if owned and not os.environ.get("PYTEST_XDIST_WORKER"):
+    shutil.rmtree(owned, ignore_errors=True)
 
 FIXTURE_SPLITS = {"train": [3, 5, 8, 13, 21, 34], "val": [40, 41], "test": [50, 51]}
 FIXTURE_WORDS = ("red", "blue", "shiny", "matte", "ball", "cube", "small", "big", "cyan", "metal")
