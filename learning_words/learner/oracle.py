@@ -23,11 +23,6 @@ from learning_words.models import encoders
 MODES = ("oracle", "oracle_random", "oracle_null")
 
 
-def object_pixels_per_cell(masks, grid: int):
-  """Pixel counts [B,K,g,g] of each object's mask [B,K,R,R] in each cell of a g x g grid."""
-  return matchmap.pixels_per_cell(masks, grid)
-
-
 def picked_cells(batch: dict, pick, grid: int):
   """bool [B,g,g]: the cells of a g x g grid that hold any pixel of the picked slot's object (its
   place in the positive; the edit redraws it there)."""
@@ -37,7 +32,7 @@ def picked_cells(batch: dict, pick, grid: int):
 
 def peak_object(counts, valid, y, x):
   """Index [B] of the object under (or nearest to) each peak cell (y, x) [B], among valid [B,K];
-  counts [B,K,g,g] (object_pixels_per_cell)."""
+  counts [B,K,g,g] (matchmap.pixels_per_cell of the objects' masks)."""
   b, _, g, _ = counts.shape
   rows = jnp.arange(g)
   d2 = ((rows[None, :, None] - y[:, None, None]) ** 2
@@ -63,7 +58,7 @@ def oracle_negatives(batch: dict, mm, frames, key, mode: str):
     raise ValueError(f"oracle mode must be one of {MODES}, got {mode!r}")
   images = batch["null_variants" if mode == "oracle_null" else "variants"]
   valid = batch["null_valid" if mode == "oracle_null" else "variant_valid"] > 0
-  counts = object_pixels_per_cell(batch["object_masks"], mm.shape[1])
+  counts = matchmap.pixels_per_cell(batch["object_masks"], mm.shape[1])
   _, y, x = negatives.peak(mm, frames)
   if mode == "oracle_random":
     pick = random_object(key, valid)
