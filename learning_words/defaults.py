@@ -175,7 +175,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss.edited_score = "misa"     # 'misa' (the two MISA means), 'frames' (frame by frame) or
   #                                  'word' (the edited word's frames only; oracle negatives)
   c.loss.edited_cells = "all"      # with 'frames' or 'word': each frame's best cell among 'all'
-  #                                  cells (the reference's max) or the 'edited' object's only
+  #                                  cells (the reference's max) or the edit's only ('edited':
+  #                                  the oracle's object, or the drawn ablation mask)
   c.loss.edited_invariance = 0.0   # with 'word': weight of a term holding still the frames
   #                                  that name nothing of the edited object, through the speech
   #                                  encoder only (0: off)

@@ -127,7 +127,7 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
                                                            config.negatives.mode)
     elif kind in EDITED_KINDS:
       mm = drawing.heat_matchmap(img, aud, config)
-      neg, _, accepted, stats = drawing.draw(
+      neg, masks, accepted, stats = drawing.draw(
           g, z, x_layer, positives, jax.lax.stop_gradient(img), jax.lax.stop_gradient(aud), mm,
           frames, k_neg, config, concept_arrays, groups,
           None if objects is None else objects[batch["z_index"]])
@@ -137,14 +137,18 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       mm_neg = matchmap.matchmap(img_neg, aud, cosine=config.model.cosine)
       s_edit = matchmap.misa(mm_neg, frames)
     if s_edit is not None and config.loss.edited_score in ("frames", "word"):
-      cells = (None if config.loss.edited_cells == "all"
-               else oracle.picked_cells(batch, pick, img.shape[1]))
-      # Each frame's best cell: anywhere (the reference's max), or on the edited object only.
+      if config.loss.edited_cells == "all":
+        cells = None
+      elif config.negatives.mode in oracle.MODES:  # the edited object's cells
+        cells = oracle.picked_cells(batch, pick, img.shape[1])
+      else:  # the drawn negative's ablation mask, on the matchmap's grid
+        cells = matchmap.pixels_per_cell(masks > 0, img.shape[1]) > 0
+      # Each frame's best cell: anywhere (the reference's max), or where the edit is only.
       best = (losses.frame_scores if cells is None
               else lambda m: losses.region_frame_scores(m, cells))
       pos_frames = best(matchmap.matchmap(img, aud, cosine=config.model.cosine))
       neg_frames = best(mm_neg)
-      if cells is not None:  # an object with no pixel in view has no cells: no edited term
+      if cells is not None:  # an edit with no cell in view (an object out of view): no term
         accepted = accepted & cells.any(axis=(1, 2))
     if s_edit is not None and config.loss.edited_score == "frames":
       edited = losses.frame_edited(pos_frames, neg_frames, frames, config.loss.base,
@@ -308,10 +312,10 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
     raise errors.ConfigError(f"--config.loss.edited_cells={config.loss.edited_cells!r}: choose "
                              "'all' (the reference) or 'edited'")
   if (config.loss.edited_cells == "edited" and config.loss.kind in EDITED_KINDS
-      and not (oracle_run and config.loss.edited_score in ("frames", "word"))):
-    raise errors.ConfigError("--config.loss.edited_cells=edited reads the cells of the edited "
-                             "object: it needs --config.negatives.mode=oracle (or oracle_random, "
-                             "oracle_null) and --config.loss.edited_score=word or frames")
+      and config.loss.edited_score not in ("frames", "word")):
+    raise errors.ConfigError("--config.loss.edited_cells=edited compares the two images frame by "
+                             "frame where the edit is: it needs --config.loss.edited_score=frames "
+                             "(or word, with oracle negatives)")
   if (config.loss.edited_invariance > 0 and config.loss.kind in EDITED_KINDS
       and not (oracle_run and config.loss.edited_score == "word")):
     raise errors.ConfigError("--config.loss.edited_invariance needs the word timings of the "

@@ -11,8 +11,8 @@ from flax import nnx
 from configs import tiny
 from learning_words.common import checkpoints, errors, jsonio, mesh as mesh_lib
 from learning_words.data import input_pipeline
-from learning_words.learner import train
-from learning_words.models import generator as gen_lib
+from learning_words.learner import drawing, train
+from learning_words.models import encoders, generator as gen_lib
 from learning_words.models.segmenter import Segmenter
 
 
@@ -119,6 +119,53 @@ def test_sharded_step_matches_one_device_and_the_cached_positives(data_dir):
     np.testing.assert_allclose(loss1, loss, rtol=1e-5, atol=1e-6)
     for a, b in zip(p1, p):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # float reassociation
+
+
+def test_drawn_negatives_scored_frame_by_frame_on_their_edit_cells(data_dir):
+  """loss.edited_score=frames with edited_cells=edited on drawn negatives: the step's edited term
+  is, per accepted sample, the mean over valid frames of -log sigmoid((own - edited) / T) on the
+  two images' best cell among the cells the drawn ablation mask touches (a plain loop here)."""
+  c = _config("negatives_edited")
+  c.data.batch_size = 4
+  c.loss.edited_score, c.loss.edited_cells = "frames", "edited"
+  c.negatives.location = "random"  # the control's masks lie off the peak: their cells matter
+  c.loss.base, c.loss.edited_temperature = "softmax", 0.01  # -log sigmoid((pos - neg) / T)
+  src = input_pipeline.open_source(data_dir, "train")
+  batch = next(iter(input_pipeline.make_loader(src, batch_size=4, frames=c.data.train_frames,
+                                               train=True, seed=0)))
+  batch = {k: jnp.asarray(v) for k, v in batch.items()}
+  g = _generator(c)
+  z_table = jnp.asarray(gen_lib.standard_z(64, c.gan.sizes[0]))
+  state = train.TrainState(c, steps_per_epoch=3)
+  key = jax.random.key(5)
+  # What the step will see: the same models, positives and draw key, before its update.
+  z = z_table[batch["z_index"]]
+  positives, x_layer = encoders.draw_positives(g, z, c.negatives.layer)
+  img, aud, frames = encoders.embed(state.models, positives, batch["spec"], batch["n_frames"])
+  mm = drawing.heat_matchmap(img, aud, c)
+  neg, masks, accepted, _ = drawing.draw(g, z, x_layer, positives, img, aud, mm, frames,
+                                         jax.random.split(key)[0], c)
+  img, aud, img_neg = (np.asarray(x, np.float64) for x in (img, aud, state.models.image(neg)))
+  masks, accepted, frames = np.asarray(masks), np.asarray(accepted), np.asarray(frames)
+  grid, side = img.shape[1], masks.shape[1] // img.shape[1]
+  everywhere = [(y, x) for y in range(grid) for x in range(grid)]
+  terms, terms_all = [], []
+  for b in range(4):
+    cells = [(y, x) for y, x in everywhere
+             if masks[b, y * side:(y + 1) * side, x * side:(x + 1) * side].any()]
+    if not accepted[b] or not cells:
+      continue
+    term = lambda cells: np.mean([
+        np.logaddexp(0.0, (max(img_neg[b, y, x] @ aud[b, t] for y, x in cells)
+                           - max(img[b, y, x] @ aud[b, t] for y, x in cells)) / 0.01)
+        for t in range(max(1, int(frames[b])))])
+    terms.append(term(cells))
+    terms_all.append(term(everywhere))
+  assert terms  # at least one accepted negative with cells in view
+  assert abs(np.mean(terms) - np.mean(terms_all)) > 1e-3  # the region matters here
+  logs = nnx.jit(lambda s, g, z, b, k: train.train_step(s, g, z, b, k, c))(
+      state, g, z_table, batch, key)
+  np.testing.assert_allclose(float(logs["edited"]), np.mean(terms), rtol=1e-4, atol=1e-5)
 
 
 def test_optimizers_first_update_by_hand():
