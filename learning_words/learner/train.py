@@ -293,7 +293,8 @@ def init_from_run(state: TrainState, run_dir: str):
 def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_steps=None,
                devices=None, latents=None, segmenter=None) -> dict:
   """Trains `config.train.epochs` epochs (or stops after `max_steps`, as a crash would); returns
-  the last validation metrics. `devices`: the mesh's devices (default: all); latents: the world's
+  the last validation metrics (a finished run returns them from RESULT_FILE without building
+  anything). `devices`: the mesh's devices (default: all); latents: the world's
   latent table (inverted worlds; default: the fixed z matrix); segmenter: the attribute
   segmenter, to log how often validation captions peak on objects (val/peak_object)."""
   cfg = config.train
@@ -336,6 +337,12 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
     raise errors.ConfigError(f"{data_dir}: {len(src)} training pairs < --config.data.batch_size="
                              f"{config.data.batch_size}")
   total = cfg.epochs * steps_per_epoch
+  manager = make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), cfg.keep_checkpoints)
+  finished = finished_result(run_dir, manager, total)
+  if finished is not None and max_steps is None:  # nothing to train: skip the set-up as well
+    logging.info("%s: finished at step %d; its last validation is reused",
+                 os.path.basename(run_dir), total)
+    return {**finished, "profile": {"steps": 0}}
   state = TrainState(config, steps_per_epoch)
   if cfg.init_from:
     init_from_run(state, os.path.join(os.path.dirname(run_dir), cfg.init_from))
@@ -346,7 +353,6 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
                                       cache_gb=config.data.spec_cache_gb,
                                       cache_name=os.path.abspath(data_dir))
   it = iter(loader)
-  manager = make_checkpoint_manager(os.path.join(run_dir, "checkpoints"), cfg.keep_checkpoints)
   start = checkpoints.restore(manager, {"models": state.models, "opt": state.opt, "data": it})
   mesh_lib.replicate(state, mesh)
   mesh_lib.replicate(g, mesh)
@@ -473,8 +479,22 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
                     "(--config.negatives.candidates) or lower --config.negatives.threshold",
                     os.path.basename(run_dir))
   n_val = int(val["n_frames"].shape[0])
-  return {**metrics, "loss": last_loss, "chance_loss": chance,
-          "chance_score": min(5, n_val) / max(n_val, 1), "profile": profile}
+  result = {**metrics, "loss": last_loss, "chance_loss": chance,
+            "chance_score": min(5, n_val) / max(n_val, 1)}
+  if host == 0 and end == total and end > start:
+    jsonio.write_json(os.path.join(run_dir, RESULT_FILE), {**result, "step": total})
+  return {**result, "profile": profile}
+
+
+RESULT_FILE = "train_result.json"  # a finished run's last validation, so a rerun skips its set-up
+
+
+def finished_result(run_dir: str, manager, total: int) -> dict | None:
+  """The stored last validation of a run whose latest checkpoint is step `total`, else None."""
+  stored = jsonio.read_json(os.path.join(run_dir, RESULT_FILE))
+  if stored.get("step") != total or manager.latest_step() != total:
+    return None
+  return {k: v for k, v in stored.items() if k != "step"}
 
 
 def profile_window(cfg, start: int, end: int) -> tuple[int, int] | None:

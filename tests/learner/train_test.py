@@ -70,7 +70,11 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(kind, data_dir, tmp_pa
   resumed = run("killed")
   assert resumed.pop("profile")["steps"] == 2
   assert resumed == full
-  # A finished run trains no more: it reports its last validation and no training loss.
+  # A finished run trains no more and builds nothing: it returns its stored last validation.
+  again = run("full")
+  assert again.pop("profile") == {"steps": 0} and again == full
+  # One finished before results were stored validates its last checkpoint again (no loss).
+  os.remove(tmp_path / "full" / train.RESULT_FILE)
   again = run("full")
   assert again.pop("profile")["steps"] == 0 and again == {**full, "loss": None}
   for a, b in zip(_params(str(tmp_path / "full"), c, data_dir),
