@@ -172,11 +172,13 @@ def get_config() -> ml_collections.ConfigDict:
   # The edited term (differences from the reference, which weighs it 1 on the MISA means):
   c.loss.edited_weight = 1.0       # its weight in negatives_edited
   c.loss.edited_temperature = 0.0  # softmax base: its own temperature (0: loss.temperature)
-  c.loss.edited_score = "misa"     # 'misa' (the two MISA means), 'frames' (frame by frame) or
-  #                                  'word' (the edited word's frames only; oracle negatives)
-  c.loss.edited_cells = "all"      # with 'frames' or 'word': each frame's best cell among 'all'
-  #                                  cells (the reference's max) or the edit's only ('edited':
-  #                                  the oracle's object, or the drawn ablation mask)
+  c.loss.edited_score = "misa"     # 'misa' (the two MISA means), 'frames' (frame by frame),
+  #                                  'word' (the edited word's frames only; oracle negatives) or
+  #                                  'peak' (the frames whose best cell lies on the edit)
+  c.loss.edited_cells = "all"      # with 'frames', 'word' or 'peak': each frame's best cell
+  #                                  among 'all' cells (the reference's max) or the edit's only
+  #                                  ('edited': the oracle's object, or the drawn ablation
+  #                                  mask)
   c.loss.edited_invariance = 0.0   # with 'word': weight of a term holding still the frames
   #                                  that name nothing of the edited object, through the speech
   #                                  encoder only (0: off)

@@ -113,6 +113,14 @@ def region_frame_scores(mm, cells):
   return jnp.max(jnp.where(cells[..., None], mm, NO_CELL), axis=(1, 2))
 
 
+def peak_frames(mm, cells):
+  """The frames whose best cell anywhere lies in the region `cells` (bool [B,h,w]): matchmaps
+  mm [B,h,w,T] -> bool [B,T]. Without word timings, the frames the matchmap itself ties to the
+  edited region stand in for the word that names the edit."""
+  best = mm >= jnp.max(mm, axis=(1, 2), keepdims=True)
+  return jnp.any(best & cells[..., None], axis=(1, 2))
+
+
 def frame_edited(pos_frames, neg_frames, n_frames, base: str = "triplet", margin: float = 1.0,
                  temperature: float = 0.07):
   """Per-sample edited term [B] taken frame by frame: the mean over each caption's valid frames
@@ -129,10 +137,11 @@ def frame_edited(pos_frames, neg_frames, n_frames, base: str = "triplet", margin
 
 def word_edited(pos_frames, neg_frames, word, base: str = "triplet", margin: float = 1.0,
                 temperature: float = 0.07):
-  """Per-sample edited term [B] on one word's frames only: the pair term (hinge, or -log sigmoid
-  on the softmax base) between the own image's and the edited image's mean best-cell score over
-  the frames `word` (bool [B,T]) of the word that names the edit (pos_frames, neg_frames [B,T]).
-  A sample whose word has no frame gets 0 (the caller drops it from the edited term)."""
+  """Per-sample edited term [B] on some frames only: the pair term (hinge, or -log sigmoid on
+  the softmax base) between the own image's and the edited image's mean best-cell score over the
+  frames `word` (bool [B,T]: the word that names the edit, or the frames peaking on it) of
+  pos_frames, neg_frames [B,T]. A sample with no such frame gets 0 (the caller drops it from the
+  edited term)."""
   w = word.astype(pos_frames.dtype)
   n = jnp.maximum(w.sum(axis=1), 1.0)
   pos, neg = (pos_frames * w).sum(axis=1) / n, (neg_frames * w).sum(axis=1) / n

@@ -136,28 +136,36 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       img_neg = models.image(neg)
       mm_neg = matchmap.matchmap(img_neg, aud, cosine=config.model.cosine)
       s_edit = matchmap.misa(mm_neg, frames)
-    if s_edit is not None and config.loss.edited_score in ("frames", "word"):
-      if config.loss.edited_cells == "all":
-        cells = None
+    if s_edit is not None and config.loss.edited_score in ("frames", "word", "peak"):
+      if config.loss.edited_cells == "all" and config.loss.edited_score != "peak":
+        region = None
       elif config.negatives.mode in oracle.MODES:  # the edited object's cells
-        cells = oracle.picked_cells(batch, pick, img.shape[1])
+        region = oracle.picked_cells(batch, pick, img.shape[1])
       else:  # the drawn negative's ablation mask, on the matchmap's grid
-        cells = matchmap.pixels_per_cell(masks > 0, img.shape[1]) > 0
+        region = matchmap.pixels_per_cell(masks > 0, img.shape[1]) > 0
+      cells = region if config.loss.edited_cells == "edited" else None
       # Each frame's best cell: anywhere (the reference's max), or where the edit is only.
       best = (losses.frame_scores if cells is None
               else lambda m: losses.region_frame_scores(m, cells))
-      pos_frames = best(matchmap.matchmap(img, aud, cosine=config.model.cosine))
-      neg_frames = best(mm_neg)
-      if cells is not None:  # an edit with no cell in view (an object out of view): no term
-        accepted = accepted & cells.any(axis=(1, 2))
+      mm_pos = matchmap.matchmap(img, aud, cosine=config.model.cosine)
+      pos_frames, neg_frames = best(mm_pos), best(mm_neg)
+      if region is not None:  # an edit with no cell in view (an object out of view): no term
+        accepted = accepted & region.any(axis=(1, 2))
+    in_caption = jnp.arange(aud.shape[1])[None, :] < frames[:, None]
     if s_edit is not None and config.loss.edited_score == "frames":
       edited = losses.frame_edited(pos_frames, neg_frames, frames, config.loss.base,
                                    config.loss.margin, edited_temperature(config))
+    elif s_edit is not None and config.loss.edited_score == "peak":
+      # The frames whose best cell lies on the edit (chosen by the matchmap, not differentiated).
+      word = losses.peak_frames(jax.lax.stop_gradient(mm_pos), region) & in_caption
+      edited = losses.word_edited(pos_frames, neg_frames, word, config.loss.base,
+                                  config.loss.margin, edited_temperature(config))
+      accepted = accepted & word.any(axis=1)
+      stats["peak_frames"] = word.sum(axis=1).mean()
     elif s_edit is not None and config.loss.edited_score == "word":
       word = oracle.changed_word_frames(batch, pick, jax.random.fold_in(k_neg, 1),
                                         config.negatives.mode, models.audio.pooling_ratio,
                                         aud.shape[1])
-      in_caption = jnp.arange(aud.shape[1])[None, :] < frames[:, None]
       word = word & in_caption
       edited = losses.word_edited(pos_frames, neg_frames, word, config.loss.base,
                                   config.loss.margin, edited_temperature(config))
@@ -301,9 +309,9 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   watch = stopwatch.Stopwatch()  # where the time goes: the run's profile (train_profile.json)
   stored_positives(config)  # a bad combination fails before any work
   src = input_pipeline.open_source(data_dir, "train")
-  if config.loss.edited_score not in ("misa", "frames", "word"):
+  if config.loss.edited_score not in ("misa", "frames", "word", "peak"):
     raise errors.ConfigError(f"--config.loss.edited_score={config.loss.edited_score!r}: choose "
-                             "'misa' (the reference), 'frames' or 'word'")
+                             "'misa' (the reference), 'frames', 'word' or 'peak'")
   oracle_run = config.loss.kind in EDITED_KINDS and config.negatives.mode in oracle.MODES
   if config.loss.edited_score == "word" and config.loss.kind in EDITED_KINDS and not oracle_run:
     raise errors.ConfigError("--config.loss.edited_score=word needs the renderer's edits, which "
@@ -313,10 +321,10 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
     raise errors.ConfigError(f"--config.loss.edited_cells={config.loss.edited_cells!r}: choose "
                              "'all' (the reference) or 'edited'")
   if (config.loss.edited_cells == "edited" and config.loss.kind in EDITED_KINDS
-      and config.loss.edited_score not in ("frames", "word")):
+      and config.loss.edited_score not in ("frames", "word", "peak")):
     raise errors.ConfigError("--config.loss.edited_cells=edited compares the two images frame by "
                              "frame where the edit is: it needs --config.loss.edited_score=frames "
-                             "(or word, with oracle negatives)")
+                             "or peak (or word, with oracle negatives)")
   if (config.loss.edited_invariance > 0 and config.loss.kind in EDITED_KINDS
       and not (oracle_run and config.loss.edited_score == "word")):
     raise errors.ConfigError("--config.loss.edited_invariance needs the word timings of the "

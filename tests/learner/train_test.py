@@ -126,13 +126,14 @@ def test_sharded_step_matches_one_device_and_the_cached_positives(data_dir):
 
 
 def test_drawn_negatives_scored_frame_by_frame_on_their_edit_cells(data_dir):
-  """loss.edited_score=frames with edited_cells=edited on drawn negatives: the step's edited term
-  is, per accepted sample, the mean over valid frames of -log sigmoid((own - edited) / T) on the
-  two images' best cell among the cells the drawn ablation mask touches (a plain loop here)."""
+  """loss.edited_cells=edited on drawn negatives, plain loops here. edited_score=frames: the
+  step's edited term is, per accepted sample, the mean over valid frames of
+  -log sigmoid((own - edited) / T) on the two images' best cell among the cells the drawn
+  ablation mask touches. edited_score=peak: one -log sigmoid of the difference of the two means
+  over the frames whose best cell anywhere lies on those cells (samples with none are dropped)."""
   c = _config("negatives_edited")
   c.data.batch_size = 4
   c.loss.edited_score, c.loss.edited_cells = "frames", "edited"
-  c.negatives.location = "random"  # the control's masks lie off the peak: their cells matter
   c.loss.base, c.loss.edited_temperature = "softmax", 0.01  # -log sigmoid((pos - neg) / T)
   src = input_pipeline.open_source(data_dir, "train")
   batch = next(iter(input_pipeline.make_loader(src, batch_size=4, frames=c.data.train_frames,
@@ -140,36 +141,59 @@ def test_drawn_negatives_scored_frame_by_frame_on_their_edit_cells(data_dir):
   batch = {k: jnp.asarray(v) for k, v in batch.items()}
   g = _generator(c)
   z_table = jnp.asarray(gen_lib.standard_z(64, c.gan.sizes[0]))
-  state = train.TrainState(c, steps_per_epoch=3)
   key = jax.random.key(5)
-  # What the step will see: the same models, positives and draw key, before its update.
   z = z_table[batch["z_index"]]
   positives, x_layer = encoders.draw_positives(g, z, c.negatives.layer)
-  img, aud, frames = encoders.embed(state.models, positives, batch["spec"], batch["n_frames"])
-  mm = drawing.heat_matchmap(img, aud, c)
-  neg, masks, accepted, _ = drawing.draw(g, z, x_layer, positives, img, aud, mm, frames,
-                                         jax.random.split(key)[0], c)
-  img, aud, img_neg = (np.asarray(x, np.float64) for x in (img, aud, state.models.image(neg)))
-  masks, accepted, frames = np.asarray(masks), np.asarray(accepted), np.asarray(frames)
-  grid, side = img.shape[1], masks.shape[1] // img.shape[1]
-  everywhere = [(y, x) for y in range(grid) for x in range(grid)]
-  terms, terms_all = [], []
-  for b in range(4):
-    cells = [(y, x) for y, x in everywhere
-             if masks[b, y * side:(y + 1) * side, x * side:(x + 1) * side].any()]
-    if not accepted[b] or not cells:
-      continue
-    term = lambda cells: np.mean([
-        np.logaddexp(0.0, (max(img_neg[b, y, x] @ aud[b, t] for y, x in cells)
-                           - max(img[b, y, x] @ aud[b, t] for y, x in cells)) / 0.01)
-        for t in range(max(1, int(frames[b])))])
-    terms.append(term(cells))
-    terms_all.append(term(everywhere))
+
+  def expected(state):
+    """What the step will see (the same models, positives and draw key, before its update), and
+    the three terms of its accepted samples by plain loops: frames on the mask's cells, frames
+    on every cell, and peak (with, per sample, whether only some of its frames peak there)."""
+    img, aud, frames = encoders.embed(state.models, positives, batch["spec"], batch["n_frames"])
+    mm = drawing.heat_matchmap(img, aud, c)
+    neg, masks, accepted, _ = drawing.draw(g, z, x_layer, positives, img, aud, mm, frames,
+                                           jax.random.split(key)[0], c)
+    img, aud, img_neg = (np.asarray(x, np.float64) for x in (img, aud, state.models.image(neg)))
+    if c.model.cosine:
+      img, aud, img_neg = (x / np.linalg.norm(x, axis=-1, keepdims=True)
+                           for x in (img, aud, img_neg))
+    masks, accepted, frames = np.asarray(masks), np.asarray(accepted), np.asarray(frames)
+    grid, side = img.shape[1], masks.shape[1] // img.shape[1]
+    everywhere = [(y, x) for y in range(grid) for x in range(grid)]
+    terms, terms_all, peak_terms, some_frames = [], [], [], []
+    for b in range(4):
+      cells = [(y, x) for y, x in everywhere
+               if masks[b, y * side:(y + 1) * side, x * side:(x + 1) * side].any()]
+      if not accepted[b] or not cells:
+        continue
+      best = lambda im, t, cells: max(im[b, y, x] @ aud[b, t] for y, x in cells)
+      valid = range(max(1, int(frames[b])))
+      term = lambda cells: np.mean([np.logaddexp(
+          0.0, (best(img_neg, t, cells) - best(img, t, cells)) / 0.01) for t in valid])
+      terms.append(term(cells))
+      terms_all.append(term(everywhere))
+      peaks = [t for t in valid if best(img, t, cells) >= best(img, t, everywhere)]
+      if peaks:
+        gap = np.mean([best(img_neg, t, cells) - best(img, t, cells) for t in peaks])
+        peak_terms.append(np.logaddexp(0.0, gap / 0.01))
+        some_frames.append(len(peaks) < len(valid))
+    return terms, terms_all, peak_terms, some_frames
+
+  step = lambda c: nnx.jit(lambda s, g, z, b, k: train.train_step(s, g, z, b, k, c))
+  c.negatives.location = "random"  # the control's masks lie off the peak: their cells matter
+  state = train.TrainState(c, steps_per_epoch=3)
+  terms, terms_all, _, _ = expected(state)
   assert terms  # at least one accepted negative with cells in view
   assert abs(np.mean(terms) - np.mean(terms_all)) > 1e-3  # the region matters here
-  logs = nnx.jit(lambda s, g, z, b, k: train.train_step(s, g, z, b, k, c))(
-      state, g, z_table, batch, key)
+  logs = step(c)(state, g, z_table, batch, key)
   np.testing.assert_allclose(float(logs["edited"]), np.mean(terms), rtol=1e-4, atol=1e-5)
+  c.negatives.location, c.loss.edited_score = "peak", "peak"  # masks where frames peak
+  c.model.cosine = True  # at these random weights, frames peak in different cells only so
+  state = train.TrainState(c, steps_per_epoch=3)
+  _, _, peak_terms, some_frames = expected(state)
+  assert peak_terms and any(some_frames)  # some samples have frames peaking elsewhere
+  logs = step(c)(state, g, z_table, batch, key)
+  np.testing.assert_allclose(float(logs["edited"]), np.mean(peak_terms), rtol=1e-4, atol=1e-5)
 
 
 def test_optimizers_first_update_by_hand():
