@@ -489,7 +489,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   n_val = int(val["n_frames"].shape[0])
   result = {**metrics, "loss": last_loss, "chance_loss": chance,
             "chance_score": min(5, n_val) / max(n_val, 1)}
-  if host == 0 and end == total and end > start:
+  if host == 0 and end == total:
     jsonio.write_json(os.path.join(run_dir, RESULT_FILE), {**result, "step": total})
   return {**result, "profile": profile}
 
