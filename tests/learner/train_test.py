@@ -90,11 +90,59 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(kind, data_dir, tmp_pa
   assert int(fresh.opt.step[...]) == 0
 
 
-def test_sharded_step_matches_one_device_and_the_cached_positives(data_dir):
-  """1 device, 4 devices, and 4 devices reading the positives from train.cache_positives' cache:
-  the same losses and parameters after two steps."""
+def _drawn_terms(c, state, g, z, batch, key):
+  """Plain loops over what the step sees at `state` before its update (the same models,
+  positives and draw key): per accepted sample with mask cells in view, the frames term
+  (mean over valid frames of -log sigmoid((own - edited) / T) on the best cell among the mask's
+  cells), the same on every cell, and the peak term (one -log sigmoid of the mean gap over the
+  frames whose best cell anywhere lies on the mask's cells), with whether only some frames peak
+  there. Softmax base with loss.edited_temperature = 0.01."""
+  positives, x_layer = encoders.draw_positives(g, z, c.negatives.layer)
+  img, aud, frames = encoders.embed(state.models, positives, batch["spec"], batch["n_frames"])
+  mm = drawing.heat_matchmap(img, aud, c)
+  neg, masks, accepted, _ = drawing.draw(g, z, x_layer, positives, img, aud, mm, frames,
+                                         jax.random.split(key)[0], c)
+  img, aud, img_neg = (np.asarray(x, np.float64) for x in (img, aud, state.models.image(neg)))
+  if c.model.cosine:
+    img, aud, img_neg = (x / np.linalg.norm(x, axis=-1, keepdims=True) for x in (img, aud, img_neg))
+  masks, accepted, frames = np.asarray(masks), np.asarray(accepted), np.asarray(frames)
+  grid, side = img.shape[1], masks.shape[1] // img.shape[1]
+  everywhere = [(y, x) for y in range(grid) for x in range(grid)]
+  terms, terms_all, peak_terms, some_frames = [], [], [], []
+  for b in range(len(accepted)):
+    cells = [(y, x) for y, x in everywhere
+             if masks[b, y * side:(y + 1) * side, x * side:(x + 1) * side].any()]
+    if not accepted[b] or not cells:
+      continue
+    best = lambda im, t, cells: max(im[b, y, x] @ aud[b, t] for y, x in cells)
+    valid = range(max(1, int(frames[b])))
+    term = lambda cells: np.mean([np.logaddexp(
+        0.0, (best(img_neg, t, cells) - best(img, t, cells)) / 0.01) for t in valid])
+    terms.append(term(cells))
+    terms_all.append(term(everywhere))
+    peaks = [t for t in valid if best(img, t, cells) >= best(img, t, everywhere)]
+    if peaks:
+      gap = np.mean([best(img_neg, t, cells) - best(img, t, cells) for t in peaks])
+      peak_terms.append(np.logaddexp(0.0, gap / 0.01))
+      some_frames.append(len(peaks) < len(valid))
+  return terms, terms_all, peak_terms, some_frames
+
+
+def _drawn_config():
   c = _config("negatives_edited")
   c.data.batch_size = 4
+  c.loss.edited_cells = "edited"
+  c.loss.base, c.loss.edited_temperature = "softmax", 0.01  # -log sigmoid((pos - neg) / T)
+  return c
+
+
+def test_sharded_step_matches_one_device_and_the_cached_positives(data_dir):
+  """1 device, 4 devices, and 4 devices reading the positives from train.cache_positives' cache:
+  the same losses and parameters after two steps. The step runs loss.edited_score=peak on the
+  drawn mask's cells (cosine matchmaps, where frames peak in different cells at these random
+  weights): its first edited term equals the plain loop's (_drawn_terms)."""
+  c = _drawn_config()
+  c.negatives.location, c.loss.edited_score, c.model.cosine = "peak", "peak", True
   src = input_pipeline.open_source(data_dir, "train")
   batch = next(iter(input_pipeline.make_loader(src, batch_size=4, frames=c.data.train_frames,
                                                train=True, seed=0)))
@@ -104,6 +152,11 @@ def test_sharded_step_matches_one_device_and_the_cached_positives(data_dir):
   for n_dev, cached in ((1, False), (4, False), (4, True)):
     mesh = mesh_lib.make_mesh(jax.devices()[:n_dev])
     state = train.TrainState(c, steps_per_epoch=3)
+    if n_dev == 1:
+      _, _, peak_terms, some_frames = _drawn_terms(
+          c, state, g, z_table[batch["z_index"]], {k: jnp.asarray(v) for k, v in batch.items()},
+          jax.random.key(0))
+      assert peak_terms and any(some_frames)  # some samples have frames peaking elsewhere
     mesh_lib.replicate(state, mesh)
     mesh_lib.replicate(g, mesh)
     c.train.cache_positives = cached
@@ -117,6 +170,9 @@ def test_sharded_step_matches_one_device_and_the_cached_positives(data_dir):
     step = nnx.jit(lambda s, g, z, b, k, cache: train.train_step(s, g, z, b, k, c, cache=cache))
     logs = [step(state, g, z_table, input_pipeline.make_global(batch, mesh), jax.random.key(i),
                  cache) for i in range(2)]
+    if n_dev == 1:
+      np.testing.assert_allclose(float(logs[0]["edited"]), np.mean(peak_terms), rtol=1e-4,
+                                 atol=1e-5)
     results.append(([float(l["loss"]) for l in logs],
                     [np.asarray(x) for x in jax.tree.leaves(nnx.state(state.models, nnx.Param))]))
   (loss1, p1), *others = results
@@ -127,15 +183,12 @@ def test_sharded_step_matches_one_device_and_the_cached_positives(data_dir):
 
 
 def test_drawn_negatives_scored_frame_by_frame_on_their_edit_cells(data_dir):
-  """loss.edited_cells=edited on drawn negatives, plain loops here. edited_score=frames: the
-  step's edited term is, per accepted sample, the mean over valid frames of
-  -log sigmoid((own - edited) / T) on the two images' best cell among the cells the drawn
-  ablation mask touches. edited_score=peak: one -log sigmoid of the difference of the two means
-  over the frames whose best cell anywhere lies on those cells (samples with none are dropped)."""
-  c = _config("negatives_edited")
-  c.data.batch_size = 4
-  c.loss.edited_score, c.loss.edited_cells = "frames", "edited"
-  c.loss.base, c.loss.edited_temperature = "softmax", 0.01  # -log sigmoid((pos - neg) / T)
+  """loss.edited_score=frames with edited_cells=edited on drawn negatives: the step's edited term
+  is, per accepted sample, the mean over valid frames of -log sigmoid((own - edited) / T) on the
+  two images' best cell among the cells the drawn ablation mask touches (_drawn_terms' loop)."""
+  c = _drawn_config()
+  c.loss.edited_score = "frames"
+  c.negatives.location = "random"  # the control's masks lie off the peak: their cells matter
   src = input_pipeline.open_source(data_dir, "train")
   batch = next(iter(input_pipeline.make_loader(src, batch_size=4, frames=c.data.train_frames,
                                                train=True, seed=0)))
@@ -143,58 +196,13 @@ def test_drawn_negatives_scored_frame_by_frame_on_their_edit_cells(data_dir):
   g = _generator(c)
   z_table = jnp.asarray(gen_lib.standard_z(64, c.gan.sizes[0]))
   key = jax.random.key(5)
-  z = z_table[batch["z_index"]]
-  positives, x_layer = encoders.draw_positives(g, z, c.negatives.layer)
-
-  def expected(state):
-    """What the step will see (the same models, positives and draw key, before its update), and
-    the three terms of its accepted samples by plain loops: frames on the mask's cells, frames
-    on every cell, and peak (with, per sample, whether only some of its frames peak there)."""
-    img, aud, frames = encoders.embed(state.models, positives, batch["spec"], batch["n_frames"])
-    mm = drawing.heat_matchmap(img, aud, c)
-    neg, masks, accepted, _ = drawing.draw(g, z, x_layer, positives, img, aud, mm, frames,
-                                           jax.random.split(key)[0], c)
-    img, aud, img_neg = (np.asarray(x, np.float64) for x in (img, aud, state.models.image(neg)))
-    if c.model.cosine:
-      img, aud, img_neg = (x / np.linalg.norm(x, axis=-1, keepdims=True)
-                           for x in (img, aud, img_neg))
-    masks, accepted, frames = np.asarray(masks), np.asarray(accepted), np.asarray(frames)
-    grid, side = img.shape[1], masks.shape[1] // img.shape[1]
-    everywhere = [(y, x) for y in range(grid) for x in range(grid)]
-    terms, terms_all, peak_terms, some_frames = [], [], [], []
-    for b in range(4):
-      cells = [(y, x) for y, x in everywhere
-               if masks[b, y * side:(y + 1) * side, x * side:(x + 1) * side].any()]
-      if not accepted[b] or not cells:
-        continue
-      best = lambda im, t, cells: max(im[b, y, x] @ aud[b, t] for y, x in cells)
-      valid = range(max(1, int(frames[b])))
-      term = lambda cells: np.mean([np.logaddexp(
-          0.0, (best(img_neg, t, cells) - best(img, t, cells)) / 0.01) for t in valid])
-      terms.append(term(cells))
-      terms_all.append(term(everywhere))
-      peaks = [t for t in valid if best(img, t, cells) >= best(img, t, everywhere)]
-      if peaks:
-        gap = np.mean([best(img_neg, t, cells) - best(img, t, cells) for t in peaks])
-        peak_terms.append(np.logaddexp(0.0, gap / 0.01))
-        some_frames.append(len(peaks) < len(valid))
-    return terms, terms_all, peak_terms, some_frames
-
-  step = lambda c: nnx.jit(lambda s, g, z, b, k: train.train_step(s, g, z, b, k, c))
-  c.negatives.location = "random"  # the control's masks lie off the peak: their cells matter
   state = train.TrainState(c, steps_per_epoch=3)
-  terms, terms_all, _, _ = expected(state)
+  terms, terms_all, _, _ = _drawn_terms(c, state, g, z_table[batch["z_index"]], batch, key)
   assert terms  # at least one accepted negative with cells in view
   assert abs(np.mean(terms) - np.mean(terms_all)) > 1e-3  # the region matters here
-  logs = step(c)(state, g, z_table, batch, key)
+  logs = nnx.jit(lambda s, g, z, b, k: train.train_step(s, g, z, b, k, c))(
+      state, g, z_table, batch, key)
   np.testing.assert_allclose(float(logs["edited"]), np.mean(terms), rtol=1e-4, atol=1e-5)
-  c.negatives.location, c.loss.edited_score = "peak", "peak"  # masks where frames peak
-  c.model.cosine = True  # at these random weights, frames peak in different cells only so
-  state = train.TrainState(c, steps_per_epoch=3)
-  _, _, peak_terms, some_frames = expected(state)
-  assert peak_terms and any(some_frames)  # some samples have frames peaking elsewhere
-  logs = step(c)(state, g, z_table, batch, key)
-  np.testing.assert_allclose(float(logs["edited"]), np.mean(peak_terms), rtol=1e-4, atol=1e-5)
 
 
 def test_optimizers_first_update_by_hand():
