@@ -225,11 +225,12 @@ def train(config, workdir: str) -> dict:
   return results
 
 
-def evaluate(config, workdir: str) -> dict:
+def evaluate(config, workdir: str, reuse: bool = False) -> dict:
   """Evaluates the run `train.name`, or the train stage's runs (`train.kinds`), else every run under
   WORKDIR/runs, from its best (or latest: --config.evals.checkpoint=latest) checkpoint; or the
   checkpoint folder --config.evals.checkpoint=RUN/checkpoints/STEP (its results go to
-  WORKDIR/runs/<RUN's name>/eval/)."""
+  WORKDIR/runs/<RUN's name>/eval/). reuse (a rerun pipeline): runs already evaluated at the same
+  checkpoint with the same evaluators keep their numbers."""
   given = wd.checkpoint_folder(config.evals.checkpoint)
   if given is not None:  # one checkpoint folder's path: its run, evaluated with this workdir's data
     runs = [os.path.basename(given[0])]
@@ -244,7 +245,7 @@ def evaluate(config, workdir: str) -> dict:
   if not runs:
     raise errors.MissingError(f"no runs with checkpoints under {wd.path(workdir, 'runs')}: "
                               "run --mode=train first")
-  return runner.evaluate_runs(config, workdir, runs)
+  return runner.evaluate_runs(config, workdir, runs, reuse=reuse)
 
 
 def report(config, workdir: str) -> str:
@@ -314,11 +315,11 @@ TOOLS = {
 MODES = ("pipeline", *STAGES, *TOOLS)
 
 
-def run_stage(stage: str, config, workdir: str):
+def run_stage(stage: str, config, workdir: str, **kwargs):
   """Runs one stage, says when it starts and ends, and records its wall time."""
   console.say(f"[{stage}] started")
   start = time.time()
-  result = STAGES[stage].run(config, workdir)
+  result = STAGES[stage].run(config, workdir, **kwargs)
   seconds = time.time() - start
   shown = f": {result}" if isinstance(result, str) else ""
   console.say(f"[{stage}] done in {seconds:.1f} s{shown}")
@@ -346,7 +347,7 @@ def run_pipeline(config, workdir: str) -> list[str]:
                   "with --config.gan.retrain=True (resumable) or --mode=train_gan. Stopping here; "
                   f"not run: {', '.join(names[i:])}")
       return names[i:]
-    run_stage(stage, config, workdir)
+    run_stage(stage, config, workdir, **({"reuse": True} if stage == "eval" else {}))
   console.say(f"[pipeline] done in {time.time() - start:.1f} s.")
   say_results(config, workdir, f"every number: {wd.path(workdir, 'report')}/results.json")
   console.say(f"Report: {wd.path(workdir, 'report', 'report.md')}")

@@ -278,6 +278,14 @@ def load_encoders(config, run_folder: str, which: str):
   """(encoders.Encoders, step) of a run's best or latest checkpoint, of the kept checkpoint at a
   given step (`which` a step number, e.g. '624'), or of a checkpoint folder's path (then
   run_folder is ignored), from its 'models' item."""
+  manager, step = checkpoint_step(config, run_folder, which)
+  models = nnx.eval_shape(lambda: encoders.Encoders(config.model, rngs=nnx.Rngs(0)))
+  checkpoints.restore(manager, {"models": models}, step)
+  return models, int(step)
+
+
+def checkpoint_step(config, run_folder: str, which: str):
+  """(checkpoint manager, step) of the checkpoint load_encoders reads, without reading it."""
   which = str(which)
   given = checkpoint_folder(which)
   if given is not None:
@@ -297,6 +305,4 @@ def load_encoders(config, run_folder: str, which: str):
     step = manager.best_step() if which == "best" else manager.latest_step()
   if step is None:
     raise errors.MissingError(f"{folder}: no {which} checkpoint")
-  models = nnx.eval_shape(lambda: encoders.Encoders(config.model, rngs=nnx.Rngs(0)))
-  checkpoints.restore(manager, {"models": models}, step)
-  return models, int(step)
+  return manager, int(step)

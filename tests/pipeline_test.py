@@ -96,6 +96,14 @@ def test_tiny_pipeline_runs_every_stage(tiny_bucket, tmp_path):
     assert len(events) == 1 and events[0].stat().length > 0
   assert epath.Path(workdir, "report", "report.md").is_file()
   assert list(epath.Path(workdir, "logs").glob("*.log")) == []  # main writes logs, not stages
+  # Run again, the pipeline finds everything done: no run trains or is evaluated again (each
+  # evaluation, its timings included, stays as written).
+  evaluations = {run: epath.Path(workdir, "runs", run, "eval", "eval.json").read_text()
+                 for run in c.train.kinds}
+  assert pipeline.run_pipeline(c, workdir) == []
+  assert _json(workdir, "pipeline_times.json")["train_runs"] == runs
+  for run in c.train.kinds:
+    assert epath.Path(workdir, "runs", run, "eval", "eval.json").read_text() == evaluations[run]
   _readme_snippet(c, workdir, str(tmp_path))
   _ladder_rungs(c, workdir)
   _experiment(c, workdir)

@@ -59,11 +59,38 @@ def load_fit_pairs(config, data_dir: str) -> dict:
   return {**fit, "scenes": input_pipeline.load_scenes(data_dir, "train", fit["id"])}
 
 
-def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
-  """{run: {metadata, 'results': the suite's output}} for the named runs."""
+def stored_evaluation(config, workdir: str, run: str, which: str, names, data_dir: str):
+  """A run's stored eval.json when it holds every evaluator of `names` for the same checkpoint
+  step, dataset, split and seed as this evaluation would; else None."""
+  run_dir = wd.path(workdir, "runs", run)
+  stored = jsonio.read_json(os.path.join(wd.eval_folder(run_dir, which), "eval.json"))
+  if not stored:
+    return None
+  _, step = wd.checkpoint_step(with_run_model(config, run_dir), run_dir, which)
+  meta = {"run": run, "checkpoint": which, "step": step, "dataset": data_dir,
+          "split": config.evals.split, "seed": int(config.evals.seed)}
+  if any(stored.get(k) != v for k, v in meta.items()) or not set(names) <= set(stored["results"]):
+    return None
+  return {**meta, "results": {k: stored["results"][k] for k in names}}
+
+
+def evaluate_runs(config, workdir: str, runs, which=None, reuse=False) -> dict:
+  """{run: {metadata, 'results': the suite's output}} for the named runs. reuse: a run whose
+  stored evaluation covers the same checkpoint and evaluators keeps it (a rerun pipeline)."""
   which = which or config.evals.checkpoint
   names = suite.check_names(config.evals.names)
   data_dir = wd.require_dataset(config, workdir)
+  results = {}
+  if reuse:
+    for run in runs:
+      stored = stored_evaluation(config, workdir, run, which, names, data_dir)
+      if stored is not None:
+        console.say(f"[eval] {run}: its evaluation of step {stored['step']} is kept "
+                    "(--mode=eval computes it again)")
+        results[run] = stored
+    runs = [r for r in runs if r not in results]
+    if not runs:
+      return results
   # One device holds the generator and each run's encoders: restored weights keep the sharding
   # they were saved with (a trainer's mesh, or one device), and the evaluators' jitted passes
   # need them on the same devices.
@@ -77,7 +104,6 @@ def evaluate_runs(config, workdir: str, runs, which=None) -> dict:
   latents = wd.load_latents(config, workdir)
   scenes = input_pipeline.load_scenes(data_dir, config.evals.split, data["id"])
   fit = load_fit_pairs(config, data_dir) if "probe" in names else None
-  results = {}
   for run in runs:
     run_config = with_run_model(config, wd.path(workdir, "runs", run))
     models, step = wd.load_encoders(run_config, wd.path(workdir, "runs", run), which)

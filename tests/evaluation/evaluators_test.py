@@ -397,6 +397,25 @@ def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkey
     for k in saved:
       np.testing.assert_array_equal(f[k], saved[k])
 
+  # A rerun pipeline (reuse) keeps the stored evaluation of the same checkpoint and evaluators,
+  # without computing or writing anything; one of another step, split or evaluator list is not
+  # taken for it.
+  stored_path = os.path.join(latest_folder, "eval.json")
+  stamp = os.stat(stored_path).st_mtime_ns
+  kept = runner.evaluate_runs(c, workdir, ["rig"], which="latest", reuse=True)["rig"]
+  assert os.stat(stored_path).st_mtime_ns == stamp and kept == json.load(open(stored_path))
+  data_dir = kept["dataset"]
+  stored = lambda c: runner.stored_evaluation(c, workdir, "rig", "latest", c.evals.names, data_dir)
+  assert stored(c) == kept
+  other = c.copy_and_resolve_references()
+  other.evals.split = "val"
+  assert stored(other) is None
+  fewer = {k: v for k, v in kept["results"].items() if k != "probe"}
+  for changed in ({"step": 1}, {"results": fewer}):
+    with open(stored_path, "w") as f:
+      json.dump({**kept, **changed}, f)
+    assert stored(c) is None
+
 
 def _without_seconds(d):
   return {k: _without_seconds(v) if isinstance(v, dict) else v for k, v in d.items()
