@@ -8,12 +8,13 @@ The quickstart's world and learner (configs/quickstart.py); runs are `warmup_see
 on another object than the caption's peak. Running it again skips finished runs and resumes a
 stopped one. 2 warm-up + 2 branch epochs: each arm gets the quickstart's 4-epoch budget.
 
-Wall time on a 2-core AMD EPYC CPU: not measured as shipped (five arms at 24 tries per negative). Measured
-before: one seed's warm-up and four arms trained in 22 minutes at 8 tries per negative, and each
-arm evaluates in about 35 s; the published result ran four arms (no `edited_cluster`) at 24 tries. Expected: each edited arm minus
-`regular` on the test split, mean over seeds with 95% paired bootstrap intervals, e.g. attributes
--0.041 [-0.076, -0.005] for random units at the peak, with the controls as good or better: no gain
-from drawing negatives at this scale (docs/results.md).
+Wall time on a 2-core AMD EPYC CPU: not measured as shipped (five arms at 24 tries per
+negative). Measured before: one seed's warm-up and four arms trained in 22 minutes at 8 tries per
+negative, and each arm evaluates in about 35 s; the published result ran four arms (no
+`edited_cluster`) at 24 tries. Expected: each edited arm minus `regular` on the test split, mean
+over seeds with 95% paired bootstrap intervals, e.g. attributes -0.041 [-0.076, -0.005] for random
+units at the peak, with the controls as good or better: no gain from drawing negatives at this
+scale (docs/results.md).
 
 On the learner that the renderer's perfect edits teach (configs/oracle.py), with the word-free
 edited term on the mask's cells, 1 + 3 epochs:
