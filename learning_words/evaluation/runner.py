@@ -59,6 +59,12 @@ def load_fit_pairs(config, data_dir: str) -> dict:
   return {**fit, "scenes": input_pipeline.load_scenes(data_dir, "train", fit["id"])}
 
 
+def evaluation_meta(config, run: str, which: str, step: int, data_dir: str) -> dict:
+  """What an evaluation was of: the run, its checkpoint and step, the dataset, split and seed."""
+  return {"run": run, "checkpoint": which, "step": step, "dataset": data_dir,
+          "split": config.evals.split, "seed": int(config.evals.seed)}
+
+
 def stored_evaluation(config, workdir: str, run: str, which: str, names, data_dir: str):
   """A run's stored eval.json when it holds every evaluator of `names` for the same checkpoint
   step, dataset, split and seed as this evaluation would; else None."""
@@ -67,8 +73,7 @@ def stored_evaluation(config, workdir: str, run: str, which: str, names, data_di
   if not stored:
     return None
   _, step = wd.checkpoint_step(with_run_model(config, run_dir), run_dir, which)
-  meta = {"run": run, "checkpoint": which, "step": step, "dataset": data_dir,
-          "split": config.evals.split, "seed": int(config.evals.seed)}
+  meta = evaluation_meta(config, run, which, step, data_dir)
   if any(stored.get(k) != v for k, v in meta.items()) or not set(names) <= set(stored["results"]):
     return None
   return {**meta, "results": {k: stored["results"][k] for k in names}}
@@ -109,8 +114,7 @@ def evaluate_runs(config, workdir: str, runs, which=None, reuse=False) -> dict:
     models, step = wd.load_encoders(run_config, wd.path(workdir, "runs", run), which)
     mesh_lib.replicate(models, one)
     ctx = make_context(run_config, models, g, data, seg, cache, latents, scenes, fit)
-    meta = {"run": run, "checkpoint": which, "step": step, "dataset": data_dir,
-            "split": config.evals.split, "seed": int(config.evals.seed)}
+    meta = evaluation_meta(config, run, which, step, data_dir)
     out = suite.evaluate(ctx, names)
     if jax.process_index() == 0:
       folder = wd.eval_folder(wd.path(workdir, "runs", run), which)
