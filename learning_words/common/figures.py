@@ -13,6 +13,14 @@ from learning_words.common import files
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 LABEL_HEIGHT = 16  # px of the band label_columns adds
+LINE_STYLES = ("-", ":", "-.")  # past the palette's colours (dashed is for chance lines)
+
+
+def series_style(k: int) -> tuple[tuple, str]:
+  """(matplotlib colour, line style) of the k-th series: the palette's colours, then again with
+  the next line style, so that up to 30 series never share both."""
+  colour = tuple(np.array(PALETTE[k % len(PALETTE)]) / 255)
+  return colour, LINE_STYLES[(k // len(PALETTE)) % len(LINE_STYLES)]
 
 
 def to_uint8(images) -> np.ndarray:
@@ -93,11 +101,11 @@ def line_plot(series: dict, title: str, width: int = 640, height: int = 320,
   for k, (name, (x, y)) in enumerate(series.items()):
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
-    colour = np.array(PALETTE[k % len(PALETTE)]) / 255
+    colour, style = series_style(k)
     if keep.any():
       order = np.argsort(x[keep], kind="stable")
       ax.plot(x[keep][order], y[keep][order], marker="o" if keep.sum() <= 20 else None,
-              markersize=3, color=colour, label=str(name))
+              markersize=3, color=colour, linestyle=style, label=str(name))
       drawn += 1
     if levels.get(name) is not None:
       ax.axhline(levels[name], color=colour, linestyle="--", linewidth=1,

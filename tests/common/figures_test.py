@@ -20,6 +20,14 @@ def test_line_plot_draws_each_series_and_the_chance_line():
   assert empty.shape == (100, 200, 3) and not _has(empty, figures.PALETTE[0], tol=5)
 
 
+def test_many_series_never_share_both_colour_and_line_style():
+  styles = [figures.series_style(k) for k in range(30)]
+  assert len(set(styles)) == 30
+  assert {style for _, style in styles} == {"-", ":", "-."}  # never the chance lines' dashes
+  assert styles[0] == (tuple(np.array(figures.PALETTE[0]) / 255), "-")
+  assert styles[10] == (styles[0][0], ":")  # the palette's first colour again, dotted
+
+
 def test_interval_plot_places_each_row_by_its_value():
   img = figures.interval_plot({"left": (-0.4, -0.5, -0.3), "right": (0.4, 0.3, 0.5)}, "diff")
   assert img.shape == (320, 640, 3)
