@@ -26,9 +26,9 @@ edited term on the mask's cells, 1 + 3 epochs:
       --config.loss.temperature=0.035
 
 About 25 min of training per seed and 90 s of evaluation per run on a 2-core AMD EPYC. Measured
-(test split, 3 seeds): every edited arm below `regular` on every measure, e.g. semantic pairwise
--0.215 [-0.249, -0.182] for random units at the peak (`regular` 0.598), and retrieval at chance in
-11 of the 12 edited runs.
+(test split, 3 seeds): every edited arm below `regular` on every headline measure, e.g. semantic
+pairwise -0.215 [-0.249, -0.182] for random units at the peak (`regular` 0.598), and retrieval at
+chance in 11 of the 12 edited runs.
 """
 from learning_words import defaults
 
