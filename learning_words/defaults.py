@@ -191,6 +191,9 @@ def get_config() -> ml_collections.ConfigDict:
   # one attribute changed), 'oracle_random' (a random object's), 'oracle_null' (the peak's object
   # moved, the caption unchanged)
   c.negatives.mode = "random"
+  # Oracle modes: 'one' negative per positive (the object the mode picks; the reference draws one)
+  # or 'all' (every object's stored edit, each with its own edited term: a difference).
+  c.negatives.oracle_objects = "one"
   c.negatives.ring = True          # the reference's mask: the peak's component + a 3x3 ring
   # 'peak' (the method) or 'random': the control, each mask moved to a random place (wrapping at
   # the edges: the same area, shape and unit draws), to tell edits where the caption matches from

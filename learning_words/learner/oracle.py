@@ -13,6 +13,10 @@ place of the generator's drawn negative:
 
 Which object is "under the peak": the one with the most pixels in the peak cell; with none there,
 the one whose nearest cell is closest to it (squared cell distance).
+
+With `negatives.oracle_objects='all'` the step takes every object's stored edit instead of one
+(`every_object`): each sample's K slots give K negatives, each with its own edited term, so the
+oracle and its random-object control coincide (the null control moves every object in turn).
 """
 import jax
 import jax.numpy as jnp
@@ -72,6 +76,21 @@ def oracle_negatives(batch: dict, mm, frames, key, mode: str):
            "on_peak_object": jnp.where(accepted, on_peak, False).sum() / jnp.maximum(
                accepted.sum(), 1)}
   return neg, accepted, stats, pick
+
+
+def every_object(batch: dict, mode: str):
+  """(negatives [B*K,R,R,3] in [-1,1], accepted bool [B*K], statistics, slot [B*K]): every object
+  slot's stored edit (`mode` 'oracle_null': its moved copy) at once, row b*K + k for sample b's
+  slot k. The caller pairs them with each sample's own arrays repeated K times (jnp.repeat)."""
+  if mode not in MODES:
+    raise ValueError(f"oracle mode must be one of {MODES}, got {mode!r}")
+  images = batch["null_variants" if mode == "oracle_null" else "variants"]  # [B,K,R,R,3]
+  valid = batch["null_valid" if mode == "oracle_null" else "variant_valid"] > 0  # [B,K]
+  b, k = valid.shape
+  neg = encoders.to_float(images.reshape(b * k, *images.shape[2:]))
+  stats = {"accepted_rate": valid.any(axis=1).mean(),
+           "edits_per_sample": valid.sum(axis=1).mean()}
+  return neg, valid.reshape(-1), stats, jnp.tile(jnp.arange(k), b)
 
 
 def changed_word_frames(batch: dict, pick, key, mode: str, ratio: int, t_out: int):

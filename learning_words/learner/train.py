@@ -105,6 +105,7 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
   queue of candidate renders each, negatives.first_acceptable); objects: every latent row's
   object components [N_z,h,w] (object_table; the random-object control only)."""
   kind = config.loss.kind
+  every_object = config.negatives.get("oracle_objects", "one") == "all"
   k_neg, k_loss = jax.random.split(key)
   if stored_positives(config):
     positives = encoders.to_float(batch["image"])
@@ -121,7 +122,15 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
     sim = matchmap.similarity_matrix(img, aud, frames, chunk=img.shape[0],
                                      cosine=config.model.cosine)
     s_edit, accepted, stats = None, None, {}
-    if kind in EDITED_KINDS and config.negatives.mode in oracle.MODES:
+    ebatch = batch  # the arrays each negative is paired with (one row per negative)
+    if kind in EDITED_KINDS and config.negatives.mode in oracle.MODES and every_object:
+      neg, accepted, stats, pick = oracle.every_object(batch, config.negatives.mode)
+      slots = batch["variant_valid"].shape[1]
+      rep = lambda x: jnp.repeat(x, slots, axis=0)  # sample b's arrays, once per slot
+      ebatch = {k: rep(batch[k]) for k in ("object_masks", "word_frames", "changed")
+                if k in batch}
+      img, aud, frames = rep(img), rep(aud), rep(frames)
+    elif kind in EDITED_KINDS and config.negatives.mode in oracle.MODES:
       mm = drawing.heat_matchmap(img, aud, config)
       neg, accepted, stats, pick = oracle.oracle_negatives(batch, mm, frames, k_neg,
                                                            config.negatives.mode)
@@ -140,7 +149,7 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       if config.loss.edited_cells == "all" and config.loss.edited_score != "peak":
         region = None
       elif config.negatives.mode in oracle.MODES:  # the edited object's cells
-        region = oracle.picked_cells(batch, pick, img.shape[1])
+        region = oracle.picked_cells(ebatch, pick, img.shape[1])
       else:  # the drawn negative's ablation mask, on the matchmap's grid
         region = matchmap.pixels_per_cell(masks > 0, img.shape[1]) > 0
       cells = region if config.loss.edited_cells == "edited" else None
@@ -163,7 +172,7 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       accepted = accepted & word.any(axis=1)
       stats["peak_frames"] = word.sum(axis=1).mean()
     elif s_edit is not None and config.loss.edited_score == "word":
-      word = oracle.changed_word_frames(batch, pick, jax.random.fold_in(k_neg, 1),
+      word = oracle.changed_word_frames(ebatch, pick, jax.random.fold_in(k_neg, 1),
                                         config.negatives.mode, models.audio.pooling_ratio,
                                         aud.shape[1])
       word = word & in_caption
@@ -172,7 +181,7 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
       accepted = accepted & word.any(axis=1)
       stats["word_frames"] = word.sum(axis=1).mean()
       if config.loss.edited_invariance > 0:
-        keep = in_caption & ~oracle.object_word_frames(batch, pick, models.audio.pooling_ratio,
+        keep = in_caption & ~oracle.object_word_frames(ebatch, pick, models.audio.pooling_ratio,
                                                        aud.shape[1])
         # Through the speech encoder only: the frames learn where not to look, while the image
         # features keep what the edit changed (held still through both, they lose it).
@@ -333,6 +342,10 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   if oracle_run and config.loss.edited_score == "word" and "word_frames" not in src[0]:
     raise errors.MissingError(f"{data_dir}: this dataset stores no word timings; build it again "
                               "with this version (--mode=build_data)")
+  if config.negatives.get("oracle_objects", "one") not in ("one", "all"):
+    raise errors.ConfigError(f"--config.negatives.oracle_objects="
+                             f"{config.negatives.oracle_objects!r}: choose 'one' (the object the "
+                             "mode picks) or 'all' (every object's edit)")
   if oracle_run and "variants" not in src[0]:
     raise errors.MissingError(f"{data_dir}: no stored edits in this dataset; build it with "
                               "--config.world.edit_variants=True (--mode=build_data)")

@@ -95,6 +95,25 @@ def test_random_choice_draws_every_valid_object_and_no_other():
     assert seen[i] == set(np.nonzero(batch["variant_valid"][i])[0].tolist())
 
 
+@pytest.mark.parametrize("mode", ["oracle", "oracle_null"])
+def test_every_object_gives_each_slot_in_sample_order(mode):
+  """negatives.oracle_objects='all': row b*K + k is sample b's slot k (its moved copy for the null
+  control), accepted exactly where that slot is valid, and its slot index is k."""
+  rng = np.random.default_rng(2)
+  batch = _batch(rng, b=5)
+  jb = {k: jnp.asarray(v) for k, v in batch.items()}
+  neg, accepted, stats, slot = oracle.every_object(jb, mode)
+  images = batch["null_variants" if mode == "oracle_null" else "variants"]
+  valid = batch["null_valid" if mode == "oracle_null" else "variant_valid"]
+  row = 0
+  for b in range(5):
+    for k in range(4):
+      np.testing.assert_allclose(np.asarray(neg[row]), images[b, k] / 127.5 - 1.0, atol=1e-6)
+      assert bool(accepted[row]) == bool(valid[b, k]) and int(slot[row]) == k
+      row += 1
+  assert float(stats["edits_per_sample"]) == pytest.approx(valid.sum() / 5)
+
+
 def test_changed_word_frames_by_hand():
   """The picked slot's changed attribute's word, in log-mel frames, mapped to encoder frames
   (pooling 4: frames [s // 4, ceil(e / 4))); a slot whose word has no time gives no frame; the

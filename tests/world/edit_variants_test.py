@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from configs import tiny
-from learning_words.common import errors
+from learning_words.common import errors, mesh as mesh_lib
 from learning_words.data import input_pipeline
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 from learning_words.evaluation import intervals, runner, semantic
@@ -140,6 +140,52 @@ def test_an_oracle_run_trains_on_the_stored_edits(built, tmp_path):
   c.negatives.mode = "random"  # drawn negatives need a latent: one clear error
   with pytest.raises(Exception, match="data.positives=generator"):
     train.train_loop(c, str(tmp_path / "drawn"), folder, g, max_steps=1, devices=jax.devices()[:2])
+
+
+def test_every_objects_edit_gets_its_own_word_term(built):
+  """negatives.oracle_objects='all': the step's edited term is the mean, over every sample's valid
+  object slots whose changed word is spoken within the crop, of -log sigmoid((own - edited) / T)
+  on that word's frames, each frame's best cell among the object's cells: a plain loop."""
+  c, folder = built[0].copy_and_resolve_references(), built[1]
+  c.loss.kind, c.negatives.mode, c.negatives.oracle_objects = "negatives_edited", "oracle", "all"
+  c.loss.edited_score, c.loss.edited_cells = "word", "edited"
+  c.loss.base, c.loss.edited_temperature, c.loss.edited_invariance = "softmax", 0.01, 0.0
+  c.data.batch_size, c.data.train_frames = 8, 512  # the whole caption: every object's words
+  src = input_pipeline.open_source(folder, "train")
+  batch = next(iter(input_pipeline.make_loader(src, batch_size=8, frames=c.data.train_frames,
+                                               train=True, seed=0)))
+  state = train.TrainState(c, steps_per_epoch=2)
+  models = state.models
+  img, aud, frames = (np.asarray(x, np.float64) for x in encoders.embed(
+      models, encoders.to_float(batch["image"]), batch["spec"], batch["n_frames"]))
+  ratio, grid = models.audio.pooling_ratio, img.shape[1]
+  side = batch["object_masks"].shape[-1] // grid
+  terms, per_sample = [], []
+  for b in range(8):
+    per_sample.append(0)
+    for k in range(c.world.max_objects):
+      if not batch["variant_valid"][b, k]:
+        continue
+      neg = np.asarray(models.image(encoders.to_float(batch["variants"][b, k][None])),
+                       np.float64)[0]
+      cells = [(y, x) for y in range(grid) for x in range(grid)
+               if batch["object_masks"][b, k, y * side:(y + 1) * side,
+                                        x * side:(x + 1) * side].any()]
+      start, end = batch["word_frames"][b, k, int(batch["changed"][b, k])]
+      word = [t for t in range(aud.shape[1])
+              if start // ratio <= t < -(-end // ratio) and t < frames[b] and start >= 0]
+      if not cells or not word:
+        continue
+      best = lambda im, t: max(im[y, x] @ aud[b, t] for y, x in cells)
+      gap = np.mean([best(neg, t) - best(img[b], t) for t in word])
+      terms.append(np.logaddexp(0.0, gap / 0.01))
+      per_sample[-1] += 1
+  assert max(per_sample) >= 2, per_sample  # some sample contributes several edits
+  step = train.make_step_fn(c, 1)
+  logs = step(state, gen_lib.Generator(c.gan.sizes, rngs=nnx.Rngs(0)), None,
+              input_pipeline.make_global(batch, mesh_lib.make_mesh(jax.devices()[:1])),
+              jax.random.key(0))
+  np.testing.assert_allclose(float(logs["edited"]), np.mean(terms), rtol=1e-4)
 
 
 def test_word_frames_point_at_each_objects_attribute_words(built):
