@@ -105,7 +105,7 @@ def train_step(state: TrainState, g, z_table, batch, key, config, concept_arrays
   queue of candidate renders each, negatives.first_acceptable); objects: every latent row's
   object components [N_z,h,w] (object_table; the random-object control only)."""
   kind = config.loss.kind
-  every_object = config.negatives.get("oracle_objects", "one") == "all"
+  every_object = config.negatives.oracle_objects == "all"
   k_neg, k_loss = jax.random.split(key)
   if stored_positives(config):
     positives = encoders.to_float(batch["image"])
@@ -342,7 +342,7 @@ def train_loop(config, run_dir: str, data_dir: str, g: gen_lib.Generator, max_st
   if oracle_run and config.loss.edited_score == "word" and "word_frames" not in src[0]:
     raise errors.MissingError(f"{data_dir}: this dataset stores no word timings; build it again "
                               "with this version (--mode=build_data)")
-  if config.negatives.get("oracle_objects", "one") not in ("one", "all"):
+  if config.negatives.oracle_objects not in ("one", "all"):
     raise errors.ConfigError(f"--config.negatives.oracle_objects="
                              f"{config.negatives.oracle_objects!r}: choose 'one' (the object the "
                              "mode picks) or 'all' (every object's edit)")
