@@ -222,11 +222,14 @@ class AudioEncoder(nnx.Module):
   a caption one output frame sees: 249 input frames for small at 17 (about 5 spoken words of our
   TTS), 81 at 5 (one or two), see `receptive_field`.
   dtype: the convolutions' compute dtype (parameters, the BatchNorm and the output stay float32).
+  out_relu: the ReLU after the last conv (the reference's); without it the frames are signed.
   """
 
   def __init__(self, kind: str = "large", widths=(128, 256, 512), embed_dim: int = 512, *,
-               rngs: nnx.Rngs, mask_padding: bool = False, kernel: int = 17, dtype=None):
+               rngs: nnx.Rngs, mask_padding: bool = False, kernel: int = 17, dtype=None,
+               out_relu: bool = True):
     self.pooling_ratio = audio_pooling_ratio(kind)
+    self.out_relu = bool(out_relu)
     self.mask_padding = bool(mask_padding)
     self.kind = kind
     self.embed_dim = embed_dim
@@ -266,9 +269,11 @@ class AudioEncoder(nnx.Module):
     x = keep(self.norm(x, use_running_average=use_running_average, mask=mask)[..., 0], n)
     x = keep(jax.nn.relu(self.mel(x)), n)
     x = keep(jax.nn.relu(self.local(x)), n)
-    for conv in self.stages:
+    for i, conv in enumerate(self.stages):
       if n is not None:
         n = -(-n // 2)  # ceil: the frames a stride-2 pool keeps of a recording of n frames
       # Masked again before the conv: the pool's window at frame n reaches the last valid frame.
-      x = keep(jax.nn.relu(conv_time(conv, keep(pool_time(x), n))), n)
+      x = conv_time(conv, keep(pool_time(x), n))
+      last = i == len(self.stages) - 1
+      x = keep(x if last and not self.out_relu else jax.nn.relu(x), n)
     return x.astype(jnp.float32)

@@ -42,7 +42,8 @@ class Encoders(nnx.Module):
                                       embed_kernel=cfg.get("image_embed_kernel", 3))
     self.audio = davenet.AudioEncoder(cfg.audio_kind, cfg.audio_widths, cfg.embed_dim, rngs=rngs,
                                       mask_padding=cfg.get("mask_padding", False),
-                                      kernel=cfg.get("audio_kernel", 17), dtype=dtype)
+                                      kernel=cfg.get("audio_kernel", 17), dtype=dtype,
+                                      out_relu=cfg.get("audio_out_relu", True))
 
 
 def embed(models: Encoders, images, spec, n_frames):

@@ -313,3 +313,19 @@ def test_bfloat16_compute_keeps_float32_parameters_and_embeddings():
   cfg.dtype = "float16"
   with pytest.raises(errors.ConfigError, match="model.dtype"):
     encoders.Encoders(cfg, rngs=nnx.Rngs(0))
+
+
+def test_signed_speech_frames_are_the_last_conv_before_its_relu():
+  """out_relu=False: the reference's frames before their last ReLU (the same weights clipped at 0
+  give the reference's), padding still zero with mask_padding."""
+  rng = np.random.default_rng(2)
+  spec = jnp.asarray(rng.uniform(-80, 0, (2, 64, davenet.N_MELS)).astype(np.float32))
+  lengths = jnp.asarray([64, 40])
+  ref = davenet.AudioEncoder("small", (8, 8, 8), 8, rngs=nnx.Rngs(0), mask_padding=True)
+  signed = davenet.AudioEncoder("small", (8, 8, 8), 8, rngs=nnx.Rngs(0), mask_padding=True,
+                                out_relu=False)
+  ref.eval(), signed.eval()
+  got, want = np.asarray(signed(spec, lengths)), np.asarray(ref(spec, lengths))
+  assert (got < 0).any()
+  np.testing.assert_allclose(np.maximum(got, 0), want, rtol=1e-6, atol=1e-7)
+  assert not got[1, -(-40 // 8):].any()  # past the second recording's end
