@@ -153,7 +153,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.audio_widths = (128, 256, 512)           # conv over mels, 1x11, then the 1x17 convs
   c.model.audio_kernel = 17        # time width of the convs after each pool (the reference's 17)
   c.model.embed_dim = 512
-  c.model.audio_out_relu = True    # the speech encoder's last ReLU (the reference's); False: signed frames
+  c.model.audio_out_relu = True    # the speech encoder's last ReLU (the reference's); False:
+  #                                  signed frames
   c.model.cosine = False           # matchmap by dot product (the reference's default)
   # Keep the speech encoder's frames past each recording's end at zero (and out of its
   # BatchNorm statistics): a padded caption is then encoded as at its own length, like the word

@@ -71,7 +71,7 @@ class Peer:
                         _tensor(c.bias[...], True))
     self.norm = (_tensor(a.norm.scale[...], True), _tensor(a.norm.bias[...], True))
     self.audio = [conv1d(a.mel), conv1d(a.local)] + [conv1d(c) for c in a.stages]
-    self.mask_padding, self.ratio = a.mask_padding, a.pooling_ratio
+    self.mask_padding, self.ratio, self.out_relu = a.mask_padding, a.pooling_ratio, a.out_relu
     params = [p for pair in self.image + self.audio + [self.norm] for p in pair]
     t = config.train
     if t.optimizer == "adam":
@@ -132,7 +132,8 @@ class Peer:
         if n is not None:
           n = -(-n // 2)
         x = keep(F.max_pool1d(x, 3, 2, padding=1), n)
-      x = keep(F.relu(F.conv1d(x, w_, b_, padding=w_.shape[-1] // 2)), n)
+      x = F.conv1d(x, w_, b_, padding=w_.shape[-1] // 2)
+      x = keep(x if j == len(self.audio) - 1 and not self.out_relu else F.relu(x), n)
     return x
 
   def similarity(self, img, aud, n_frames):
