@@ -30,8 +30,10 @@ from learning_words.world import (build_data as build_data_lib, invert as invert
 
 
 def render(config, workdir: str) -> str:
-  """Renders the scene dataset (clevr_scenes) for the GAN and the segmenter; returns its folder."""
-  builder = clevr_scenes.make_builder(config, wd.data_root(workdir), render=scenes.render_scenes)
+  """Renders the scene dataset (clevr_scenes) for the GAN and the segmenter, or only its val split
+  when both are at hand (wd.scenes_val_only); returns its folder."""
+  builder = clevr_scenes.make_builder(config, wd.data_root(workdir), render=scenes.render_scenes,
+                                      val_only=wd.scenes_val_only(config, workdir))
   builder.download_and_prepare()
   _publish(workdir, builder.data_dir)
   return builder.data_dir

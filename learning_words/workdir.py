@@ -93,9 +93,21 @@ def cache_dir(workdir: str, dataset: str, seed: int) -> str:
   return path(workdir, "eval_cache", "_".join(parts + [str(seed)]))
 
 
+def scenes_val_only(config, workdir: str) -> bool:
+  """Whether the renders need only their val split (the world report's): the generator and the
+  segmenter are at hand (shipped, converted or trained), so nothing trains on the train split,
+  and no full render is there already (which is then used)."""
+  full = clevr_scenes.make_builder(config, data_root(workdir)).data_dir
+  if _cached(workdir, full):
+    return False
+  return (generator_dir(config, workdir) is not None
+          and segmenter_weights_dir(config, workdir) is not None)
+
+
 def scenes_dir(config, workdir: str) -> str:
-  """Folder of the rendered scene dataset for this config."""
-  folder = clevr_scenes.make_builder(config, data_root(workdir)).data_dir
+  """Folder of the rendered scene dataset for this config (val split only: scenes_val_only)."""
+  folder = clevr_scenes.make_builder(config, data_root(workdir),
+                                     val_only=scenes_val_only(config, workdir)).data_dir
   return _cached(workdir, folder) or folder
 
 

@@ -4,7 +4,8 @@ data).
 Each record: `id`, `image` uint8 [R,R,3], `object_id` and the four attribute maps uint8 [R,R]
 (1 + vocabulary index, 0 = background; see world/scenes.py) and `scene` (JSON description of the
 visible objects). Scene i is a function of (seed, i), so splits are id ranges: train [0, n_train),
-val [n_train, n_train + n_val). The renderer (world.scenes.render_scenes) is passed in by the
+val [n_train, n_train + n_val). A `val_only` build renders the same val ids and no train split:
+what the world report reads when the generator and the segmenter need no training. The renderer (world.scenes.render_scenes) is passed in by the
 render stage: reading a built dataset needs no renderer.
 """
 import json
@@ -21,8 +22,10 @@ _RENDER_CHUNK = 1000
 class ClevrScenesConfig(tfds.core.BuilderConfig):
   """Which scenes to render; the name encodes every parameter so variants never collide."""
 
-  def __init__(self, *, resolution, num_train, num_val, min_objects, max_objects, seed):
-    name = f"r{resolution}_n{num_train}_{num_val}_k{min_objects}_{max_objects}_s{seed}"
+  def __init__(self, *, resolution, num_train, num_val, min_objects, max_objects, seed,
+               val_only=False):
+    name = (f"r{resolution}_n{num_train}_{num_val}_k{min_objects}_{max_objects}_s{seed}"
+            + ("_valonly" if val_only else ""))
     super().__init__(name=name, description=f"{resolution} px CLEVR-like renders")
     self.resolution = resolution
     self.num_train = num_train
@@ -30,6 +33,7 @@ class ClevrScenesConfig(tfds.core.BuilderConfig):
     self.min_objects = min_objects
     self.max_objects = max_objects
     self.seed = seed
+    self.val_only = val_only
 
 
 class ClevrScenes(records.Builder):
@@ -57,10 +61,8 @@ class ClevrScenes(records.Builder):
 
   def _split_generators(self, dl_manager):
     cfg = self.builder_config
-    return {
-        "train": self._generate_examples(0, cfg.num_train),
-        "val": self._generate_examples(cfg.num_train, cfg.num_val),
-    }
+    splits = {} if cfg.val_only else {"train": self._generate_examples(0, cfg.num_train)}
+    return {**splits, "val": self._generate_examples(cfg.num_train, cfg.num_val)}
 
   def _generate_examples(self, start, num):
     cfg = self.builder_config
@@ -87,11 +89,13 @@ def load_arrays(data_dir: str, split: str, keys=("image",)) -> dict:
   return {k: np.stack([np.asarray(recs[i][k]) for i in order]) for k in keys}
 
 
-def make_builder(config, data_dir: str, render=None) -> ClevrScenes:
-  """The builder for `config.world` under `data_dir` (WORKDIR/data); `render` to build it."""
+def make_builder(config, data_dir: str, render=None, val_only: bool = False) -> ClevrScenes:
+  """The builder for `config.world` under `data_dir` (WORKDIR/data); `render` to build it;
+  `val_only`: the val split alone (the same scenes as the full build's)."""
   w = config.world
   return ClevrScenes(
       config=ClevrScenesConfig(
           resolution=w.resolution, num_train=w.num_train, num_val=w.num_val,
-          min_objects=w.min_objects, max_objects=w.max_objects, seed=config.seed),
+          min_objects=w.min_objects, max_objects=w.max_objects, seed=config.seed,
+          val_only=val_only),
       render=render, data_dir=data_dir, file_format="array_record")

@@ -30,3 +30,31 @@ def test_records_equal_the_renderer_output_by_id(tmp_path):
                                     c.world.max_objects, start=12)
   np.testing.assert_array_equal(loaded["image"], want["image"])  # id order
   np.testing.assert_array_equal(loaded["color"], want["color"])
+
+
+def test_with_the_networks_at_hand_only_the_val_scenes_are_rendered(tmp_path):
+  """The quickstart's world with its shipped generator and segmenter: the render stage draws the
+  val ids alone (the world report's), the same scenes a full render holds; retraining the GAN
+  needs the train split, so then every split is rendered."""
+  from configs import quickstart  # pylint: disable=g-import-not-at-top
+  from learning_words import pipeline, workdir as wd  # pylint: disable=g-import-not-at-top
+  c = quickstart.get_config()
+  c.world.num_train, c.world.num_val = 40, 6
+  workdir = str(tmp_path)
+  assert wd.scenes_val_only(c, workdir)
+  folder = pipeline.render(c, workdir)
+  assert folder == wd.scenes_dir(c, workdir) and folder.endswith("_valonly/1.0.0")
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  assert set(tfds.builder_from_directory(folder).info.splits) == {"val"}
+  want, descriptions, _ = scenes.render_scenes(6, c.seed, c.world.resolution,
+                                               c.world.min_objects, c.world.max_objects, start=40)
+  got = clevr_scenes.load_arrays(folder, "val", keys=("id", "image", "object_id", "scene"))
+  assert got["id"].tolist() == list(range(40, 46))
+  np.testing.assert_array_equal(got["image"], want["image"])
+  np.testing.assert_array_equal(got["object_id"], want["object_id"])
+  assert [json.loads(s) for s in got["scene"]] == json.loads(json.dumps(descriptions))
+  assert pipeline.STAGES["render"].existing(c, workdir) == folder  # done: skipped next time
+  c.gan.retrain = True  # no trained generator yet: the GAN needs the train split
+  assert not wd.scenes_val_only(c, workdir)
+  assert not wd.scenes_dir(c, workdir).endswith("_valonly/1.0.0")
+  assert pipeline.STAGES["render"].existing(c, workdir) is None
