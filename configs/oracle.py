@@ -48,6 +48,11 @@ against 0.70 for `regular` with the same cells and temperature; 0.82 at 16 epoch
 (docs/findings.md). Measured on the test split, 3 seeds (about 90 min of training): `oracle` 0.765
 against `regular` 0.715, +0.051 [+0.036, +0.065]; `oracle_random` +0.045; `oracle_null` -0.051;
 count-matched word test +0.018 (docs/results.md).
+
+The same with Adam 3e-4 and signed speech frames (add --config.train.lr=3e-4
+--config.model.audio_out_relu=False), chosen on validation after it; about 35 min per seed. Test
+split, seeds 0 and 1: `oracle` 0.828 against `regular` 0.742, +0.086 [+0.069, +0.103] (shape
+0.655, material 0.838); `oracle_random` +0.067; `oracle_null` -0.219 (docs/results.md).
 """
 from learning_words import defaults
 
