@@ -5,8 +5,9 @@ Each record: `id`, `image` uint8 [R,R,3], `object_id` and the four attribute map
 (1 + vocabulary index, 0 = background; see world/scenes.py) and `scene` (JSON description of the
 visible objects). Scene i is a function of (seed, i), so splits are id ranges: train [0, n_train),
 val [n_train, n_train + n_val). A `val_only` build renders the same val ids and no train split:
-what the world report reads when the generator and the segmenter need no training. The renderer (world.scenes.render_scenes) is passed in by the
-render stage: reading a built dataset needs no renderer.
+what the world report reads when the generator and the segmenter need no training. The renderer
+(world.scenes.render_scenes) is passed in by the render stage: reading a built dataset needs no
+renderer.
 """
 import json
 
