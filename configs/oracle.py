@@ -51,8 +51,9 @@ count-matched word test +0.018 (docs/results.md).
 
 The same with Adam 3e-4 and signed speech frames (add --config.train.lr=3e-4
 --config.model.audio_out_relu=False), chosen on validation after it; about 35 min per seed. Test
-split, seeds 0 and 1: `oracle` 0.828 against `regular` 0.742, +0.086 [+0.069, +0.103] (shape
-0.655, material 0.838); `oracle_random` +0.067; `oracle_null` -0.219 (docs/results.md).
+split, 3 seeds: `oracle` 0.823 against `regular` 0.737, +0.086 [+0.071, +0.101] (shape 0.635,
+material 0.841); `oracle_random` +0.081; `oracle_null` -0.351, collapsed in 2 of 3 seeds
+(docs/results.md).
 """
 from learning_words import defaults
 
