@@ -23,7 +23,7 @@ from learning_words.convert import (agreement, reference_encoders as ref_enc,
                                     reference_generator as ref_gen)
 from learning_words.data import clevr_scenes, input_pipeline, official
 from learning_words.evaluation import report as report_lib, runner, trained_run
-from learning_words.learner import train as train_lib
+from learning_words.learner import losses, train as train_lib
 from learning_words.models import generator as gen_lib
 from learning_words.world import (build_data as build_data_lib, invert as invert_lib, scenes,
                                   train_gan as gan_lib, train_segmenter as seg_lib)
@@ -180,6 +180,12 @@ def run_configs(config) -> list:
   if experiment.enabled(config):
     return [c for _, c, _ in experiment.run_configs(config)]
   kinds = tuple(config.train.kinds) or (config.loss.kind,)
+  for kind in kinds:
+    if kind not in losses.LOSS_KINDS:
+      raise errors.ConfigError(
+          f"--config.train.kinds: unknown loss kind {kind!r}; allowed: "
+          f"{', '.join(losses.LOSS_KINDS)} (quote each name: \"--config.train.kinds=('regular',"
+          f"'negatives_edited')\")")
   out = []
   for kind in kinds:
     c = config.copy_and_resolve_references()
@@ -380,6 +386,8 @@ def run(mode: str, config, workdir: str):
 
 
 def _run(mode: str, config, workdir: str):
+  if mode in ("pipeline", "train"):
+    run_configs(config)  # a bad run list fails before any work
   prepare_official_generator(config, workdir, mode)
   if mode == "pipeline":
     return run_pipeline(config, workdir)

@@ -40,3 +40,15 @@ def test_help_exits_0_with_the_usage_on_its_own_lines():
   usage = next(l for l in lines if "python -m learning_words.main" in l)
   assert usage.strip().endswith("--mode=MODE")
   assert any(l.strip().startswith("--workdir:") for l in lines)
+
+
+def test_an_unknown_loss_kind_in_the_run_list_stops_before_any_stage(tmp_path):
+  # Unquoted names inside a tuple flag reach the config as one string, not a loss kind.
+  workdir = tmp_path / "w"
+  out = main("--config=configs/tiny.py", "--config.train.kinds=(regular,negatives_edited)",
+             f"--workdir={workdir}")
+  assert out.returncode == 2, out.stderr
+  lines = (out.stdout + out.stderr).strip().splitlines()
+  assert lines[-1].startswith("error: --config.train.kinds: unknown loss kind "), lines
+  assert "'regular','negatives_edited'" in lines[-1]
+  assert not (workdir / "data").exists() and not (workdir / "runs").exists()
