@@ -246,3 +246,16 @@ def test_stored_positives_refuse_edited_losses():
   c.data.positives = "drawn"
   with pytest.raises(ValueError, match="data.positives"):
     train.stored_positives(c)
+
+
+def test_the_largest_latent_row_is_read_once_per_dataset(data_dir, monkeypatch):
+  # The fixed z table must reach the largest z_index of the train split: a plain loop over the
+  # records is the oracle. The runs of one process share the reading.
+  src = input_pipeline.open_source(data_dir, "train")
+  want = max(int(src[k]["z_index"]) for k in range(len(src)))
+  train._train_max_z_index.cache_clear()  # pylint: disable=protected-access
+  assert train._train_max_z_index(data_dir, len(src)) == want  # pylint: disable=protected-access
+  opened = []
+  monkeypatch.setattr(input_pipeline, "open_source", lambda *a: opened.append(a))
+  assert train._train_max_z_index(data_dir, len(src)) == want  # pylint: disable=protected-access
+  assert opened == []
