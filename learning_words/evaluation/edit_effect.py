@@ -23,6 +23,7 @@ over the samples:
 import functools
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -34,7 +35,7 @@ from learning_words.models import encoders
 from learning_words.models import segmenter as seg_lib
 from learning_words.world import parse
 
-PLACEMENTS = ("peak", "random", "object")
+PLACEMENTS = negatives.PLACEMENTS
 CHANGES = ("nothing", "one_attribute", "object_gone_or_added", "several", "moved")
 
 
@@ -47,15 +48,17 @@ def placement_config(config, location: str) -> ml_collections.FrozenConfigDict:
 
 
 @functools.partial(nnx.jit, static_argnames=("config",))
-def draw_batch(models, g, z, spec, n_frames, objects, key, config):
+def draw_batch(models, g, z, spec, n_frames, objects, key, placement, config):
   """(negatives [B,R,R,3], masks [B,R,R], accepted [B], image features of the positives and the
   negatives [B,h,w,D], caption features [B,T',D], frames [B]) of one batch of held-out pairs;
-  objects [B,h,w]: their object components (negatives.object_components)."""
+  objects [B,h,w]: their object components (negatives.object_components); placement: an index
+  into PLACEMENTS, an argument so that one compilation serves all three."""
   positives, x_layer = encoders.draw_positives(g, z, config.negatives.layer)
   img, aud, frames = encoders.embed(models, positives, spec, n_frames)
   mm = drawing.heat_matchmap(img, aud, config)
   neg, masks, accepted, _ = negatives.draw_negatives(g, z, x_layer, positives, mm, frames, key,
-                                                     config.negatives, objects=objects)
+                                                     config.negatives, objects=objects,
+                                                     placement=placement)
   return neg, masks, accepted, img, models.image(neg), aud, frames
 
 
@@ -126,11 +129,12 @@ def run(ctx: context.Context) -> dict:
   components = negatives.object_components(objects)
   # a mask placed without regard to the image: its cells are object cells this often
   out = {"captions": n, "chance_mask_on_object": float(np.mean(objects))}
-  for location in PLACEMENTS:
-    cfg = placement_config(ctx.config, location)
+  cfg = placement_config(ctx.config, "peak")  # random units; the placement is an argument
+  for index, location in enumerate(PLACEMENTS):
     neg, masks, accepted, img, img_neg, aud, frames = batching.map_batches(
-        lambda i, zi, spec, nf, obj: draw_batch(ctx.models, ctx.g, ctx.z_table[zi], spec, nf, obj,
-                                                jax.random.fold_in(key, i), config=cfg),
+        lambda i, zi, spec, nf, obj, index=index: draw_batch(
+            ctx.models, ctx.g, ctx.z_table[zi], spec, nf, obj, jax.random.fold_in(key, i),
+            jnp.int32(index), config=cfg),
         (data["z_index"], data["spec"], data["n_frames"], components), batch, indexed=True,
         desc=f"edit_effect: {location}")
     cosine = bool(ctx.config.model.cosine)

@@ -143,6 +143,9 @@ def peak_mask(heat, peak_yx, threshold=0.95, ring: bool = True):
   return dilate3x3(comp) if ring else comp
 
 
+PLACEMENTS = ("peak", "random", "object")  # where a mask goes: the method, then both controls
+
+
 def draw_shifts(key, batch: int, h: int, w: int):
   """Random (dy, dx) per sample, int [B] each, uniform over the grid: where the control moves
   each mask (negatives.location='random')."""
@@ -327,7 +330,7 @@ def first_acceptable(render, x_layer, ablate_layer, units, check_img, accept, po
 
 
 def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=None, cluster=None,
-                   groups: int = 1, objects=None):
+                   groups: int = 1, objects=None, placement=None):
   """Edited negatives of a batch of positives -> (negatives [B,R,R,3], masks [B,R,R],
   accepted bool [B], stats).
 
@@ -348,7 +351,9 @@ def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=Non
   accepted_rate, mean_tries (tries an accepted sample took), mean_strength (chosen p or unit
   count), mean_change (chosen relative change), mask_area (the chosen ablation masks' mean),
   renders (tries rendered per sample, <= K). groups: see first_acceptable (the train step passes
-  its device count).
+  its device count). placement: an int (traced or not) indexing PLACEMENTS that replaces
+  cfg.location, so that one compiled program serves the method and both controls (the
+  evaluators'); given, objects are required.
   """
   if x_layer is None:
     x_layer = g.features(z, [cfg.layer])[cfg.layer]
@@ -380,7 +385,17 @@ def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=Non
   else:
     raise ValueError(f"negatives mode must be 'random' or 'cluster', got {cfg.mode!r}")
   location = getattr(cfg, "location", "peak")
-  if location in ("random", "object"):  # the controls: the same masks (area, shape) elsewhere
+  if placement is not None:  # each placement's shift, chosen at run time; (0, 0) at the peak
+    if objects is None:
+      raise ValueError("a run-time placement needs each image's object cells")
+    r_y, r_x = draw_shifts(jax.random.fold_in(key, 1), b, *heat.shape[1:])
+    o_y, o_x = object_shifts(jax.random.fold_in(key, 1), objects, (y, x))
+    pick_shift = lambda r, o: jnp.where(placement == 1, r, jnp.where(placement == 2, o, 0))
+    shifts = (pick_shift(r_y, o_y), pick_shift(r_x, o_x))
+    same = ablate is check
+    check = shift_masks(check, shifts)
+    ablate = check if same else shift_masks(ablate, shifts)
+  elif location in ("random", "object"):  # the controls: the same masks (area, shape) elsewhere
     if location == "object" and objects is None:
       raise ValueError("negatives.location='object' needs each image's object cells")
     shifts = (draw_shifts(jax.random.fold_in(key, 1), b, *heat.shape[1:]) if location == "random"

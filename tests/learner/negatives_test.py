@@ -491,3 +491,37 @@ def test_object_location_control_moves_the_mask_onto_another_object(gen):
   np.testing.assert_array_equal(np.asarray(masks), np.kron(moved, np.ones((1, 4, 4))))
   with pytest.raises(ValueError, match="object cells"):
     negatives.draw_negatives(g, z, None, g(z), mm, n_frames, jax.random.key(4), cfg)
+
+
+def test_a_run_time_placement_gives_each_placements_mask_from_one_trace(gen):
+  """placement (an argument, not the config): 0 / 1 / 2 give the peak's mask (scipy oracle), the
+  mask rolled by the random control's drawn shift, and the mask moved onto the other object,
+  traced once for all three."""
+  cfg = make_cfg(threshold=0.0)
+  z = jax.random.normal(jax.random.key(9), (4, SIZES[0]))
+  mm, n_frames, peaks = planted_matchmaps(9)
+  objects = np.zeros((4, 4, 4), np.int8)
+  target = [(3, 3), (0, 0), (2, 1), (1, 3)]
+  for b, (ty, tx) in enumerate(target):
+    objects[b, ty, tx] = 1
+  graphdef, state = gen
+  traces = []
+
+  @jax.jit
+  def draw(state, z, mm, n, key, obj, placement):
+    traces.append(1)
+    g = nnx.merge(graphdef, state)
+    return negatives.draw_negatives(g, z, None, g(z), mm, n, key, cfg, objects=obj,
+                                    placement=placement)
+
+  key = jax.random.key(4)
+  at_peak = oracle_masks(mm, peaks)
+  dy, dx = (np.asarray(v) for v in negatives.draw_shifts(jax.random.fold_in(key, 1), 4, 4, 4))
+  want = [at_peak,
+          np.stack([np.roll(at_peak[b], (dy[b], dx[b]), axis=(0, 1)) for b in range(4)]),
+          np.stack([np.roll(at_peak[b], (target[b][0] - peaks[b][0], target[b][1] - peaks[b][1]),
+                            axis=(0, 1)) for b in range(4)])]
+  for index, cells in enumerate(want):
+    _, masks, _, _ = draw(state, z, mm, n_frames, key, jnp.asarray(objects), jnp.int32(index))
+    np.testing.assert_array_equal(np.asarray(masks), np.kron(cells, np.ones((1, 4, 4))))
+  assert len(traces) == 1
