@@ -466,16 +466,23 @@ def test_object_shifts_land_on_another_object():
   assert len(seen[2]) > 12  # any of the 16 cells
 
 
-def test_object_location_control_moves_the_mask_onto_another_object(gen):
-  """negatives.location='object': the peak's mask rolled so that its peak lands on another
-  object's cell (the only other object here is one cell: the shift is known)."""
-  cfg = make_cfg(threshold=0.0, location="object")
+def one_cell_objects():
+  """(z, planted matchmaps, frames, peaks, objects [4,4,4], target cells): each image's only
+  object is one cell, so the object control's shift is known."""
   z = jax.random.normal(jax.random.key(9), (4, SIZES[0]))
   mm, n_frames, peaks = planted_matchmaps(9)
   objects = np.zeros((4, 4, 4), np.int8)
   target = [(3, 3), (0, 0), (2, 1), (1, 3)]
   for b, (ty, tx) in enumerate(target):
     objects[b, ty, tx] = 1
+  return z, mm, n_frames, peaks, objects, target
+
+
+def test_object_location_control_moves_the_mask_onto_another_object(gen):
+  """negatives.location='object': the peak's mask rolled so that its peak lands on another
+  object's cell (the only other object here is one cell: the shift is known)."""
+  cfg = make_cfg(threshold=0.0, location="object")
+  z, mm, n_frames, peaks, objects, target = one_cell_objects()
   graphdef, state = gen
 
   @jax.jit
@@ -498,12 +505,7 @@ def test_a_run_time_placement_gives_each_placements_mask_from_one_trace(gen):
   mask rolled by the random control's drawn shift, and the mask moved onto the other object,
   traced once for all three."""
   cfg = make_cfg(threshold=0.0)
-  z = jax.random.normal(jax.random.key(9), (4, SIZES[0]))
-  mm, n_frames, peaks = planted_matchmaps(9)
-  objects = np.zeros((4, 4, 4), np.int8)
-  target = [(3, 3), (0, 0), (2, 1), (1, 3)]
-  for b, (ty, tx) in enumerate(target):
-    objects[b, ty, tx] = 1
+  z, mm, n_frames, peaks, objects, target = one_cell_objects()
   graphdef, state = gen
   traces = []
 
