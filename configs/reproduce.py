@@ -32,7 +32,7 @@ chance in 11 of the 12 edited runs.
 
 On the learner of the oracle experiment's last recipe (configs/oracle.py: add
 --config.train.lr=3e-4 --config.model.audio_out_relu=False), with the word-free peak term
-(--config.loss.edited_score=peak instead of frames), 1 + 3 epochs: about 36 min of training per
+(--config.loss.edited_score=peak instead of frames), 1 + 3 epochs: about 30 min of training per
 seed. Measured (test split, 3 seeds): every drawn run, controls included, at chance retrieval
 (A_r10 0.023-0.030) and semantic pairwise 0.30-0.36 against `regular`'s 0.588 (docs/results.md).
 """
