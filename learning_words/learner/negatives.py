@@ -385,6 +385,7 @@ def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=Non
   else:
     raise ValueError(f"negatives mode must be 'random' or 'cluster', got {cfg.mode!r}")
   location = getattr(cfg, "location", "peak")
+  shifts = None
   if placement is not None:  # each placement's shift, chosen at run time; (0, 0) at the peak
     if objects is None:
       raise ValueError("a run-time placement needs each image's object cells")
@@ -392,19 +393,17 @@ def draw_negatives(g, z, x_layer, positives, mm, n_frames, key, cfg, ranking=Non
     o_y, o_x = object_shifts(jax.random.fold_in(key, 1), objects, (y, x))
     pick_shift = lambda r, o: jnp.where(placement == 1, r, jnp.where(placement == 2, o, 0))
     shifts = (pick_shift(r_y, o_y), pick_shift(r_x, o_x))
-    same = ablate is check
-    check = shift_masks(check, shifts)
-    ablate = check if same else shift_masks(ablate, shifts)
   elif location in ("random", "object"):  # the controls: the same masks (area, shape) elsewhere
     if location == "object" and objects is None:
       raise ValueError("negatives.location='object' needs each image's object cells")
     shifts = (draw_shifts(jax.random.fold_in(key, 1), b, *heat.shape[1:]) if location == "random"
               else object_shifts(jax.random.fold_in(key, 1), objects, (y, x)))
+  elif location != "peak":
+    raise ValueError(f"negatives location must be 'peak', 'random' or 'object', got {location!r}")
+  if shifts is not None:
     same = ablate is check
     check = shift_masks(check, shifts)
     ablate = check if same else shift_masks(ablate, shifts)
-  elif location != "peak":
-    raise ValueError(f"negatives location must be 'peak', 'random' or 'object', got {location!r}")
 
   def to_layer_and_image(mask):  # [n,B,h,w] bool -> [n,B,hl,wl], [n,B,R,R] float {0,1}
     n = mask.shape[0]
