@@ -8,6 +8,7 @@ are restored into the structure they already have (often built with nnx.eval_sha
 initialisation runs, which costs seconds of compilation per weight shape on a CPU).
 """
 import hashlib
+import logging
 import os
 
 import grain
@@ -20,6 +21,22 @@ from flax import nnx
 from learning_words.common import files
 
 FINGERPRINT = "FINGERPRINT"  # in a weights folder: the hash of its values
+
+# Orbax writes a replicated array cooperatively by default: each of R replicas saves 1/R of it,
+# cut on the device by an eager slice per array and replica (each new shape compiled once). For
+# our weights (kilobytes to a few megabytes per array) that costs more than it saves: with 8 CPU
+# devices a save of the tiny encoders ran hundreds of slices. Arrays whose share per replica
+# would be under this size are written whole by one replica, as on one device.
+REPLICA_PARALLEL_MIN_BYTES = 4 << 20
+_absl_logger = logging.getLogger("absl")  # where Orbax warns of the override, on every import
+_level = _absl_logger.level
+_absl_logger.setLevel(logging.ERROR)
+try:
+  ocp.type_handlers.register_type_handler(
+      jax.Array, ocp.type_handlers.ArrayHandler(
+          min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_BYTES), override=True)
+finally:
+  _absl_logger.setLevel(_level)
 
 
 def make_manager(directory: str, keep: int = 2, best_metric: str | None = None,

@@ -97,6 +97,30 @@ def test_manager_items_round_trip_and_keep_the_best(tmp_path):
   assert checkpoints.restore(empty, {"net": fresh}) == 0
 
 
+def test_small_replicated_arrays_are_saved_whole_large_ones_by_replica(tmp_path, monkeypatch):
+  # Over 8 devices a replicated weight is saved by one replica when its share per replica is under
+  # REPLICA_PARALLEL_MIN_BYTES (no slice cut on the device), in 8 slices (one per replica) when
+  # its share reaches it; both come back equal to what was saved.
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  cuts = []
+  real = jax.lax.slice_in_dim
+  monkeypatch.setattr(jax.lax, "slice_in_dim", lambda *a, **k: cuts.append(1) or real(*a, **k))
+  replicated = NamedSharding(Mesh(np.array(jax.devices()[:8]), ("data",)), P())
+  big_rows = 8 * checkpoints.REPLICA_PARALLEL_MIN_BYTES // (4 * 64)  # 8 shares of the minimum
+  for name, rows, expected_cuts in (("small", 16, 0), ("big", big_rows, 8)):
+    host = np.random.default_rng(rows).standard_normal((rows, 64)).astype(np.float32)
+    net = nnx.Module()
+    net.w = nnx.Param(jax.device_put(host, replicated))
+    manager = checkpoints.make_manager(str(tmp_path / name))
+    cuts.clear()
+    checkpoints.save(manager, 1, {"net": net})
+    manager.wait_until_finished()
+    assert len(cuts) == expected_cuts, name
+    net.w.value = jnp.zeros_like(net.w.value)
+    assert checkpoints.restore(manager, {"net": net}) == 1
+    np.testing.assert_array_equal(np.asarray(net.w.value), host)
+
+
 def test_weight_fingerprints_name_values_not_saves(tmp_path):
   net = _Net(0)
   checkpoints.save_weights(str(tmp_path / "one"), net)
