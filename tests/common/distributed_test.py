@@ -8,6 +8,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 from flax import nnx
 
 from learning_words.learner import train
@@ -59,6 +60,7 @@ def _wait(procs, tmp_path):
     raise AssertionError(f"a worker failed or passed {TIMEOUT_S} s:\n" + "\n".join(logs))
 
 
+@pytest.mark.heavy(40)
 def test_two_processes_match_one_process(tmp_path):
   procs = _start_workers(tmp_path)
   try:
