@@ -20,7 +20,6 @@ OVERRIDES = {"data.batch_size": 8, "model.image_widths": (16, 16, 32, 32, 32),
              "gan.sizes": (32, 32, 32, 16), "data.train_frames": 256}
 
 
-@pytest.mark.heavy(35)
 def test_benchmark_json_on_tiny(tmp_path):
   out = tmp_path / "bench.json"
   flags = [f"--config.{k}={v}".replace(" ", "") for k, v in OVERRIDES.items()]
@@ -79,7 +78,6 @@ def test_benchmark_imports_without_torch():
   assert r.returncode == 0, r.stderr[-3000:]
 
 
-@pytest.mark.heavy(50)
 def test_device_check_runs_on_the_cpu_without_timings(tmp_path):
   # What launch/device_check.sh runs on an accelerator, at the tiny preset's size (one timed step
   # per part, no training): every part of the script runs and both files are written.

@@ -52,27 +52,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def pytest_configure(config):
   """A DeprecationWarning raised from the package's own code fails the test that hits it."""
   config.addinivalue_line("filterwarnings", "error::DeprecationWarning:learning_words")
-  config.addinivalue_line("markers", "heavy(seconds): a test that takes about this long on a "
-                          "2-core CPU; its file is handed to a worker first")
-
-
-def heaviest_files_first(items) -> list:
-  """The items with their files reordered by the summed `heavy` marks of their tests, heaviest
-  first, the rest in collection order; each file's tests keep their order. launch/test.sh runs
-  `--dist loadfile --no-loadscope-reorder`, so xdist hands files to its two workers in this order:
-  the longest start first instead of last (xdist's default puts files with many tests first,
-  and the single end-to-end tests at the end, where one worker then runs alone)."""
-  weight, first_seen = {}, {}
-  for item in items:
-    first_seen.setdefault(item.path, len(first_seen))
-    weight[item.path] = weight.get(item.path, 0.0) + sum(
-        float(m.args[0]) for m in item.iter_markers("heavy"))
-  return sorted(items, key=lambda item: (-weight[item.path], first_seen[item.path]))
-
-
-def pytest_collection_modifyitems(config, items):
-  del config
-  items[:] = heaviest_files_first(items)
 
 
 def pytest_unconfigure(config):

@@ -1,15 +1,12 @@
 """Launch scripts' dry runs (what they install, with which pins, on which JAX platform), the
-constraints file, when the entry point starts jax.distributed, and the order in which the suite
-hands its files to the workers."""
+constraints file, and when the entry point starts jax.distributed."""
 import ast
 import os
 import re
 import subprocess
 
-import pytest
-
 from learning_words.common import distributed
-from tests.conftest import ROOT, heaviest_files_first
+from tests.conftest import ROOT
 
 
 def _dry(script, *args, env=None):
@@ -98,21 +95,3 @@ def test_multiprocess_detection():
   assert distributed.is_multiprocess({"TPU_WORKER_HOSTNAMES": "h0,h1,h2,h3"})
   assert distributed.is_multiprocess({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"})
   assert not distributed.maybe_initialize({})
-
-
-def test_heavy_files_are_handed_out_first():
-  """The suite's order (tests/conftest.py): files by the summed `heavy` marks of their tests,
-  heaviest first, then the unmarked ones as collected; each file keeps its tests' order."""
-
-  class Item:
-    def __init__(self, path, name, *seconds):
-      self.path, self.name, self.marks = path, name, [pytest.mark.heavy(s).mark for s in seconds]
-
-    def iter_markers(self, name):
-      return iter([m for m in self.marks if m.name == name])
-
-  items = [Item("a.py", "a1"), Item("b.py", "b1", 10), Item("a.py", "a2"), Item("c.py", "c1", 8),
-           Item("c.py", "c2", 5), Item("d.py", "d1"), Item("b.py", "b2")]
-  # by hand: c 13 s, b 10 s, then a and d as first seen
-  assert [i.name for i in heaviest_files_first(items)] == ["c1", "c2", "b1", "b2", "a1", "a2",
-                                                          "d1"]

@@ -56,7 +56,6 @@ def tiny_bucket(gcs, tmp_path_factory):
   patch.undo()
 
 
-@pytest.mark.heavy(210)
 def test_tiny_pipeline_runs_every_stage(tiny_bucket, tmp_path):
   c, workdir, cache = tiny_bucket
   folder = wd.dataset_dir(c, workdir)

@@ -8,7 +8,6 @@ import time
 
 import jax
 import numpy as np
-import pytest
 from flax import nnx
 
 from learning_words.learner import train
@@ -60,7 +59,6 @@ def _wait(procs, tmp_path):
     raise AssertionError(f"a worker failed or passed {TIMEOUT_S} s:\n" + "\n".join(logs))
 
 
-@pytest.mark.heavy(40)
 def test_two_processes_match_one_process(tmp_path):
   procs = _start_workers(tmp_path)
   try:

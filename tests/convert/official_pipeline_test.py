@@ -96,7 +96,6 @@ def _modes_through_main(root, weights, work):
     assert "**Warning:** `negatives_edited` drew no accepted negative" in f.read()
 
 
-@pytest.mark.heavy(110)
 def test_official_files_run_end_to_end(official_layout, tmp_path):
   weights = str(tmp_path / "generator.pth")
   torch.save({"state_dict": reference_file(SIZES, seed=3)}, weights)

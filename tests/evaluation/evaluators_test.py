@@ -271,7 +271,6 @@ def _save_checkpoints(c, run_dir):
   manager.wait_until_finished()
 
 
-@pytest.mark.heavy(35)
 def test_eval_mode_on_a_tiny_workdir(data_dir, official_layout, tmp_path, monkeypatch):
   workdir = str(tmp_path)
   c = _config(official_layout[0])

@@ -39,7 +39,6 @@ def _params(run_dir, c, data_dir, best=False):
   return [np.asarray(x) for x in jax.tree.leaves(nnx.state(state.models, nnx.Param))]
 
 
-@pytest.mark.heavy(50)
 @pytest.mark.parametrize("kind", ["negatives_edited"])
 def test_kill_and_resume_reproduces_the_uninterrupted_run(kind, data_dir, tmp_path):
   # The random-object control, whose object cells a (random) segmenter reads, and validation's
@@ -137,7 +136,6 @@ def _drawn_config():
   return c
 
 
-@pytest.mark.heavy(35)
 def test_sharded_step_matches_one_device_and_the_cached_positives(data_dir):
   """1 device, 4 devices, and 4 devices reading the positives from train.cache_positives' cache:
   the same losses and parameters after two steps. The step runs loss.edited_score=peak on the

@@ -52,7 +52,6 @@ def test_gan_step_reduces_its_loss_and_checkpoints_round_trip(recon_weight, tmp_
   np.testing.assert_array_equal(g(z), s.g_ema(z))
 
 
-@pytest.mark.heavy(40)
 def test_gan_chunk_equals_single_steps():
   """One scanned call of 4 steps (R1 on the first) == 4 separate train_step calls, same batches."""
   cfg = _tiny_gan_config(1.0)
