@@ -65,7 +65,6 @@ def get_config():
   c.data.positives = "stored"
   c.train.cache_positives = False
   c.train.kinds = ()
-  c.train.lr = 1e-4  # the learning rate its results were measured with (the quickstart's is 3e-4)
   c.experiment.seeds = (0, 1, 2)
   c.experiment.arms = ("regular", "oracle", "oracle_random", "oracle_null")
   return c
