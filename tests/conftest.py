@@ -9,13 +9,13 @@ import sys
 import tempfile
 
 # Before any jax import: tests that shard use a mesh over 8 CPU devices; the rest use one. The
-# tests' programs are tiny, so compiling dominates: LLVM's optimisation level 1 instead of 3
-# takes the suite from about 660 to 500 s on 2 cores. (Level 0 is faster still, but its code
-# gave NaN losses in a segmenter training test.) XLA's older CPU loop emitters instead of its
-# MLIR fusion emitters compile the same programs about a quarter faster (the speech-encoder tests
-# 63 -> 43 s, the cluster-training tests 68 -> 50 s, on a 2-core AMD EPYC).
+# tests' programs are tiny, so compiling dominates: LLVM's optimisation level 0 instead of 3 takes
+# the suite from about 660 s (level 3) and 610 s (level 1) to about 420 s on 2 cores. XLA's older
+# CPU loop emitters instead of its MLIR fusion emitters compile the same programs about a quarter
+# faster again (the speech-encoder tests 63 -> 43 s, the cluster-training tests 68 -> 50 s, on a
+# 2-core AMD EPYC). Users' runs keep XLA's defaults: these settings make slower code.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
-                      "--xla_backend_optimization_level=1 --xla_cpu_use_fusion_emitters=false")
+                      "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
 # Many tests (and the `main` subprocesses some of them start) compile the same programs: the tiny
 # encoders' steps and passes at the same shapes. JAX's persistent compilation cache, one folder
 # for the whole session (set here, in the process that starts the xdist workers, so they and every
