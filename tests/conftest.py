@@ -9,13 +9,19 @@ import sys
 import tempfile
 
 # Before any jax import: tests that shard use a mesh over 8 CPU devices; the rest use one. The
-# tests' programs are tiny, so compiling dominates: LLVM's optimisation level 0 instead of 3 takes
-# the suite from about 660 s (level 3) and 610 s (level 1) to about 420 s on 2 cores. XLA's older
-# CPU loop emitters instead of its MLIR fusion emitters compile the same programs about a quarter
-# faster again (the speech-encoder tests 63 -> 43 s, the cluster-training tests 68 -> 50 s, on a
-# 2-core AMD EPYC). Users' runs keep XLA's defaults: these settings make slower code.
+# tests' programs are tiny, so compiling dominates, and the settings below trade their speed for
+# compile time (users' runs keep XLA's defaults):
+# - LLVM's optimisation level 0 instead of 3: about 610 s of pytest at level 1 and 420 s at level 0
+#   on a 2-core AMD EPYC.
+# - XLA's older CPU loop emitters instead of its MLIR fusion emitters compile the same programs
+#   about a quarter faster (the speech-encoder tests 63 -> 43 s, the cluster-training tests
+#   68 -> 50 s, at level 1).
+# - Without XLA's concurrency-optimised scheduler: with it at level 0, 4 single GAN steps and the
+#   same steps in one scan end up to 4% apart (at level 1, 8e-5: sums summed in another order flip
+#   the signs of near-zero gradients, which Adam turns into whole steps); without it, bit for bit.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
-                      "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
+                      "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false "
+                      "--xla_cpu_enable_concurrency_optimized_scheduler=false")
 # Many tests (and the `main` subprocesses some of them start) compile the same programs: the tiny
 # encoders' steps and passes at the same shapes. JAX's persistent compilation cache, one folder
 # for the whole session (set here, in the process that starts the xdist workers, so they and every
