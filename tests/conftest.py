@@ -11,8 +11,8 @@ import tempfile
 # Before any jax import: tests that shard use a mesh over 8 CPU devices; the rest use one. The
 # tests' programs are tiny, so compiling dominates, and the settings below trade their speed for
 # compile time (users' runs keep XLA's defaults):
-# - LLVM's optimisation level 0 instead of 3: about 610 s of pytest at level 1 and 420 s at level 0
-#   on a 2-core AMD EPYC.
+# - LLVM's optimisation level 0 instead of 3: 510 s of pytest against 689 s at level 1, back to
+#   back on a 2-core AMD EPYC.
 # - XLA's older CPU loop emitters instead of its MLIR fusion emitters compile the same programs
 #   about a quarter faster (the speech-encoder tests 63 -> 43 s, the cluster-training tests
 #   68 -> 50 s, at level 1).

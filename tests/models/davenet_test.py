@@ -175,6 +175,22 @@ def test_pools_match_flax_max_pool_values_and_gradients(frames):
                                   jax.grad(lambda x: (flax_pool(x) * w).sum())(x))
 
 
+def test_max_pool2x2_sends_each_windows_cotangent_to_one_maximum_on_ties():
+  """On windows with tied maxima (ReLU zeros, repeated values) the gradient is the cotangent on one
+  element holding the window's maximum and 0 elsewhere: never split, never NaN (a numpy loop)."""
+  from learning_words.models import layers
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 3, (2, 6, 5, 3)).astype(np.float32)  # few values: ties in most windows
+  w = rng.normal(size=(2, 3, 2, 3)).astype(np.float32)
+  grad = np.asarray(jax.grad(lambda x: (layers.max_pool2x2(x) * w).sum())(jnp.asarray(x)))
+  assert np.all(grad[:, :, 4] == 0)  # the odd last column is dropped
+  for b, i, j, c in np.ndindex(*w.shape):
+    window = x[b, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+    g = grad[b, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+    assert np.count_nonzero(g) == 1 and g.sum() == w[b, i, j, c]
+    assert window[g != 0][0] == window.max()
+
+
 @pytest.mark.parametrize("frames", [3, 8, 12])
 def test_conv_time_matches_flax_conv_when_the_kernel_outgrows_the_input(frames):
   """Values and gradients of conv_time against flax's own "SAME" conv, for inputs shorter than
