@@ -231,7 +231,8 @@ def load_generator(config, workdir: str) -> gen_lib.Generator:
     raise errors.MissingError("no generator: run --mode=train_gan (or --mode=pipeline "
                               "--config.gan.retrain=True) first")
   sizes = ref_gen.read_sizes(folder) or config.gan.sizes  # a converted file's own widths
-  return checkpoints.restore_weights(lambda: gen_lib.Generator(sizes, rngs=nnx.Rngs(0)), folder)
+  return checkpoints.restore_weights(lambda: gen_lib.Generator(sizes, rngs=nnx.Rngs(0)), folder,
+                                     key=f"generator {sizes!r}")
 
 
 def load_segmenter(config, workdir: str, required: bool = True) -> Segmenter | None:
@@ -242,8 +243,9 @@ def load_segmenter(config, workdir: str, required: bool = True) -> Segmenter | N
       return None
     raise errors.MissingError("no attribute segmenter: run --mode=train_segmenter (or "
                               "--mode=pipeline) first")
-  seg = checkpoints.restore_weights(
-      lambda: Segmenter(config.segmenter.widths, rngs=nnx.Rngs(0)), folder)
+  widths = tuple(config.segmenter.widths)
+  seg = checkpoints.restore_weights(lambda: Segmenter(widths, rngs=nnx.Rngs(0)), folder,
+                                    key=f"segmenter {widths!r}")
   seg.eval()
   return seg
 
@@ -291,7 +293,9 @@ def load_encoders(config, run_folder: str, which: str):
   given step (`which` a step number, e.g. '624'), or of a checkpoint folder's path (then
   run_folder is ignored), from its 'models' item."""
   manager, step = checkpoint_step(config, run_folder, which)
-  models = nnx.eval_shape(lambda: encoders.Encoders(config.model, rngs=nnx.Rngs(0)))
+  models = checkpoints.abstract_module(
+      lambda: encoders.Encoders(config.model, rngs=nnx.Rngs(0)),
+      "encoders " + config.model.to_json_best_effort(sort_keys=True))
   checkpoints.restore(manager, {"models": models}, step)
   return models, int(step)
 

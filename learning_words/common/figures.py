@@ -3,11 +3,14 @@ line plots and interval plots (matplotlib, drawn off-screen with Agg)."""
 import io
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from etils import epy
 from PIL import Image, ImageDraw, ImageFont
 
 from learning_words.common import files
+
+with epy.lazy_imports():  # imported at first use: start-up time
+  from matplotlib import figure as mpl_figure
+  from matplotlib.backends import backend_agg
 
 # Line colours (matplotlib's tab10).
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -75,13 +78,13 @@ def overlay_heat(images: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np
 
 def _render(fig) -> np.ndarray:
   """A matplotlib Figure drawn off-screen (Agg) -> uint8 [height, width, 3]."""
-  canvas = FigureCanvasAgg(fig)
+  canvas = backend_agg.FigureCanvasAgg(fig)
   canvas.draw()
   return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def _figure(width: int, height: int, title: str):
-  fig = Figure(figsize=(width / 100, height / 100), dpi=100)
+  fig = mpl_figure.Figure(figsize=(width / 100, height / 100), dpi=100)
   ax = fig.add_subplot()
   ax.set_title(title, fontsize=10)
   ax.tick_params(labelsize=8)
@@ -144,7 +147,7 @@ def interval_plot(rows: dict, title: str, width: int = 640, height: int = 320,
 def cell_maps(maps: dict, title: str, width: int = 640, height: int = 300) -> np.ndarray:
   """{name: values [h, w] in [0, 1]} drawn side by side as grids with their values written in
   the cells -> uint8 [height, width, 3]."""
-  fig = Figure(figsize=(width / 100, height / 100), dpi=100)
+  fig = mpl_figure.Figure(figsize=(width / 100, height / 100), dpi=100)
   fig.suptitle(title, fontsize=10)
   for k, (name, values) in enumerate(maps.items()):
     values = np.asarray(values, np.float64)

@@ -17,8 +17,10 @@ import os
 import struct
 
 import numpy as np
-import scipy.fft
-import scipy.signal
+from etils import epy
+with epy.lazy_imports():  # imported at first use: start-up time
+  import scipy.fft
+  import scipy.signal
 import soundfile
 
 from learning_words.common import errors

@@ -33,7 +33,9 @@ common length, which MISA's frame mask leaves out.
 """
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
+from etils import epy
+with epy.lazy_imports():  # imported at first use: start-up time
+  from scipy import stats
 
 from learning_words.common import batching, errors, figures
 from learning_words.data import audio

@@ -9,7 +9,9 @@ every seed: the seeds share the test material). scipy.stats.bootstrap does the r
 (percentile intervals).
 """
 import numpy as np
-from scipy import stats
+from etils import epy
+with epy.lazy_imports():  # imported at first use: start-up time
+  from scipy import stats
 
 from learning_words.data.vocabulary import ATTRIBUTES
 

@@ -18,7 +18,9 @@ share of the most frequent value in the test objects (`majority`).
 """
 import numpy as np
 from flax import nnx
-from sklearn import linear_model, pipeline, preprocessing
+from etils import epy
+with epy.lazy_imports():  # imported at first use: start-up time
+  from sklearn import linear_model, pipeline, preprocessing
 
 from learning_words.common import batching, errors, figures
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB

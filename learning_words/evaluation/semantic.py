@@ -33,9 +33,10 @@ import os
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from etils import epath
+from etils import epath, epy
 from flax import nnx
-from scipy import optimize
+with epy.lazy_imports():  # imported at first use: start-up time
+  from scipy import optimize
 
 from learning_words.common import assets, batching, checkpoints, errors, figures, files
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB

@@ -17,8 +17,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.cluster import hierarchy
-from scipy.spatial import distance
+from etils import epy
+with epy.lazy_imports():  # imported at first use: start-up time
+  from scipy.cluster import hierarchy
+  from scipy.spatial import distance
 
 
 

@@ -21,7 +21,9 @@ traced once per shape; there is no loop over the batch.
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import ndimage
+from etils import epy
+with epy.lazy_imports():  # imported at first use: start-up time
+  from scipy import ndimage
 
 from learning_words.models import davenet
 

@@ -165,7 +165,9 @@ def inverter(config, g, existing: str | None, trained: str, progress: bool = Tru
   if int(w.invert_encoder_steps) <= 0:
     return None, []
   if existing:
-    return checkpoints.restore_weights(lambda: make_encoder(config.gan, config.seed), existing), []
+    key = f"inverter {tuple(config.gan.d_sizes)!r} {int(config.gan.sizes[0])}"
+    return checkpoints.restore_weights(lambda: make_encoder(config.gan, config.seed), existing,
+                                       key=key), []
   start = time.time()
   n = min(int(w.invert_encoder_renders), int(w.num_train))  # the GAN's training renders
   arrays, _, _ = scenes_lib.render_scenes(n, config.seed, w.resolution, w.min_objects,

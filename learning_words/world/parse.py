@@ -16,8 +16,10 @@ Host-side numpy + scipy (it builds datasets, it is not in a train step); vectori
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage, sparse
-from scipy.sparse import csgraph
+from etils import epy
+with epy.lazy_imports():  # imported at first use: start-up time
+  from scipy import ndimage, sparse
+  from scipy.sparse import csgraph
 
 from learning_words.data.vocabulary import ATTRIBUTES, VOCAB
 

@@ -27,7 +27,9 @@ import platform
 import threading
 
 import numpy as np
-import scipy.signal
+from etils import epy
+with epy.lazy_imports():  # imported at first use: start-up time
+  import scipy.signal
 import tqdm
 
 SAMPLE_RATE = 16000

@@ -14,7 +14,9 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
-from scipy import ndimage
+from etils import epy
+with epy.lazy_imports():  # imported at first use: start-up time
+  from scipy import ndimage
 
 from learning_words.common import figures, files, jsonio
 from learning_words.data import vocabulary

@@ -142,6 +142,24 @@ def test_weight_fingerprints_name_values_not_saves(tmp_path):
   assert checkpoints.fingerprint_folders(str(tmp_path / "one"), extra=(8,)) != fp("one")
 
 
+def test_keyed_restores_trace_the_model_once_and_stay_independent(tmp_path):
+  checkpoints.save_weights(str(tmp_path / "a"), _Net(0))
+  checkpoints.save_weights(str(tmp_path / "b"), _Net(1))
+  built = []
+  make = lambda: built.append(1) or _Net(7)
+  a = checkpoints.restore_weights(make, str(tmp_path / "a"), key="net test")
+  b = checkpoints.restore_weights(make, str(tmp_path / "b"), key="net test")
+  again = checkpoints.restore_weights(make, str(tmp_path / "a"), key="net test")
+  assert len(built) == 1  # the constructor traced once for the key
+  assert a is not again and a.dense.kernel is not again.dense.kernel  # each its own module
+  for got, want in ((a, _Net(0)), (b, _Net(1)), (again, _Net(0))):
+    for x, y in zip(_leaves(got), _leaves(want)):
+      np.testing.assert_array_equal(x, y)
+  a.dense.kernel[...] = jnp.zeros_like(a.dense.kernel[...])  # the others keep their values
+  np.testing.assert_array_equal(np.asarray(again.dense.kernel[...]),
+                                np.asarray(_Net(0).dense.kernel[...]))
+
+
 def test_progress_bars_outside_a_terminal_write_a_few_lines():
   # A piped console (SLURM, nohup, CI): the bars' refreshes are paced, not written at every step.
   import subprocess
