@@ -1,8 +1,8 @@
 """Tests for learning_words.audio: loading edge cases and the reference featurisation.
 
 librosa's mel filterbank over a frame-by-frame numpy STFT is the independent oracle for the
-spectrogram; files are written by the tests
-with soundfile (or by hand for broken ones) into tmp_path.
+spectrogram; files are written by the tests with soundfile (or by hand for broken ones) into
+tmp_path.
 """
 
 import os
