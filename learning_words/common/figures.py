@@ -5,12 +5,11 @@ import io
 import numpy as np
 from etils import epy
 from PIL import Image, ImageDraw, ImageFont
-
-from learning_words.common import files
-
 with epy.lazy_imports():  # imported at first use: start-up time
   from matplotlib import figure as mpl_figure
   from matplotlib.backends import backend_agg
+
+from learning_words.common import files
 
 # Line colours (matplotlib's tab10).
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),

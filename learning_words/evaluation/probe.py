@@ -17,8 +17,8 @@ Training that teaches attributes should read them at least as well as `random`. 
 share of the most frequent value in the test objects (`majority`).
 """
 import numpy as np
-from flax import nnx
 from etils import epy
+from flax import nnx
 with epy.lazy_imports():  # imported at first use: start-up time
   from sklearn import linear_model, pipeline, preprocessing
 

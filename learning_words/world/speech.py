@@ -27,10 +27,10 @@ import platform
 import threading
 
 import numpy as np
+import tqdm
 from etils import epy
 with epy.lazy_imports():  # imported at first use: start-up time
   import scipy.signal
-import tqdm
 
 SAMPLE_RATE = 16000
 
